@@ -1,0 +1,41 @@
+# Two commands set up a fresh machine: `make demo` (the pipeline on the embedded NEU sample,
+# or on data/NEU-CLS when it is there) and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-stamp
+SHARED_NEU = ../shared/data/NEU-CLS
+# The demo trains on the full set when it is linked in, else on the 60-image embedded sample.
+DATA   ?= $(if $(wildcard data/NEU-CLS/Cr_1.bmp),data/NEU-CLS,data/neu-sample)
+DEMO_EPOCHS ?= $(if $(filter data/NEU-CLS,$(DATA)),60,15)
+OUT    ?= runs/demo
+
+.PHONY: demo test install data clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Link the full NEU-CLS set into data/ when the shared copy is beside this checkout.
+data:
+	@if [ ! -e data/NEU-CLS ] && [ -d $(SHARED_NEU) ]; then ln -s ../$(SHARED_NEU) data/NEU-CLS && echo "linked data/NEU-CLS -> $(SHARED_NEU)"; fi
+
+demo: $(STAMP) data
+	rm -rf $(OUT)
+	$(VENV)/bin/edge-train --data $(DATA) --model compact --epochs $(DEMO_EPOCHS) --out $(OUT)/train
+	$(VENV)/bin/edge-convert $(OUT)/train/model.keras --fp16 --int8 --calib-data $(DATA) \
+		--calib-split-file $(OUT)/train/split.csv --calib-size 40 --max-drift 5 -o $(OUT)/convert
+	$(VENV)/bin/edge-bench $(OUT)/convert/model.onnx $(OUT)/convert/model.fp16.onnx $(OUT)/convert/model.int8.onnx \
+		--reference $(OUT)/train/model.keras --data $(DATA) --split-file $(OUT)/train/split.csv \
+		--batch 1,8 --iterations 50 --md $(OUT)/bench.md --json $(OUT)/bench.json
+	@cat $(OUT)/bench.md
+
+test: $(STAMP) data
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

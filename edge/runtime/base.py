@@ -1,0 +1,161 @@
+"""The one Runner interface every backend implements (Polygraphy style).
+
+A runner is a context manager: ``activate()`` loads the artifact and warms up,
+``infer(batch)`` returns class probabilities, ``deactivate()`` frees everything.
+
+Example:
+    >>> from edge.runtime import load_runner
+    >>> with load_runner("out/model.int8.onnx") as r:
+    ...     probs = r.infer_images(gray_images)     # preprocessing from the metadata
+    ...     print(r.classes[probs[0].argmax()], r.last_timing)
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.metadata import classes_of, preprocess_of, read_meta
+from edge.preprocess import Preprocess
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (-1 for a dynamic dimension) and dtype of one input or output."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return not self.shape or self.shape[0] in (-1, None)
+
+
+@dataclass
+class Timing:
+    """Milliseconds of the parts of one call; None where a backend cannot separate a part."""
+
+    preprocess_ms: float = 0.0
+    h2d_ms: Optional[float] = None
+    compute_ms: float = 0.0
+    d2h_ms: Optional[float] = None
+    total_ms: float = 0.0
+
+    def as_dict(self) -> Dict[str, Optional[float]]:
+        return dict(self.__dict__)
+
+
+class Runner(abc.ABC):
+    """Base class of all runners.
+
+    Args:
+        artifact: Path of the model/engine file; its ``<artifact>.json`` metadata gives the
+            classes and the preprocessing.
+        meta: Metadata, if already read.
+        warmup: Inference calls made by ``activate()`` before the first timed call.
+    """
+
+    backend = "base"
+
+    def __init__(self, artifact: str | Path, meta: Optional[Dict[str, Any]] = None, warmup: int = 2):
+        self.artifact = Path(artifact)
+        self.meta = meta if meta is not None else read_meta(self.artifact)
+        self.classes: List[str] = classes_of(self.meta)
+        self.preprocess: Preprocess = preprocess_of(self.meta)
+        self.warmup = warmup
+        self.is_active = False
+        self.last_timing = Timing()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        """Load the artifact and run ``warmup`` calls on zeros."""
+        if self.is_active:
+            return
+        self.activate_impl()
+        self.is_active = True
+        if self.warmup:
+            dummy = np.zeros((1, *self.preprocess.input_shape), np.float32)
+            for _ in range(self.warmup):
+                self.infer(dummy)
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    @abc.abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abc.abstractmethod
+    def deactivate_impl(self) -> None: ...
+
+    # -- specs -------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def input_spec(self) -> TensorSpec: ...
+
+    @property
+    @abc.abstractmethod
+    def output_spec(self) -> TensorSpec: ...
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        """Largest batch one call accepts (None: unbounded)."""
+        return None if self.input_spec.dynamic_batch else int(self.input_spec.shape[0])
+
+    # -- inference ---------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K) for a preprocessed float32 batch (N, H, W, C).
+
+        Batches larger than :attr:`max_batch` (or a fixed batch of 1) are run in chunks.
+        """
+        if not self.is_active:
+            raise EdgeError(f"{type(self).__name__} is not active: use it as a context manager")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self.preprocess.input_shape):
+            raise EdgeError(f"input batch has shape {batch.shape}, the model takes (N, {', '.join(map(str, self.preprocess.input_shape))})")
+        mb = self.max_batch
+        t0 = time.perf_counter()
+        if mb is None or len(batch) <= mb:
+            out, timing = self.infer_impl(batch)
+        else:
+            parts, timing = [], Timing()
+            for i in range(0, len(batch), mb):
+                o, t = self.infer_impl(batch[i:i + mb])
+                parts.append(o)
+                timing.compute_ms += t.compute_ms
+                for k in ("h2d_ms", "d2h_ms"):
+                    if getattr(t, k) is not None:
+                        setattr(timing, k, (getattr(timing, k) or 0.0) + getattr(t, k))
+            out = np.concatenate(parts)
+        timing.total_ms = (time.perf_counter() - t0) * 1e3
+        self.last_timing = timing
+        return out
+
+    def infer_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Preprocess uint8 images with the artifact's own preprocessing, then :meth:`infer`."""
+        t0 = time.perf_counter()
+        batch = self.preprocess(images)
+        pre = (time.perf_counter() - t0) * 1e3
+        out = self.infer(batch)
+        self.last_timing.preprocess_ms = pre
+        self.last_timing.total_ms += pre
+        return out
+
+    @abc.abstractmethod
+    def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
+        """Run one chunk (len <= max_batch); return probabilities and the timing split."""

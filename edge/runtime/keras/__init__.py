@@ -1,0 +1,3 @@
+from edge.runtime.keras.runner import KerasRunner
+
+__all__ = ["KerasRunner"]

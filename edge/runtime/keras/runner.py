@@ -1,0 +1,70 @@
+"""Keras runner: the FP32 reference that converted artifacts are compared against.
+
+Not for the Jetson (it needs TensorFlow); imported lazily.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Tuple
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.runtime.base import Runner, TensorSpec, Timing
+
+
+def load_keras_model(path):
+    """Load a ``.keras`` file with ``safe_mode=True`` and a one-line error for what is refused."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as e:
+        text = " ".join(str(e).split())
+        if "Lambda" in text or "safe_mode" in text:
+            raise EdgeError(f"{path} holds a Lambda layer or arbitrary code, refused by safe_mode loading "
+                            "(rebuild the model without Lambda layers)") from None
+        if "Could not locate" in text or "custom_object" in text or "Unknown" in text:
+            raise EdgeError(f"{path} uses custom objects Keras cannot rebuild safely ({text[:160]})") from None
+        raise EdgeError(f"cannot load Keras model {path}: {text[:200]}") from None
+
+
+class KerasRunner(Runner):
+    """Runs a ``.keras`` model with Keras (TensorFlow backend), batch chunks of ``batch_size``."""
+
+    backend = "keras"
+
+    def __init__(self, artifact, meta=None, warmup: int = 1, batch_size: int = 64):
+        super().__init__(artifact, meta, warmup)
+        self.batch_size = batch_size
+        self.model = None
+
+    def activate_impl(self) -> None:
+        self.model = load_keras_model(self.artifact)
+
+    def deactivate_impl(self) -> None:
+        self.model = None
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return TensorSpec(self.model.inputs[0].name, (-1, *self.preprocess.input_shape))
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        return TensorSpec(self.model.outputs[0].name, (-1, len(self.classes)))
+
+    @property
+    def max_batch(self):
+        return self.batch_size
+
+    def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
+        if self.model is None:
+            raise EdgeError("Keras model is not loaded")
+        t0 = time.perf_counter()
+        out = self.model(batch, training=False)
+        out = np.asarray(out, dtype=np.float32)
+        return out, Timing(compute_ms=(time.perf_counter() - t0) * 1e3)

@@ -1,0 +1,3 @@
+from edge.runtime.onnxrt.runner import OnnxRuntimeRunner
+
+__all__ = ["OnnxRuntimeRunner"]
