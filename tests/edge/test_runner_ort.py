@@ -1,0 +1,98 @@
+"""The Runner interface on the ONNX Runtime runner, with an ONNX model built in the test."""
+
+import numpy as np
+import pytest
+
+from edge.errors import EdgeError
+from edge.metadata import write_meta
+from edge.preprocess import Preprocess
+from edge.runtime import backend_of, load_runner
+
+
+def _softmax_model(path, h=8, w=8, k=3, batch="N"):
+    """GlobalAveragePool over NHWC → MatMul → Softmax, with known weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    wts = np.arange(k, dtype=np.float32).reshape(1, k) + 1.0  # (C=1, K)
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("GlobalAveragePool", ["nchw"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, h, w, 1])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, k])],
+                          [numpy_helper.from_array(wts, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(m, path)
+    return wts
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    p = tmp_path / "m.onnx"
+    wts = _softmax_model(str(p))
+    write_meta(p, {"format": "onnx", "backend": "onnxruntime", "precision": "fp32", "classes": ["a", "b", "c"],
+                   "preprocess": Preprocess(8, 8, 1, "unit").to_dict()})
+    return p, wts
+
+
+def _expected(batch, wts):
+    m = batch.mean(axis=(1, 2, 3))[:, None] * wts
+    e = np.exp(m - m.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_ort_runner_matches_numpy(artifact):
+    p, wts = artifact
+    assert backend_of(p) == "onnxruntime"
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 8, 8, 1), dtype=np.float32)
+    with load_runner(p, threads=1) as r:
+        assert r.input_spec.name == "input" and r.input_spec.dynamic_batch
+        assert r.output_spec.shape == (-1, 3)
+        assert r.classes == ["a", "b", "c"]
+        out = r.infer(x)
+        assert r.last_timing.compute_ms > 0 and r.last_timing.h2d_ms is None
+    np.testing.assert_allclose(out, _expected(x, wts), rtol=1e-5, atol=1e-6)
+
+
+def test_infer_images_uses_stored_preprocessing(artifact):
+    p, wts = artifact
+    imgs = np.full((2, 16, 16), 255, np.uint8)  # resized to 8x8 and scaled to 1.0
+    with load_runner(p) as r:
+        out = r.infer_images(imgs)
+        assert r.last_timing.preprocess_ms > 0
+    np.testing.assert_allclose(out, _expected(np.ones((2, 8, 8, 1), np.float32), wts), rtol=1e-5)
+
+
+def test_fixed_batch_model_runs_in_chunks(tmp_path):
+    p = tmp_path / "b1.onnx"
+    wts = _softmax_model(str(p), batch=1)
+    write_meta(p, {"classes": ["a", "b", "c"], "preprocess": Preprocess(8, 8).to_dict()})
+    x = np.random.default_rng(1).random((4, 8, 8, 1), dtype=np.float32)
+    with load_runner(p) as r:
+        assert r.max_batch == 1
+        out = r.infer(x)
+    np.testing.assert_allclose(out, _expected(x, wts), rtol=1e-5, atol=1e-6)
+
+
+def test_runner_errors(artifact, tmp_path):
+    p, _ = artifact
+    r = load_runner(p)
+    with pytest.raises(EdgeError, match="not active"):
+        r.infer(np.zeros((1, 8, 8, 1), np.float32))
+    with r:
+        with pytest.raises(EdgeError, match="shape"):
+            r.infer(np.zeros((1, 9, 8, 1), np.float32))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    write_meta(bad, {"classes": ["a"], "preprocess": Preprocess(8, 8).to_dict()})
+    with pytest.raises(EdgeError, match="cannot load"):
+        with load_runner(bad):
+            pass
+    with pytest.raises(EdgeError, match="no CUDAExecutionProvider|CUDAExecutionProvider"):
+        with load_runner(p, providers=["CUDAExecutionProvider"]):
+            pass
