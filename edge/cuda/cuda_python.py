@@ -1,0 +1,188 @@
+"""cuda-python memory backend (the default).
+
+Imports ``cuda.bindings.runtime`` (cuda-python >= 12.6, the only layout of 13.x) and falls back
+to the older ``from cuda import cudart`` layout (cuda-python 11.x/12.x), lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from edge.cuda.base import (CudaBackend, CudaGraph, DeviceBuffer, DeviceInfo, Event, PinnedBuffer, Stream,
+                            host_array)
+from edge.cuda.errors import check_cuda, cuda_call
+from edge.errors import EdgeError
+
+
+def import_cudart():
+    """The cuda-python runtime API module, whichever package layout is installed."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 / 13.x
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python 11.x / early 12.x
+        except ImportError:
+            raise EdgeError("cuda-python is not installed (pip install cuda-python)") from None
+    return cudart
+
+
+def import_driver():
+    """The cuda-python driver API module, whichever package layout is installed."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        try:
+            from cuda import cuda as driver
+        except ImportError:
+            raise EdgeError("cuda-python is not installed (pip install cuda-python)") from None
+    return driver
+
+
+class CpPinned(PinnedBuffer):
+    def __init__(self, cudart, nbytes: int, mapped: bool = False):
+        self._rt = cudart
+        self.nbytes = int(nbytes)
+        self.device_ptr = None
+        if mapped:
+            self.ptr = int(cuda_call(cudart.cudaHostAlloc, self.nbytes, cudart.cudaHostAllocMapped))
+            self.device_ptr = int(cuda_call(cudart.cudaHostGetDevicePointer, self.ptr, 0))
+        else:
+            self.ptr = int(cuda_call(cudart.cudaMallocHost, self.nbytes))
+        self.array = host_array(self.ptr, (self.nbytes,), np.uint8)
+
+    def free(self) -> None:
+        if self.ptr:
+            self.array = None
+            cuda_call(self._rt.cudaFreeHost, self.ptr)
+            self.ptr = 0
+
+
+class CpDevice(DeviceBuffer):
+    def __init__(self, cudart, nbytes: int):
+        self._rt = cudart
+        self.nbytes = int(nbytes)
+        self.ptr = int(cuda_call(cudart.cudaMalloc, self.nbytes))
+
+    def free(self) -> None:
+        if self.ptr:
+            cuda_call(self._rt.cudaFree, self.ptr)
+            self.ptr = 0
+
+
+class CpStream(Stream):
+    def __init__(self, cudart):
+        self._rt = cudart
+        self._s = cuda_call(cudart.cudaStreamCreateWithFlags, cudart.cudaStreamNonBlocking)
+        self.handle = int(self._s)
+
+    def synchronize(self) -> None:
+        cuda_call(self._rt.cudaStreamSynchronize, self._s)
+
+    def wait_event(self, event: "CpEvent") -> None:
+        cuda_call(self._rt.cudaStreamWaitEvent, self._s, event._e, 0)
+
+    def free(self) -> None:
+        if self._s is not None:
+            cuda_call(self._rt.cudaStreamDestroy, self._s)
+            self._s = None
+
+
+class CpEvent(Event):
+    def __init__(self, cudart):
+        self._rt = cudart
+        self._e = cuda_call(cudart.cudaEventCreate)
+
+    def record(self, stream: CpStream) -> None:
+        cuda_call(self._rt.cudaEventRecord, self._e, stream._s)
+
+    def synchronize(self) -> None:
+        cuda_call(self._rt.cudaEventSynchronize, self._e)
+
+    def query(self) -> bool:
+        err = self._rt.cudaEventQuery(self._e)
+        err = err[0] if isinstance(err, tuple) else err
+        if err == self._rt.cudaError_t.cudaErrorNotReady:
+            return False
+        check_cuda("cudaEventQuery", (err,))
+        return True
+
+    def elapsed_ms(self, end: "CpEvent") -> float:
+        return float(cuda_call(self._rt.cudaEventElapsedTime, self._e, end._e))
+
+    def free(self) -> None:
+        if self._e is not None:
+            cuda_call(self._rt.cudaEventDestroy, self._e)
+            self._e = None
+
+
+class CpGraph(CudaGraph):
+    def __init__(self, cudart, graph):
+        self._rt = cudart
+        self._graph = graph
+        self._exec = cuda_call(cudart.cudaGraphInstantiate, graph, 0)
+
+    def launch(self, stream: CpStream) -> None:
+        cuda_call(self._rt.cudaGraphLaunch, self._exec, stream._s)
+
+    def free(self) -> None:
+        if self._exec is not None:
+            cuda_call(self._rt.cudaGraphExecDestroy, self._exec)
+            cuda_call(self._rt.cudaGraphDestroy, self._graph)
+            self._exec = None
+
+
+class CudaPythonBackend(CudaBackend):
+    """Memory backend on cuda-python's runtime API."""
+
+    name = "cuda-python"
+
+    def __init__(self):
+        self.rt = import_cudart()
+
+    def device_info(self, index: int = 0) -> DeviceInfo:
+        rt = self.rt
+        count = cuda_call(rt.cudaGetDeviceCount)
+        if index >= count:
+            raise EdgeError(f"no CUDA device {index} (found {count})")
+        p = cuda_call(rt.cudaGetDeviceProperties, index)
+        name = p.name.split(b"\0", 1)[0].decode() if isinstance(p.name, bytes) else str(p.name)
+        return DeviceInfo(index, name, f"{p.major}.{p.minor}", bool(p.integrated), bool(p.canMapHostMemory),
+                          int(p.totalGlobalMem))
+
+    def pinned(self, nbytes: int, mapped: bool = False) -> PinnedBuffer:
+        return CpPinned(self.rt, nbytes, mapped)
+
+    def device(self, nbytes: int) -> DeviceBuffer:
+        return CpDevice(self.rt, nbytes)
+
+    def stream(self) -> Stream:
+        return CpStream(self.rt)
+
+    def event(self) -> Event:
+        return CpEvent(self.rt)
+
+    def _copy(self, dst: int, src: int, nbytes: int, kind, stream: CpStream) -> None:
+        cuda_call(self.rt.cudaMemcpyAsync, dst, src, nbytes, kind, stream._s)
+
+    def memcpy_htod_async(self, dst, src, nbytes, stream) -> None:
+        self._copy(dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
+
+    def memcpy_dtoh_async(self, dst, src, nbytes, stream) -> None:
+        self._copy(dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
+
+    def memcpy_dtod_async(self, dst, src, nbytes, stream) -> None:
+        self._copy(dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream)
+
+    def begin_capture(self, stream: CpStream) -> None:
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        cuda_call(self.rt.cudaStreamBeginCapture, stream._s, mode)
+
+    def end_capture(self, stream: CpStream) -> CudaGraph:
+        graph = cuda_call(self.rt.cudaStreamEndCapture, stream._s)
+        return CpGraph(self.rt, graph)
+
+    def memset_async(self, dst: int, value: int, nbytes: int, stream: CpStream) -> None:
+        """Fill device memory (used by the GPU tests as a stand-in kernel)."""
+        cuda_call(self.rt.cudaMemsetAsync, dst, value, nbytes, stream._s)

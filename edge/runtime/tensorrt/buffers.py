@@ -1,0 +1,141 @@
+"""Buffer sizing and the double-buffer schedule of the TensorRT runner (pure logic, no CUDA).
+
+Kept apart from the runner so the maths and the ordering can be tested on a machine without a
+GPU; the runner only executes what these functions decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+#: Device allocations are rounded up to this many bytes (cudaMalloc's own alignment).
+ALIGN = 256
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Shape at the max batch and the bytes to allocate for one I/O tensor."""
+
+    name: str
+    is_input: bool
+    shape: Tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+    def batch_shape(self, n: int) -> Tuple[int, ...]:
+        """The tensor's shape for a batch of ``n``."""
+        return (n, *self.shape[1:])
+
+    def batch_nbytes(self, n: int) -> int:
+        return int(np.prod(self.batch_shape(n))) * np.dtype(self.dtype).itemsize
+
+
+def aligned(nbytes: int, align: int = ALIGN) -> int:
+    """``nbytes`` rounded up to a multiple of ``align`` (at least one block)."""
+    return max(align, -(-int(nbytes) // align) * align)
+
+
+def resolve_max_batch(tensors: Sequence, requested: Optional[int] = None) -> int:
+    """The max batch the buffers are allocated for.
+
+    Args:
+        tensors: ``compat.IOTensor`` s (name, is_input, shape, dtype, profile).
+        requested: The user's max batch (None: the engine's own limit).
+
+    Returns:
+        The engine's fixed batch, or min(requested, profile max) for a dynamic batch.
+
+    Raises:
+        EdgeError: no input, or ``requested`` exceeds what the engine accepts.
+    """
+    inputs = [t for t in tensors if t.is_input]
+    if not inputs:
+        raise EdgeError("the engine has no input tensor")
+    limits = []
+    for t in inputs:
+        if t.shape[0] >= 0:
+            limits.append(t.shape[0])
+        elif t.profile is not None:
+            limits.append(int(t.profile[2][0]))
+        else:
+            raise EdgeError(f"input {t.name!r} has a dynamic batch but no optimisation profile")
+    engine_max = min(limits)
+    if requested is None:
+        return engine_max
+    if requested < 1:
+        raise EdgeError(f"max batch must be >= 1, got {requested}")
+    if requested > engine_max:
+        raise EdgeError(f"max batch {requested} exceeds the engine's limit of {engine_max}")
+    return int(requested)
+
+
+def plan_buffers(tensors: Sequence, max_batch: int) -> Dict[str, BufferPlan]:
+    """Bytes of every I/O tensor at ``max_batch``: allocated once, reused for every call.
+
+    Dynamic non-batch dimensions of inputs take the profile's max; outputs must have static
+    non-batch dimensions (a classifier's (N, K)).
+    """
+    plans = {}
+    for t in tensors:
+        dims = list(t.shape)
+        if not dims:
+            raise EdgeError(f"tensor {t.name!r} is a scalar; the runner takes batched tensors")
+        dims[0] = max_batch
+        for i, d in enumerate(dims[1:], 1):
+            if d < 0:
+                if t.is_input and t.profile is not None:
+                    dims[i] = int(t.profile[2][i])
+                else:
+                    raise EdgeError(f"tensor {t.name!r} has a dynamic dimension {i} the runner cannot size")
+        nbytes = int(np.prod(dims)) * np.dtype(t.dtype).itemsize
+        plans[t.name] = BufferPlan(t.name, t.is_input, tuple(dims), t.dtype, aligned(nbytes))
+    return plans
+
+
+def chunks(n: int, max_batch: int) -> List[Tuple[int, int]]:
+    """(start, stop) of the chunks of at most ``max_batch`` covering ``n`` items."""
+    if max_batch < 1:
+        raise EdgeError(f"max batch must be >= 1, got {max_batch}")
+    return [(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One step of the double-buffer schedule.
+
+    kind: ``fill`` (host writes chunk into the slot's pinned input), ``h2d`` (async upload on the
+    copy stream), ``exec`` (compute stream waits for the upload, runs, downloads), ``collect``
+    (host waits for the slot's done event and reads the pinned output).
+    """
+
+    kind: str
+    chunk: int
+    slot: int
+
+
+def double_buffer_schedule(n_chunks: int, slots: int = 2) -> Iterator[Op]:
+    """The order of operations that overlaps chunk i+1's fill/upload with chunk i's compute.
+
+    A slot is refilled only after its previous chunk was collected; chunk i is collected after
+    chunk i+1 was enqueued, so the GPU always has the next chunk queued while the host waits.
+    """
+    if slots < 1:
+        raise EdgeError("double buffering needs at least one slot")
+    lag = slots - 1
+    for i in range(n_chunks):
+        s = i % slots
+        yield Op("fill", i, s)
+        yield Op("h2d", i, s)
+        yield Op("exec", i, s)
+        if i - lag >= 0 and lag > 0:
+            yield Op("collect", i - lag, (i - lag) % slots)
+        elif lag == 0:
+            yield Op("collect", i, s)
+    for j in range(max(0, n_chunks - lag), n_chunks):
+        if lag > 0:
+            yield Op("collect", j, j % slots)

@@ -1,0 +1,86 @@
+"""Engine loading: refuse an engine built for another TensorRT version or GPU, then deserialize.
+
+A TensorRT plan runs only on the TensorRT version and GPU (compute capability) it was built for,
+unless it was built version- or hardware-compatible. The engine's metadata JSON records both
+(``"tensorrt": {"version", "gpu", "compute_capability"}``); the check reads it before touching the
+plan, so the user gets one line instead of TensorRT's deserialization error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+
+def check_engine_compat(meta: Dict[str, Any], trt_version: str, device=None) -> None:
+    """Raise a one-line EdgeError if the engine's metadata says another TensorRT or GPU.
+
+    Args:
+        meta: The engine's metadata (``tensorrt`` section).
+        trt_version: ``tensorrt.__version__`` of this machine.
+        device: :class:`edge.cuda.DeviceInfo` of the GPU that will run it (None: skip the GPU check).
+
+    Metadata flags ``version_compatible`` / ``hardware_compatible`` (engines built with
+    ``BuilderFlag.VERSION_COMPATIBLE`` / a hardware-compatibility level) relax the checks.
+    """
+    from edge.runtime.tensorrt.compat import TRTVersion
+
+    info = meta.get("tensorrt") or {}
+    name = meta.get("artifact", "engine")
+    built = info.get("version")
+    if not built:
+        raise EdgeError(f"{name}: metadata has no tensorrt.version; cannot tell which TensorRT built it")
+    bv, rv = TRTVersion.parse(built), TRTVersion.parse(trt_version)
+    if info.get("version_compatible"):
+        if (bv.major, bv.minor) > (rv.major, rv.minor):
+            raise EdgeError(f"{name} was built with TensorRT {bv} (version-compatible), this machine has older {rv}")
+    elif bv != rv:
+        raise EdgeError(f"{name} was built with TensorRT {bv} but this machine has TensorRT {rv}: "
+                        f"rebuild it here (edge-convert --engine always)")
+    if device is None:
+        return
+    cc = str(info.get("compute_capability") or "")
+    if not cc:
+        raise EdgeError(f"{name}: metadata has no tensorrt.compute_capability; cannot check the GPU")
+    if info.get("hardware_compatible"):
+        if float(device.compute_capability) < 8.0:
+            raise EdgeError(f"{name} is hardware-compatible (Ampere+), this GPU {device.name} is sm {device.compute_capability}")
+        return
+    if cc != device.compute_capability:
+        raise EdgeError(f"{name} was built for {info.get('gpu', '?')} (sm {cc}) but this GPU is {device.name} "
+                        f"(sm {device.compute_capability}): rebuild it on this device")
+    if info.get("gpu") and info["gpu"] != device.name:
+        log.warning("%s was built on %s, running on %s (same compute capability %s)", name, info["gpu"],
+                    device.name, cc)
+
+
+def import_tensorrt():
+    """``import tensorrt`` with a clear error where it is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise EdgeError("TensorRT is not installed (on Jetson it comes with JetPack: see jetson/setup.sh)") from None
+    return trt
+
+
+def load_engine(path: str | Path, meta: Dict[str, Any], device=None, trt=None, logger=None):
+    """Check compatibility, then deserialize.
+
+    Returns:
+        (trt module, trt.Runtime, trt.ICudaEngine); keep the runtime alive as long as the engine.
+    """
+    from edge.runtime.tensorrt import compat
+
+    trt = trt or import_tensorrt()
+    compat.runtime_branch(compat.version_of(trt))  # refuses < 8.5
+    check_engine_compat(meta, trt.__version__, device)
+    data = Path(path).read_bytes()
+    if not data:
+        raise EdgeError(f"engine file {path} is empty")
+    runtime, engine = compat.deserialize_engine(trt, data, logger)
+    return trt, runtime, engine

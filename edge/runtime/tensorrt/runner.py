@@ -1,0 +1,268 @@
+"""TensorRT runner with pinned host memory, async copies on a CUDA stream and double buffering.
+
+One call (``infer``) on a batch of at most ``max_batch``::
+
+    pinned input  --H2D (async)-->  device input  --execute_async_v3-->  device output
+                  --D2H (async)-->  pinned output  --one stream synchronize-->  numpy
+
+with CUDA events between the steps for the timing split (h2d / compute / d2h). Buffers are
+allocated once, for the max batch, when the runner is activated. A batch larger than
+``max_batch`` (or :meth:`infer_batches` over a stream of batches) is double-buffered: two slots
+of pinned+device buffers, a copy stream and a compute stream, so chunk i+1 is preprocessed and
+uploaded while chunk i computes (:func:`edge.runtime.tensorrt.buffers.double_buffer_schedule`).
+
+Options: ``cuda_graph`` captures ``execute_async_v3`` per (batch size, slot) into a CUDA graph;
+``zero_copy`` (Jetson / integrated GPUs) binds mapped pinned host memory directly to the engine
+and skips the copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.runtime.base import Runner, TensorSpec, Timing
+from edge.runtime.tensorrt import buffers as bufmath
+
+log = logging.getLogger(__name__)
+
+
+class _Slot:
+    """Pinned host + device buffers for every I/O tensor, and the events of one pipeline slot."""
+
+    def __init__(self, be, plans, zero_copy: bool):
+        self.host = {n: be.pinned(p.nbytes, mapped=zero_copy) for n, p in plans.items()}
+        self.dev = {} if zero_copy else {n: be.device(p.nbytes) for n, p in plans.items()}
+        self.uploaded, self.done = be.event(), be.event()
+        self.t = [be.event() for _ in range(4)]  # start, after H2D, after compute, after D2H
+        self.graphs: Dict[int, object] = {}
+
+    def addr(self, name: str) -> int:
+        return self.dev[name].ptr if self.dev else self.host[name].device_ptr
+
+    def free(self) -> None:
+        for g in self.graphs.values():
+            g.free()
+        for obj in [*self.host.values(), *self.dev.values(), self.uploaded, self.done, *self.t]:
+            obj.free()
+
+
+class TensorRTRunner(Runner):
+    """Runs a serialized TensorRT engine (``.engine``/``.plan``) with its metadata JSON.
+
+    Args:
+        artifact: Engine file; ``<artifact>.json`` gives classes, preprocessing and the
+            ``tensorrt`` version/GPU the engine was built for (checked before deserializing).
+        meta: Metadata, if already read.
+        warmup: Inference calls at activation.
+        cuda_backend: ``auto`` | ``cuda-python`` | ``pycuda`` (:func:`edge.cuda.get_backend`).
+        max_batch: Batch the buffers are sized for (default: the engine profile's max).
+        cuda_graph: Capture the engine launch into CUDA graphs (one per batch size and slot).
+        zero_copy: ``auto`` (on integrated GPUs that can map host memory), True or False.
+        device: CUDA device index.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, artifact, meta=None, warmup: int = 2, cuda_backend: str = "auto",
+                 max_batch: Optional[int] = None, cuda_graph: bool = False, zero_copy="auto", device: int = 0):
+        super().__init__(artifact, meta, warmup)
+        self.cuda_backend = cuda_backend
+        self.requested_max_batch = max_batch
+        self.cuda_graph = bool(cuda_graph)
+        self.zero_copy_opt = zero_copy
+        self.device = device
+        self.trt = self.engine = self.context = self._runtime = None
+        self.be = None
+        self.slots: List[_Slot] = []
+        self._tensors = []
+        self._plans: Dict[str, bufmath.BufferPlan] = {}
+        self._max_batch = None
+        self.zero_copy = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    def activate_impl(self) -> None:
+        from edge.cuda import get_backend
+        from edge.runtime.tensorrt import compat
+        from edge.runtime.tensorrt.loader import load_engine
+
+        self.be = get_backend(self.cuda_backend)
+        dev = self.be.device_info(self.device)
+        self.trt, self._runtime, self.engine = load_engine(self.artifact, self.meta, dev)
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise EdgeError(f"TensorRT could not create an execution context for {self.artifact} (out of memory?)")
+        self._tensors = compat.io_tensors(self.trt, self.engine)
+        ins = [t for t in self._tensors if t.is_input]
+        outs = [t for t in self._tensors if not t.is_input]
+        if len(ins) != 1 or len(outs) != 1:
+            raise EdgeError(f"{self.artifact}: the runner takes one input and one output, the engine has "
+                            f"{len(ins)} and {len(outs)}")
+        self._in, self._out = ins[0], outs[0]
+        self._max_batch = bufmath.resolve_max_batch(self._tensors, self.requested_max_batch)
+        self._plans = bufmath.plan_buffers(self._tensors, self._max_batch)
+        self.zero_copy = self._want_zero_copy(dev)
+        self.s_copy, self.s_compute = self.be.stream(), self.be.stream()
+        self.slots = [_Slot(self.be, self._plans, self.zero_copy) for _ in range(2)]
+        log.info("TensorRT %s engine %s: max batch %d, %s, backend %s%s", self.trt.__version__, self.artifact.name,
+                 self._max_batch, "zero-copy mapped memory" if self.zero_copy else "pinned + device buffers",
+                 self.be.name, ", CUDA graphs" if self.cuda_graph else "")
+
+    def _want_zero_copy(self, dev) -> bool:
+        z = self.zero_copy_opt
+        ok = dev.integrated and dev.can_map_host_memory
+        if z in (True, "on", "true", "1"):
+            if not ok:
+                raise EdgeError(f"zero-copy needs an integrated GPU that can map host memory; {dev.name} cannot")
+            return True
+        return bool(z == "auto" and ok)
+
+    def deactivate_impl(self) -> None:
+        try:
+            if self.s_compute is not None:
+                self.s_compute.synchronize()
+            for s in self.slots:
+                s.free()
+            for st in (self.s_copy, self.s_compute):
+                st.free()
+        finally:
+            self.slots = []
+            self.context = self.engine = self._runtime = None
+
+    s_copy = s_compute = None
+
+    # -- specs -------------------------------------------------------------------
+    def _spec_from_meta(self, key: str) -> TensorSpec:
+        m = self.meta.get(key) or {}
+        shape = tuple(m.get("shape") or ((-1, *self.preprocess.input_shape) if key == "input" else (-1, len(self.classes))))
+        return TensorSpec(m.get("name", key), tuple(int(d) for d in shape), m.get("dtype", "float32"))
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        if self._tensors:
+            return TensorSpec(self._in.name, self._in.shape, self._in.dtype)
+        return self._spec_from_meta("input")
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        if self._tensors:
+            return TensorSpec(self._out.name, self._out.shape, self._out.dtype)
+        return self._spec_from_meta("output")
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        return self._max_batch if self._max_batch is not None else super().max_batch
+
+    # -- one chunk ----------------------------------------------------------------
+    def _bind(self, slot: _Slot, n: int) -> None:
+        from edge.runtime.tensorrt import compat
+
+        if self._in.shape[0] < 0:
+            compat.set_input_shape(self.trt, self.context, self._in.name, self._plans[self._in.name].batch_shape(n))
+        for t in self._tensors:
+            compat.set_tensor_address(self.context, t.name, slot.addr(t.name))
+
+    def _launch(self, slot: _Slot, n: int, stream) -> None:
+        """execute_async_v3 on ``stream`` (or its captured CUDA graph)."""
+        from edge.runtime.tensorrt import compat
+
+        self._bind(slot, n)
+        if not self.cuda_graph:
+            compat.execute_async(self.trt, self.context, stream.handle)
+            return
+        g = slot.graphs.get(n)
+        if g is None:
+            # TensorRT needs one regular enqueue after a shape change before it can be captured.
+            compat.execute_async(self.trt, self.context, stream.handle)
+            stream.synchronize()
+            self.be.begin_capture(stream)
+            try:
+                compat.execute_async(self.trt, self.context, stream.handle)
+            finally:
+                g = slot.graphs[n] = self.be.end_capture(stream)
+        g.launch(stream)
+
+    def _enqueue(self, slot: _Slot, n: int, copy_stream, compute_stream, timed: bool) -> None:
+        """H2D on ``copy_stream``, then compute + D2H on ``compute_stream`` after the upload event."""
+        pin, pout = self._plans[self._in.name], self._plans[self._out.name]
+        if timed:
+            slot.t[0].record(copy_stream)
+        if not self.zero_copy:
+            self.be.memcpy_htod_async(slot.dev[pin.name].ptr, slot.host[pin.name].ptr, pin.batch_nbytes(n), copy_stream)
+        slot.uploaded.record(copy_stream)
+        if compute_stream is not copy_stream:
+            compute_stream.wait_event(slot.uploaded)
+        if timed:
+            slot.t[1].record(compute_stream)
+        self._launch(slot, n, compute_stream)
+        if timed:
+            slot.t[2].record(compute_stream)
+        if not self.zero_copy:
+            self.be.memcpy_dtoh_async(slot.host[pout.name].ptr, slot.dev[pout.name].ptr, pout.batch_nbytes(n),
+                                      compute_stream)
+        slot.done.record(compute_stream)
+
+    def _fill(self, slot: _Slot, batch: np.ndarray) -> None:
+        p = self._plans[self._in.name]
+        view = slot.host[p.name].view(p.batch_shape(len(batch)), p.dtype)
+        np.copyto(view, batch, casting="same_kind")
+
+    def _collect(self, slot: _Slot, n: int) -> np.ndarray:
+        slot.done.synchronize()
+        p = self._plans[self._out.name]
+        return np.array(slot.host[p.name].view(p.batch_shape(n), p.dtype), dtype=np.float32)
+
+    def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
+        """One chunk on one stream: H2D → execute → D2H, one synchronize, event timing."""
+        slot, s, n = self.slots[0], self.s_compute, len(batch)
+        self._fill(slot, batch)
+        self._enqueue(slot, n, s, s, timed=True)
+        slot.t[3].record(s)
+        s.synchronize()
+        out = self._collect(slot, n)
+        t = slot.t
+        h2d = t[0].elapsed_ms(t[1])
+        return out, Timing(h2d_ms=None if self.zero_copy else h2d, compute_ms=t[1].elapsed_ms(t[2]),
+                           d2h_ms=None if self.zero_copy else t[2].elapsed_ms(t[3]))
+
+    # -- double buffering ------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N, K); batches above :attr:`max_batch` go through the double-buffered pipeline."""
+        if self.is_active and self._max_batch is not None and len(batch) > self._max_batch:
+            t0 = time.perf_counter()
+            parts = list(self.infer_batches(np.asarray(batch, np.float32)[a:b]
+                                            for a, b in bufmath.chunks(len(batch), self._max_batch)))
+            self.last_timing = Timing(compute_ms=(time.perf_counter() - t0) * 1e3,
+                                      total_ms=(time.perf_counter() - t0) * 1e3)
+            return np.concatenate(parts)
+        return super().infer(batch)
+
+    def infer_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Pipeline a stream of preprocessed batches (each <= max_batch): results in order.
+
+        Follows :func:`edge.runtime.tensorrt.buffers.double_buffer_schedule` with two slots: chunk
+        k is written into slot k % 2 and enqueued (upload on the copy stream, compute + download
+        on the compute stream after the upload event) *before* the host waits for chunk k-1, so
+        the next upload overlaps the current compute. A slot is reused only after its previous
+        chunk was collected.
+        """
+        if not self.is_active:
+            raise EdgeError("TensorRTRunner is not active: use it as a context manager")
+        nslots = len(self.slots)
+        prev: Optional[Tuple[int, int]] = None  # (slot, n) of the chunk enqueued but not collected
+        for k, b in enumerate(batches):
+            b = np.ascontiguousarray(b, dtype=np.float32)
+            if b.ndim != 4 or len(b) > self._max_batch or tuple(b.shape[1:]) != tuple(self.preprocess.input_shape):
+                raise EdgeError(f"batch of shape {b.shape} does not fit the engine (max batch {self._max_batch})")
+            slot = self.slots[k % nslots]
+            self._fill(slot, b)
+            self._enqueue(slot, len(b), self.s_copy, self.s_compute, timed=False)
+            if prev is not None:
+                yield self._collect(self.slots[prev[0]], prev[1])
+            prev = (k % nslots, len(b))
+        if prev is not None:
+            yield self._collect(self.slots[prev[0]], prev[1])
