@@ -1,0 +1,344 @@
+"""The benchmark: latency, throughput and accuracy drift of artifacts against the FP32 Keras reference.
+
+Conventions (the report says them too):
+
+* **Latency** is *end-to-end host wall time* of one call ``runner.infer_images(batch of uint8 images)``:
+  host preprocessing + H2D copy + compute + D2H copy, measured with ``time.perf_counter``. This is
+  NOT trtexec's default (GPU compute time only). ``latency_ms`` is per batch, ``latency_per_image_ms``
+  is the same divided by the batch size, and ``latency_parts_ms`` splits each call into the parts the
+  runner's ``last_timing`` can separate (``preprocess``, ``h2d``, ``compute``, ``d2h``; a part is
+  absent where the backend cannot time it: ONNX Runtime on the CPU has no copies, so its
+  ``compute`` is the whole ``session.run``).
+* **Throughput** is ``batch * iterations / wall time`` of the timed loop (images/s), one loop per batch size.
+* **Accuracy drift** compares each artifact with the Keras reference on the same files, each model with
+  its own stored preprocessing (see :mod:`bench.drift`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from bench import drift as driftmod
+from bench import stats
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+LATENCY_CONVENTION = (
+    "end-to-end host wall time per call of runner.infer_images(): host preprocessing + H2D + compute + D2H "
+    "(time.perf_counter); latency_ms is per batch, latency_per_image_ms per image; latency_parts_ms splits "
+    "the call where the runner times the parts (trtexec 11 reports GPU compute time only by default)")
+THROUGHPUT_CONVENTION = "batch * iterations / wall time of the timed loop, images per second"
+PARTS = ("preprocess", "h2d", "compute", "d2h")
+#: Accuracy drop (pp) above which a row is marked ❎ when no --fail-on-drift gate is given.
+DEFAULT_STATUS_DROP_PP = 1.0
+
+
+@dataclass
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        batches: Batch sizes of the latency/throughput loops.
+        warmup: Untimed calls before each timed loop.
+        iterations: Timed calls per batch size (ignored when ``duration`` is set).
+        duration: Seconds per timed loop instead of a fixed count (at least ``min_iterations`` calls).
+        threads: ONNX Runtime intra-op threads (0: its default).
+        corruptions: Also compute the accuracy table under corruptions.
+        eval_batch: Batch size of the accuracy passes.
+        gate_pp: ``--fail-on-drift`` threshold (None: no gate).
+        progress: Show tqdm bars.
+        seed: Seed of the corruption noise.
+    """
+
+    batches: List[int] = field(default_factory=lambda: [1])
+    warmup: int = 20
+    iterations: int = 200
+    duration: Optional[float] = None
+    threads: int = 0
+    corruptions: bool = False
+    eval_batch: int = 32
+    gate_pp: Optional[float] = None
+    progress: bool = True
+    seed: int = 0
+    min_iterations: int = 10
+
+    def validate(self) -> None:
+        if not self.batches or min(self.batches) < 1:
+            raise EdgeError("batch sizes must be >= 1")
+        if self.warmup < 0:
+            raise EdgeError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.duration is None and self.iterations < 1:
+            raise EdgeError(f"--iterations must be >= 1, got {self.iterations}")
+        if self.duration is not None and not self.duration > 0:
+            raise EdgeError(f"--duration must be > 0 seconds, got {self.duration}")
+        if self.threads < 0:
+            raise EdgeError(f"--threads must be >= 0, got {self.threads}")
+        if self.gate_pp is not None and (not math.isfinite(self.gate_pp) or self.gate_pp < 0):
+            raise EdgeError(f"--fail-on-drift must be a non-negative number of points, got {self.gate_pp}")
+
+
+def _tqdm(it, progress: bool, **kw):
+    if not progress:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, leave=False, **kw)
+
+
+def predict(runner, images: np.ndarray, batch: int = 32, progress: bool = False, desc: str = "") -> np.ndarray:
+    """Probabilities (N, K) of uint8 images through ``runner.infer_images`` in chunks of ``batch``."""
+    outs = []
+    starts = range(0, len(images), batch)
+    for i in _tqdm(starts, progress, desc=desc, unit="batch"):
+        outs.append(np.asarray(runner.infer_images(images[i:i + batch]), dtype=np.float32))
+    return np.concatenate(outs) if outs else np.zeros((0, len(runner.classes)), np.float32)
+
+
+def batches_of(images: np.ndarray, batch: int, max_batches: int = 8) -> List[np.ndarray]:
+    """Up to ``max_batches`` distinct batches of ``batch`` images, cycling through the set."""
+    n = len(images)
+    if n == 0:
+        raise EdgeError("no images to time")
+    count = max(1, min(max_batches, math.ceil(n / batch)))
+    return [images[np.arange(k * batch, (k + 1) * batch) % n] for k in range(count)]
+
+
+def measure(runner, images: np.ndarray, batch: int, cfg: BenchConfig, desc: str = "") -> Dict[str, Any]:
+    """Timed loop of ``runner.infer_images`` at one batch size.
+
+    Returns:
+        ``{"total": [ms per call], "parts": {part: [ms] or None}, "wall_s", "iterations"}``.
+    """
+    data = batches_of(images, batch)
+    for k in range(cfg.warmup):
+        runner.infer_images(data[k % len(data)])
+    totals: List[float] = []
+    parts: Dict[str, List[Optional[float]]] = {p: [] for p in PARTS}
+    if cfg.duration is not None:
+        bar = _tqdm(None, cfg.progress, desc=desc, unit="it", total=None)
+    else:
+        bar = _tqdm(None, cfg.progress, desc=desc, unit="it", total=cfg.iterations)
+    t_start = time.perf_counter()
+    k = 0
+    while True:
+        if cfg.duration is None:
+            if k >= cfg.iterations:
+                break
+        elif k >= cfg.min_iterations and time.perf_counter() - t_start >= cfg.duration:
+            break
+        t0 = time.perf_counter()
+        runner.infer_images(data[k % len(data)])
+        t1 = time.perf_counter()
+        tm = runner.last_timing
+        totals.append((t1 - t0) * 1e3)
+        parts["preprocess"].append(tm.preprocess_ms)
+        parts["h2d"].append(tm.h2d_ms)
+        parts["compute"].append(tm.compute_ms)
+        parts["d2h"].append(tm.d2h_ms)
+        k += 1
+        if bar is not None and hasattr(bar, "update"):
+            bar.update(1)
+    wall = time.perf_counter() - t_start
+    if bar is not None and hasattr(bar, "close"):
+        bar.close()
+    clean = {p: (None if any(v is None for v in vals) else [float(v) for v in vals]) for p, vals in parts.items()}
+    return {"total": totals, "parts": clean, "wall_s": wall, "iterations": k}
+
+
+def _size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 3) if path.is_file() else 0.0
+
+
+def _runner_opts(backend: str, cfg: BenchConfig) -> Dict[str, Any]:
+    return {"threads": cfg.threads} if backend == "onnxruntime" else {}
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:300]
+
+
+class Reference:
+    """The FP32 Keras reference: its probabilities on the clean and corrupted images."""
+
+    def __init__(self, model: Path, meta: Dict[str, Any]):
+        self.model = model
+        self.meta = meta
+        self.classes = list(meta["classes"])
+        self.probs: Optional[np.ndarray] = None
+        self.corrupt_probs: Dict[str, np.ndarray] = {}
+
+
+def load_reference_meta(model: str | Path) -> Dict[str, Any]:
+    """Metadata of the reference model (``model.keras.json`` or preprocess.json + classes.json)."""
+    from edge.metadata import read_meta
+
+    model = Path(model)
+    meta = read_meta(model)
+    if not meta.get("classes") or not meta.get("preprocess"):
+        raise EdgeError(f"reference {model} has no classes/preprocessing in its metadata")
+    return meta
+
+
+def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarray, labels: np.ndarray,
+        files: Sequence[str], cfg: BenchConfig, reference_runner_factory=None) -> Dict[str, Any]:
+    """Benchmark every artifact; return the report (without the environment block).
+
+    Args:
+        artifacts: Artifact files (each with its ``.json`` metadata).
+        reference: The FP32 Keras model.
+        images: uint8 test images (N, H, W), in the order of ``labels`` / ``files``.
+        labels: Class index per image, in the reference's class order.
+        files: File name per image (relative to the data root).
+        cfg: What to measure.
+        reference_runner_factory: Makes the reference runner (tests); default ``load_runner(reference)``.
+
+    Returns:
+        ``{"reference": {...}, "results": [...], "corruptions": {...} | None, "conventions": {...}}``;
+        each result carries raw latency samples under ``"_samples"`` for the plots.
+    """
+    from bench.corruptions import all_conditions, corrupt
+    from bench.formats import describe
+    from edge.metadata import read_meta
+    from edge.runtime import backend_of, load_runner
+
+    cfg.validate()
+    reference = Path(reference)
+    ref_meta = load_reference_meta(reference)
+    ref = Reference(reference, ref_meta)
+    metas = []
+    for a in artifacts:
+        a = Path(a)
+        meta = read_meta(a)
+        cls = meta.get("classes")
+        if cls and list(cls) != ref.classes:
+            raise EdgeError(f"{a} has classes {cls} but the reference {reference} has {ref.classes}")
+        metas.append((a, meta))
+    conditions = list(all_conditions()) if cfg.corruptions else []
+    corrupted = {f"{n}-{s}": corrupt(images, n, s, seed=cfg.seed) for n, s, _ in conditions}
+
+    # -- reference ----------------------------------------------------------------
+    make_ref = reference_runner_factory or (lambda: load_runner(reference, backend="keras"))
+    with make_ref() as r:
+        ref.probs = predict(r, images, cfg.eval_batch, cfg.progress, desc="reference")
+        for key, imgs in _tqdm(list(corrupted.items()), cfg.progress, desc="reference corruptions"):
+            ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
+    ref_acc = driftmod.accuracy(labels, ref.probs)
+    ref_cm = driftmod.compare(labels, ref.probs, ref.probs, ref.classes)["confusion_matrix"]
+
+    results: List[Dict[str, Any]] = []
+    gate = cfg.gate_pp if cfg.gate_pp is not None else DEFAULT_STATUS_DROP_PP
+    for a, meta in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact"):
+        d = describe(a, meta)
+        res: Dict[str, Any] = {
+            "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
+            "size_mb": _size_mb(a), "latency_ms": {}, "latency_per_image_ms": {}, "latency_parts_ms": {},
+            "throughput_ips": {}, "iterations": {}, "unstable_batches": [], "accuracy": None, "drift": None,
+            "confusion_matrix": None, "disagreements": [], "status": "failed", "status_reason": "",
+            "_samples": {},
+        }
+        try:
+            runner = load_runner(a, backend=backend_of(a, meta), **_runner_opts(d["backend"], cfg))
+            with runner as r:
+                probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"{a.name} accuracy")
+                cmp = driftmod.compare(labels, ref.probs, probs, ref.classes, files)
+                res.update(accuracy=cmp["accuracy"], drift=cmp["drift"], confusion_matrix=cmp["confusion_matrix"],
+                           disagreements=cmp["disagreements"])
+                if corrupted:
+                    res["_corrupt"] = {key: predict(r, imgs, cfg.eval_batch) for key, imgs in
+                                       _tqdm(list(corrupted.items()), cfg.progress, desc=f"{a.name} corruptions")}
+                for b in cfg.batches:
+                    m = measure(r, images, b, cfg, desc=f"{a.name} b{b}")
+                    key = str(b)
+                    st = stats.latency_stats(m["total"])
+                    res["latency_ms"][key] = st
+                    res["latency_per_image_ms"][key] = stats.scale_stats(st, b)
+                    res["latency_parts_ms"][key] = {p: stats.latency_stats(v) for p, v in m["parts"].items() if v is not None}
+                    res["throughput_ips"][key] = stats.throughput_ips(b, m["iterations"], m["wall_s"])
+                    res["iterations"][key] = m["iterations"]
+                    res["_samples"][key] = m["total"]
+                    if stats.unstable(st):
+                        res["unstable_batches"].append(key)
+                        log.warning("%s batch %d: latency is unstable, coefficient of variation %.1f%% > %.1f%% "
+                                    "(other load on the machine? try more --iterations or --duration)",
+                                    a.name, b, st["cov"], stats.COV_WARN_PCT)
+                    if r.max_batch is not None and b > r.max_batch:
+                        res.setdefault("notes", []).append(
+                            f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
+        except EdgeError as e:
+            res["status_reason"] = _short(e)
+            log.warning("%s: %s", a, res["status_reason"])
+            results.append(res)
+            continue
+        except (ImportError, OSError, RuntimeError) as e:  # e.g. TensorRT or CUDA missing at load time
+            res["status_reason"] = f"{type(e).__name__}: {_short(e)}"
+            log.warning("%s: %s", a, res["status_reason"])
+            results.append(res)
+            continue
+        if driftmod.drop_exceeds(res["drift"], gate):
+            res["status"] = "drift"
+            res["status_reason"] = (f"accuracy drop {-res['drift']['accuracy_delta_pp']:.2f} pp > "
+                                    f"{gate:g} pp ({'--fail-on-drift' if cfg.gate_pp is not None else 'default status threshold'})")
+        else:
+            res["status"] = "ok"
+            notes = []
+            if res["unstable_batches"]:
+                notes.append(f"latency CoV > {stats.COV_WARN_PCT}% at batch {', '.join(res['unstable_batches'])}")
+            res["status_reason"] = "; ".join(notes)
+        results.append(res)
+
+    report: Dict[str, Any] = {
+        "reference": {"model": str(reference), "accuracy": ref_acc, "backend": "keras", "precision": "fp32",
+                      "size_mb": _size_mb(reference), "images": int(len(images)), "confusion_matrix": ref_cm,
+                      "classes": ref.classes},
+        "results": results,
+        "conventions": {"latency": LATENCY_CONVENTION, "throughput": THROUGHPUT_CONVENTION,
+                        "cov": "coefficient of variation, 100 * std / mean (population std), percent; "
+                               f"warning above {stats.COV_WARN_PCT}%",
+                        "drift": "artifact minus reference on the same files; accuracy_delta_pp in percentage "
+                                 "points; top1_agreement 0..1; kl = mean KL(reference || artifact) in nats",
+                        "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp), failed (❌: could not run)"},
+        "corruptions": None,
+    }
+    if conditions:
+        rows = []
+        for n, s, p in conditions:
+            key = f"{n}-{s}"
+            rp = ref.corrupt_probs[key]
+            racc = driftmod.accuracy(labels, rp)
+            per = {}
+            for res in results:
+                cp = res.get("_corrupt", {}).get(key)
+                if cp is None:
+                    continue
+                per[res["artifact"]] = {"accuracy": driftmod.accuracy(labels, cp),
+                                        "accuracy_delta_pp": 100.0 * (driftmod.accuracy(labels, cp) - racc),
+                                        "top1_agreement": float(np.mean(cp.argmax(1) == rp.argmax(1)))}
+            rows.append({"corruption": n, "severity": s, "param": p, "reference_accuracy": racc, "results": per})
+        clean = {res["artifact"]: {"accuracy": res["accuracy"],
+                                   "accuracy_delta_pp": res["drift"]["accuracy_delta_pp"],
+                                   "top1_agreement": res["drift"]["top1_agreement"]}
+                 for res in results if res["drift"] is not None}
+        report["corruptions"] = {"seed": cfg.seed,
+                                 "conditions": [{"corruption": "none", "severity": 0, "param": None,
+                                                 "reference_accuracy": ref_acc, "results": clean}] + rows}
+        for res in results:
+            res.pop("_corrupt", None)
+    return report
+
+
+def gate_failures(report: Dict[str, Any], gate_pp: float) -> List[str]:
+    """Artifacts whose accuracy drop exceeds ``gate_pp`` (one line each)."""
+    out = []
+    for res in report["results"]:
+        if res.get("drift") is not None and driftmod.drop_exceeds(res["drift"], gate_pp):
+            out.append(f"{Path(res['artifact']).name}: {-res['drift']['accuracy_delta_pp']:.2f} pp")
+    return out

@@ -1,0 +1,285 @@
+"""Report writers of ``edge-bench``: JSON (the documented schema), Markdown (Ultralytics-style table), plots.
+
+JSON schema (keys documented in the README)::
+
+    {
+      "environment": {...},                       # bench.environment.environment()
+      "reference": {"model", "accuracy", ...},
+      "results": [{
+          "artifact", "format", "backend", "precision", "size_mb",
+          "latency_ms": {"<batch>": {"min","mean","p50","p90","p95","p99","max","cov"}},  # per batch, end-to-end
+          "latency_per_image_ms": {"<batch>": {...same keys...}},
+          "latency_parts_ms": {"<batch>": {"preprocess"|"h2d"|"compute"|"d2h": {...same keys...}}},
+          "throughput_ips": {"<batch>": float},
+          "accuracy",
+          "drift": {"accuracy_delta_pp", "top1_agreement", "max_abs_prob_diff", "mean_abs_prob_diff",
+                    "kl", "per_class_f1_delta": {"<class>": float}},
+          "confusion_matrix", "disagreements": [{"file","label","reference","artifact",...}],
+          "status": "ok" | "drift" | "failed", "status_reason"
+      }],
+      "corruptions": null | {"seed", "conditions": [{"corruption","severity","param","reference_accuracy",
+                                                    "results": {"<artifact>": {"accuracy","accuracy_delta_pp","top1_agreement"}}}]},
+      "conventions": {...}, "settings": {...}
+    }
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List
+
+from edge.errors import EdgeError
+from edge.fsutil import atomic_path, write_json, write_text
+
+STATUS_ICON = {"ok": "✅", "drift": "❎", "failed": "❌"}
+
+
+def public(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The report without private keys (raw samples), as written to JSON."""
+    out = copy.deepcopy(report)
+    for res in out.get("results", []):
+        for k in [k for k in res if k.startswith("_")]:
+            del res[k]
+    return out
+
+
+def write_json_report(path: str | Path, report: Dict[str, Any]) -> Path:
+    """Write the JSON report atomically."""
+    return write_json(path, public(report))
+
+
+def _f(v, fmt: str = "{:.2f}", none: str = "-") -> str:
+    return none if v is None else fmt.format(v)
+
+
+def _pp(v) -> str:
+    return "-" if v is None else f"{v:+.2f}"
+
+
+def summary_table(report: Dict[str, Any]) -> str:
+    """The one-row-per-artifact table (Ultralytics style)."""
+    results = report["results"]
+    batches = sorted({int(b) for r in results for b in r.get("latency_ms", {})}) or \
+        sorted(int(b) for b in report.get("settings", {}).get("batches", [1]))
+    b0 = str(batches[0]) if batches else "1"
+    head = ["Format", "Precision", "Size (MB)", "Accuracy", "Δ pp", "Agreement",
+            f"p50 ms (b{b0})", f"p99 ms (b{b0})"] + [f"img/s (b{b})" for b in batches] + ["Status"]
+    ref = report["reference"]
+    rows = [[f"Keras (reference) `{Path(ref['model']).name}`", ref.get("precision", "fp32"), _f(ref.get("size_mb")),
+             _f(100 * ref["accuracy"], "{:.2f}%"), "0.00", "100.00%", "-", "-"] + ["-" for _ in batches] + ["reference"]]
+    for r in results:
+        lat = r.get("latency_ms", {}).get(b0)
+        d = r.get("drift") or {}
+        icon = STATUS_ICON.get(r.get("status"), "❌")
+        status = icon + (f" {r['status_reason']}" if r.get("status_reason") else "")
+        rows.append([
+            f"{r['format']} `{Path(r['artifact']).name}`", r["precision"], _f(r.get("size_mb")),
+            _f(None if r.get("accuracy") is None else 100 * r["accuracy"], "{:.2f}%"),
+            _pp(d.get("accuracy_delta_pp")),
+            _f(None if d.get("top1_agreement") is None else 100 * d["top1_agreement"], "{:.2f}%"),
+            _f(lat and lat["p50"], "{:.3f}"), _f(lat and lat["p99"], "{:.3f}"),
+        ] + [_f(r.get("throughput_ips", {}).get(str(b)), "{:.1f}") for b in batches] + [status.replace("|", "/")])
+    return _table(head, rows)
+
+
+def _table(head: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def latency_table(report: Dict[str, Any]) -> str:
+    """Per artifact and batch: per-batch and per-image stats, the parts, throughput."""
+    head = ["Artifact", "Batch", "Per", "min", "mean", "p50", "p90", "p95", "p99", "max", "CoV %", "img/s"]
+    rows = []
+    for r in report["results"]:
+        name = Path(r["artifact"]).name
+        for b, st in r.get("latency_ms", {}).items():
+            pi = r["latency_per_image_ms"][b]
+            thr = _f(r["throughput_ips"].get(b), "{:.1f}")
+            warn = " ⚠" if st["cov"] > 2.5 else ""
+            for label, s in (("batch (end-to-end)", st), ("image (end-to-end)", pi)):
+                rows.append([name, b, label] + [_f(s[k], "{:.3f}") for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")]
+                            + [_f(s["cov"], "{:.1f}") + warn, thr])
+            for part, ps in r.get("latency_parts_ms", {}).get(b, {}).items():
+                rows.append([name, b, f"batch: {part}"] + [_f(ps[k], "{:.3f}") for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")]
+                            + [_f(ps["cov"], "{:.1f}"), ""])
+    return _table(head, rows) if rows else "(no latency measured)"
+
+
+def drift_table(report: Dict[str, Any]) -> str:
+    """Per artifact: the drift figures and per-class F1 deltas."""
+    classes = report["reference"].get("classes") or []
+    head = ["Artifact", "Accuracy", "Δ pp", "Top-1 agreement", "max |Δp|", "mean |Δp|", "KL (nats)"] + \
+        [f"ΔF1 {c}" for c in classes]
+    rows = []
+    for r in report["results"]:
+        d = r.get("drift")
+        if d is None:
+            continue
+        rows.append([Path(r["artifact"]).name, _f(100 * r["accuracy"], "{:.2f}%"), _pp(d["accuracy_delta_pp"]),
+                     _f(100 * d["top1_agreement"], "{:.2f}%"), _f(d["max_abs_prob_diff"], "{:.2e}"),
+                     _f(d["mean_abs_prob_diff"], "{:.2e}"), _f(d["kl"], "{:.2e}")] +
+                    [_f(d["per_class_f1_delta"].get(c), "{:+.4f}") for c in classes])
+    return _table(head, rows) if rows else "(no artifact ran)"
+
+
+def corruption_table(report: Dict[str, Any]) -> str:
+    """Accuracy (and Δ pp against the reference under the same corruption) per condition."""
+    cor = report.get("corruptions")
+    if not cor:
+        return ""
+    arts = [r["artifact"] for r in report["results"] if r.get("drift") is not None]
+    head = ["Corruption", "Severity", "Parameter", "Reference"] + \
+        [f"`{Path(a).name}` (Δ pp, agreement)" for a in arts]
+    rows = []
+    for c in cor["conditions"]:
+        row = [c["corruption"], str(c["severity"]), _f(c["param"], "{:g}"), _f(100 * c["reference_accuracy"], "{:.2f}%")]
+        for a in arts:
+            x = c["results"].get(a)
+            row.append("-" if x is None else
+                       f"{100 * x['accuracy']:.2f}% ({x['accuracy_delta_pp']:+.2f}, {100 * x['top1_agreement']:.1f}%)")
+        rows.append(row)
+    return _table(head, rows)
+
+
+def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
+    """The whole Markdown report."""
+    from bench.environment import summary_lines
+
+    ref = report["reference"]
+    s = report.get("settings", {})
+    parts = ["# edge-bench report", ""]
+    parts.append(f"Reference: `{ref['model']}` (Keras FP32), accuracy {100 * ref['accuracy']:.2f}% on "
+                 f"{ref.get('images', '?')} images ({s.get('data', '?')}, split {s.get('split', '?')}"
+                 f"{', split file ' + str(s['split_file']) if s.get('split_file') else ''}).")
+    parts.append("")
+    parts.append(summary_table(report))
+    parts.append("")
+    conv = report.get("conventions", {})
+    parts.append(f"Latency: {conv.get('latency', '')}. Throughput: {conv.get('throughput', '')}. "
+                 f"Status: {conv.get('status', '')}.")
+    parts.append("")
+    if s:
+        parts.append(f"Settings: batches {s.get('batches')}, warmup {s.get('warmup')}, "
+                     + (f"duration {s['duration']} s" if s.get("duration") else f"iterations {s.get('iterations')}")
+                     + f", ONNX Runtime threads {s.get('threads') or 'default'}.")
+        parts.append("")
+    env = report.get("environment")
+    if env:
+        parts += ["## Environment", ""] + [f"- {line}" for line in summary_lines(env)] + [""]
+    parts += ["## Latency (ms)", "", latency_table(report), ""]
+    parts += ["## Accuracy drift against the reference", "", drift_table(report), ""]
+    for r in report["results"]:
+        dis = r.get("disagreements") or []
+        if dis:
+            parts.append(f"Images where `{Path(r['artifact']).name}` and the reference disagree ({len(dis)}):")
+            parts.append("")
+            for x in dis[:max_disagreements]:
+                parts.append(f"- `{x['file']}` (label {x['label']}): reference {x['reference']} "
+                             f"({x['reference_prob']:.3f}), artifact {x['artifact']} ({x['artifact_prob']:.3f})")
+            if len(dis) > max_disagreements:
+                parts.append(f"- ... and {len(dis) - max_disagreements} more (see the JSON report)")
+            parts.append("")
+    if report.get("corruptions"):
+        parts += ["## Robustness under corruptions", "",
+                  "Accuracy of each model on corrupted test images; in brackets the difference to the reference "
+                  "under the same corruption (pp) and the top-1 agreement with it. Parameters: noise sigma and "
+                  "brightness shift in grey levels, blur sigma in pixels, contrast factor (bench/corruptions.py).",
+                  "", corruption_table(report), ""]
+    if report.get("plots"):
+        parts += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in report["plots"]] + [""]
+    return "\n".join(parts)
+
+
+def write_markdown(path: str | Path, report: Dict[str, Any]) -> Path:
+    """Write the Markdown report atomically."""
+    return write_text(path, markdown(report))
+
+
+# --------------------------------------------------------------------------- plots
+
+def _savefig(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
+    """Latency CDF per artifact, throughput vs batch, confusion matrices side by side (PNG files).
+
+    Needs the raw samples (``_samples``) that :func:`bench.core.run` keeps in memory.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.stats import cdf
+
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgeError(f"cannot create plot folder {outdir}: {e.strerror or e}") from None
+    ran = [r for r in report["results"] if r.get("latency_ms")]
+    written: List[Path] = []
+    if ran:
+        batches = sorted({int(b) for r in ran for b in r["latency_ms"]})
+        fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4), squeeze=False)
+        for ax, b in zip(axes[0], batches):
+            for r in ran:
+                smp = r.get("_samples", {}).get(str(b))
+                if smp:
+                    x, y = cdf(np.asarray(smp) / b)
+                    ax.step(x, y, where="post", label=f"{Path(r['artifact']).name}")
+            ax.set_xscale("log")
+            ax.set_xlabel("latency per image, ms (end-to-end, log scale)")
+            ax.set_ylabel("fraction of calls")
+            ax.set_title(f"Latency CDF, batch {b}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        written.append(_savefig(fig, outdir / "latency_cdf.png"))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in ran:
+            bs = sorted(int(b) for b in r["throughput_ips"])
+            ax.plot(bs, [r["throughput_ips"][str(b)] for b in bs], marker="o", label=Path(r["artifact"]).name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images / s (end-to-end)")
+        ax.set_title("Throughput vs batch")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        written.append(_savefig(fig, outdir / "throughput.png"))
+
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    ref = report["reference"]
+    classes = ref.get("classes") or []
+    mats = [("reference (Keras FP32)", ref.get("confusion_matrix"))] + \
+        [(f"{Path(r['artifact']).name}", r.get("confusion_matrix")) for r in report["results"] if r.get("confusion_matrix")]
+    mats = [(t, m) for t, m in mats if m is not None]
+    if mats:
+        from edge.data import NEU_PREFIXES
+
+        abbrev = {v: k for k, v in NEU_PREFIXES.items()}
+        short = [abbrev.get(c, c[:8]) for c in classes] if classes else None
+        ncol = min(4, len(mats))
+        nrow = -(-len(mats) // ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 4.2 * nrow), squeeze=False)
+        for ax in axes.flat[len(mats):]:
+            ax.axis("off")
+        for ax, (title, m) in zip(axes.flat, mats):
+            ConfusionMatrixDisplay(np.asarray(m), display_labels=short).plot(ax=ax, colorbar=False)
+            ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        written.append(_savefig(fig, outdir / "confusion_matrices.png"))
+    return written

@@ -1,0 +1,143 @@
+"""edge-bench end to end on a small linear classifier: reports, gate, errors, missing TensorRT."""
+
+import json
+import shutil
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_all(linear_models, sample_dir, tmp_path_factory):
+    """One run over the exact and the rolled artifact with every report (shared by several tests)."""
+    d = linear_models
+    out = tmp_path_factory.mktemp("bench")
+    rc = main([str(d / "model.onnx"), str(d / "model.rolled.onnx"), "--reference", str(d / "model.keras"),
+               "--data", str(sample_dir), "--split", "all", "--batch", "1,4", "--iterations", "7", "--warmup", "1",
+               "--threads", "1", "--corruptions", "--json", str(out / "b.json"), "--md", str(out / "b.md"),
+               "--plots", str(out / "plots"), "-q"])
+    return rc, out, json.loads((out / "b.json").read_text())
+
+
+def test_exact_and_rolled_artifacts(run_all):
+    rc, out, rep = run_all
+    assert rc == 0                                      # no gate asked for
+    exact, rolled = rep["results"]
+    assert rep["reference"]["accuracy"] > 0.3          # the nearest-mean model is better than chance (1/6)
+    assert exact["status"] == "ok" and exact["accuracy"] == rep["reference"]["accuracy"]
+    assert exact["drift"]["top1_agreement"] == 1.0 and exact["disagreements"] == []
+    assert exact["drift"]["max_abs_prob_diff"] < 1e-3
+    assert rolled["status"] == "drift" and rolled["drift"]["top1_agreement"] == 0.0
+    assert len(rolled["disagreements"]) == rep["reference"]["images"] == 60
+    assert rolled["drift"]["accuracy_delta_pp"] < -20
+    for r in (exact, rolled):
+        assert set(r["latency_ms"]) == {"1", "4"} and r["iterations"] == {"1": 7, "4": 7}
+        b4, per = r["latency_ms"]["4"], r["latency_per_image_ms"]["4"]
+        assert per["p50"] == pytest.approx(b4["p50"] / 4)
+        assert b4["min"] <= b4["p50"] <= b4["p99"] <= b4["max"]
+        assert {"preprocess", "compute"} <= set(r["latency_parts_ms"]["1"])
+        assert "h2d" not in r["latency_parts_ms"]["1"]    # ORT on the CPU cannot time copies
+        assert r["throughput_ips"]["4"] > 0
+        assert r["format"].startswith("ONNX") and r["backend"] == "onnxruntime"
+    assert rolled["format"] == "ONNX"                   # a file name the formats table does not know
+    assert rep["settings"]["batches"] == [1, 4] and rep["settings"]["threads"] == 1
+    assert rep["environment"]["cores"] >= 1
+
+
+def test_corruption_table(run_all):
+    _, _, rep = run_all
+    conds = rep["corruptions"]["conditions"]
+    assert len(conds) == 13 and conds[0]["corruption"] == "none"
+    exact = rep["results"][0]["artifact"]
+    for c in conds:
+        assert c["results"][exact]["top1_agreement"] == 1.0     # the same linear map under every corruption
+    assert conds[0]["reference_accuracy"] == rep["reference"]["accuracy"]
+
+
+def test_markdown_and_plots_written(run_all):
+    _, out, rep = run_all
+    md = (out / "b.md").read_text()
+    assert "| Format | Precision | Size (MB) |" in md and "❎" in md and "✅" in md
+    assert "](plots/latency_cdf.png)" in md
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["confusion_matrices.png", "latency_cdf.png",
+                                                                    "throughput.png"]
+
+
+def test_fail_on_drift_exits_1_and_keeps_reports(linear_models, sample_dir, tmp_path, capsys):
+    d = linear_models
+    common = ["--reference", str(d / "model.keras"), "--data", str(sample_dir), "--batch", "1",
+              "--iterations", "3", "--warmup", "0", "-q", "--fail-on-drift", "1"]
+    rc = main([str(d / "model.onnx"), str(d / "model.rolled.onnx"), *common, "--json", str(tmp_path / "g.json")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "drift gate failed" in err and "model.rolled.onnx" in err and "model.onnx:" not in err
+    assert json.loads((tmp_path / "g.json").read_text())["results"][1]["status"] == "drift"
+    assert main([str(d / "model.onnx"), *common]) == 0
+
+
+def test_split_file_beside_reference_is_the_default(linear_models, sample_dir, tmp_path):
+    d = linear_models
+    rc = main([str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--data", str(sample_dir),
+               "--duration", "0.05", "--warmup", "0", "-q", "--json", str(tmp_path / "t.json")])
+    rep = json.loads((tmp_path / "t.json").read_text())
+    assert rc == 0
+    assert rep["settings"]["split_file"].endswith("split.csv")
+    test_files = [row.split(",")[0] for row in (d / "split.csv").read_text().splitlines()[1:] if ",test," in row]
+    assert rep["reference"]["images"] == len(test_files) < 60     # only the test split of split.csv
+    assert rep["results"][0]["iterations"]["1"] >= 10       # --duration runs at least 10 timed calls
+
+
+def test_engine_without_tensorrt_is_marked_failed(linear_models, sample_dir, tmp_path):
+    pytest.importorskip("edge.runtime.tensorrt")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here: the engine would really be loaded")
+    except ImportError:
+        pass
+    d = linear_models
+    engine = tmp_path / "model.fp32.test.engine"
+    engine.write_bytes(b"not an engine")
+    meta = json.loads((d / "model.onnx.json").read_text())
+    meta.update(artifact=engine.name, format="engine", backend="tensorrt",
+                tensorrt={"version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"})
+    (tmp_path / (engine.name + ".json")).write_text(json.dumps(meta))
+    rc = main([str(engine), str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--data", str(sample_dir),
+               "--iterations", "2", "--warmup", "0", "-q", "--json", str(tmp_path / "e.json"),
+               "--md", str(tmp_path / "e.md")])
+    rep = json.loads((tmp_path / "e.json").read_text())
+    eng, onnx_ = rep["results"]
+    assert rc == 0
+    assert eng["status"] == "failed" and eng["status_reason"]
+    assert eng["backend"] == "tensorrt" and eng["latency_ms"] == {}
+    assert onnx_["status"] == "ok" and onnx_["latency_ms"]
+    assert "❌" in (tmp_path / "e.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["missing-artifact", "missing-reference", "bad-batch", "classes", "no-meta", "iterations"])
+def test_bad_input_exit_2_with_one_line(linear_models, sample_dir, tmp_path, capsys, case):
+    d = linear_models
+    art, ref, extra = str(d / "model.onnx"), str(d / "model.keras"), []
+    if case == "missing-artifact":
+        art = str(tmp_path / "nope.onnx")
+    elif case == "missing-reference":
+        ref = str(tmp_path / "nope.keras")
+    elif case == "bad-batch":
+        extra = ["--batch", "1,x"]
+    elif case == "iterations":
+        extra = ["--iterations", "0"]
+    elif case == "classes":
+        shutil.copy(d / "model.onnx", tmp_path / "m.onnx")
+        meta = json.loads((d / "model.onnx.json").read_text())
+        meta["classes"] = list(reversed(meta["classes"]))
+        (tmp_path / "m.onnx.json").write_text(json.dumps(meta))
+        art = str(tmp_path / "m.onnx")
+    elif case == "no-meta":
+        shutil.copy(d / "model.onnx", tmp_path / "bare.onnx")
+        art = str(tmp_path / "bare.onnx")
+    out = tmp_path / "x.json"
+    rc = main([art, "--reference", ref, "--data", str(sample_dir), "-q", "--json", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("edge-bench: error:") and len(err.splitlines()) == 1
+    assert not out.exists()
