@@ -36,6 +36,180 @@ def version_of(trt) -> TRTVersion:
 
 # ============================================================================ builder
 # (owned by the converter: network flags, precision, memory pool, profiles, timing cache, DLA)
+#
+# The TensorRT names each builder branch calls, as "Class.attribute" (or module-level names), so a
+# test with the real tensorrt wheel can check them (`missing_builder_api(trt)`).
+#  * 8.5/8.6: networks must be created with NetworkDefinitionCreationFlag.EXPLICIT_BATCH (implicit
+#    batch is the default before 10); Q/DQ networks need BuilderFlag.INT8 and FP16 needs
+#    BuilderFlag.FP16 (weakly typed); IProgressMonitor does not exist in the Python API yet.
+#  * 10.x: explicit batch is the only mode (the flag is deprecated and ignored, so it is not
+#    passed); FP16/INT8 builder flags still exist (weakly typed networks, deprecated in 10.12+);
+#    IBuilderConfig.progress_monitor exists (Python IProgressMonitor since 10.0).
+#  * 11.x: weak typing is gone: no BuilderFlag.FP16/INT8 and no implicit INT8 calibration; every
+#    network is strongly typed, so the FP16 engine is built from the FP16 ONNX and the INT8 engine
+#    from the Q/DQ ONNX, with no precision flags. EXPLICIT_BATCH no longer exists.
+#  * Every supported version has set_memory_pool_limit (8.4+; max_workspace_size was removed in
+#    10), build_serialized_network (8.0+; build_engine was removed in 10), optimization profiles,
+#    timing caches (8.0+) and DLA with GPU_FALLBACK.
+_BUILDER_COMMON = [
+    "Logger", "Builder", "Builder.create_network", "Builder.create_builder_config",
+    "Builder.create_optimization_profile", "Builder.build_serialized_network", "Builder.num_DLA_cores",
+    "Builder.platform_has_fast_fp16", "Builder.platform_has_fast_int8",
+    "OnnxParser", "OnnxParser.parse", "OnnxParser.num_errors", "OnnxParser.get_error",
+    "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.add_optimization_profile",
+    "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.set_flag",
+    "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+    "ITimingCache.serialize", "IOptimizationProfile.set_shape",
+    "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "ITensor.name", "ITensor.shape",
+    "MemoryPoolType.WORKSPACE", "DeviceType.DLA", "BuilderFlag.GPU_FALLBACK", "NetworkDefinitionCreationFlag",
+]
+BUILDER_API = {
+    "8.5": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
+    "8.6": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
+    "10": _BUILDER_COMMON + ["BuilderFlag.FP16", "BuilderFlag.INT8", "IProgressMonitor",
+                             "IBuilderConfig.progress_monitor"],
+    "11": _BUILDER_COMMON + ["IProgressMonitor", "IBuilderConfig.progress_monitor"],
+}
+
+
+def builder_branch(version) -> str:
+    """The key of :data:`BUILDER_API` for a TensorRT version.
+
+    Raises:
+        EdgeError: TensorRT older than 8.5 (JetPack < 5.1: no supported Jetson runs it).
+    """
+    from edge.errors import EdgeError
+
+    v = version if isinstance(version, TRTVersion) else TRTVersion.parse(str(version))
+    if (v.major, v.minor) < (8, 5):
+        raise EdgeError(f"TensorRT {v} is too old: building needs 8.5 or newer (JetPack 5.1+)")
+    if v.major == 8:
+        return "8.5" if v.minor == 5 else "8.6"
+    if v.major in (9, 10):
+        return "10"  # 9.x (x86-only previews) behaves like 10.0 for everything used here
+    return "11"
+
+
+def missing_builder_api(trt, branch: str | None = None) -> list:
+    """Names of :data:`BUILDER_API` [branch] that the ``trt`` module lacks (empty: all present)."""
+    branch = branch or builder_branch(version_of(trt))
+    missing = []
+    for dotted in BUILDER_API[branch]:
+        obj = trt
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                missing.append(dotted)
+                break
+    return missing
+
+
+def network_flags(trt, precision: str) -> int:
+    """Flags for ``Builder.create_network``.
+
+    8.x: EXPLICIT_BATCH is required for ONNX (implicit batch is the default there).
+    10.x: explicit batch is the only mode; the flag is deprecated, so 0 (weakly typed network; the
+    precision comes from builder flags, see :func:`precision_flags`).
+    11.x: every network is strongly typed and EXPLICIT_BATCH is gone: 0.
+    """
+    branch = builder_branch(version_of(trt))
+    if branch in ("8.5", "8.6"):
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
+def precision_flags(trt, precision: str) -> list:
+    """Builder flags that enable ``precision`` (``fp32``, ``fp16``, ``int8``) on this version.
+
+    8.x and 10.x (weakly typed): FP16 needs BuilderFlag.FP16; a Q/DQ (explicitly quantized)
+    network needs BuilderFlag.INT8, plus FP16 so the layers left in float (drift gate) may run
+    in FP16. 11.x: no precision flags exist; the ONNX file's types decide (strongly typed), so the
+    FP16 engine must come from ``model.fp16.onnx`` and the INT8 one from the Q/DQ model.
+    """
+    from edge.errors import EdgeError
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EdgeError(f"unknown engine precision {precision!r}")
+    branch = builder_branch(version_of(trt))
+    if branch == "11":
+        return []
+    if precision == "fp16":
+        return [trt.BuilderFlag.FP16]
+    if precision == "int8":
+        return [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16]
+    return []
+
+
+def onnx_for_precision(trt, precision: str) -> str:
+    """Which ONNX artifact an engine of ``precision`` is parsed from on this version.
+
+    FP16 on 11.x must be the FP16 ONNX (strongly typed, no FP16 flag); on 8.x/10.x the FP32 ONNX
+    with the FP16 flag lets TensorRT choose per layer (what trtexec --fp16 does).
+    """
+    branch = builder_branch(version_of(trt))
+    if precision == "fp16":
+        return "fp16" if branch == "11" else "fp32"
+    return precision
+
+
+def set_workspace(trt, config, mib: int) -> None:
+    """Workspace limit: ``set_memory_pool_limit(WORKSPACE)`` on every supported branch (8.4+;
+    ``max_workspace_size`` was deprecated in 8.4 and removed in 10)."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(mib) << 20)
+
+
+def set_timing_cache(trt, config, data: bytes = b""):
+    """Attach a timing cache (empty or loaded from a file); returns it for serialisation later.
+
+    ``ignore_mismatch=False``: a cache from another GPU/TensorRT is rejected by TensorRT rather than
+    silently reused.
+    """
+    from edge.errors import EdgeError
+
+    cache = config.create_timing_cache(data)
+    if cache is None:
+        raise EdgeError("TensorRT could not create a timing cache (a cache file from another version?)")
+    if not config.set_timing_cache(cache, False):
+        raise EdgeError("TensorRT refused the timing cache (made by another TensorRT version or GPU)")
+    return cache
+
+
+def use_dla(trt, builder, config, core: int) -> None:
+    """Run on DLA core ``core`` with GPU fallback for layers the DLA cannot run (all versions)."""
+    from edge.errors import EdgeError
+
+    n = int(builder.num_DLA_cores)
+    if n == 0:
+        raise EdgeError("this device has no DLA (--dla needs a Jetson AGX/NX Orin or Xavier)")
+    if not 0 <= core < n:
+        raise EdgeError(f"--dla {core}: this device has DLA cores 0..{n - 1}")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = int(core)
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def attach_progress(trt, config, say) -> object:
+    """A progress monitor printing phase starts (10.x+: ``IProgressMonitor``); None on 8.x (absent)."""
+    if builder_branch(version_of(trt)) in ("8.5", "8.6") or not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            if parent_phase is None:
+                say(f"  TensorRT: {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name, step):
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            pass
+
+    mon = _Monitor()
+    config.progress_monitor = mon
+    return mon
 
 
 # ============================================================================ runtime

@@ -1,0 +1,220 @@
+"""Keras → FP32 ONNX, and the checks every conversion starts with.
+
+* :func:`load_keras` loads with ``safe_mode=True`` and refuses custom objects and Lambda layers,
+  and models whose output is not a softmax over the classes.
+* :func:`keras_to_onnx` exports with tf2onnx (opset 17 by default: TensorRT 8.5 parses 13-17),
+  float32 NHWC input with a dynamic batch dimension.
+* :func:`check_onnx` runs ``onnx.checker`` and compares ONNX Runtime with Keras on real images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+#: Opset written by default; TensorRT 8.5 (JetPack 5.1) parses opsets 9-17.
+DEFAULT_OPSET = 17
+#: Max abs probability difference allowed between the FP32 ONNX and Keras.
+FP32_TOLERANCE = 1e-4
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def load_keras(path: str | os.PathLike):
+    """Load a ``.keras`` model safely.
+
+    Raises:
+        EdgeError: missing file, not a Keras archive, custom objects or Lambda layers (refused by
+            safe mode: they would run arbitrary code), or any other load failure.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgeError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise EdgeError(f"{path} is a folder, not a Keras model file (.keras)")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise EdgeError(f"{path} is not a Keras model file (a .keras zip archive saved by Keras 3)")
+    with zipfile.ZipFile(path) as z:
+        if "config.json" not in z.namelist():
+            raise EdgeError(f"{path} is not a Keras model file (no config.json in the archive)")
+    _quiet_tf()
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # keras raises ValueError/TypeError with long multi-line texts
+        msg = " ".join(str(e).split())
+        if "Lambda" in msg or "safe_mode" in msg or "unsafe" in msg:
+            raise EdgeError(f"{path} holds a Lambda layer or other Python code: refused (safe_mode loading "
+                            "does not run code stored in a model file; rebuild the model without Lambda layers)") from None
+        if "Could not locate" in msg or "custom" in msg.lower() or "registered" in msg:
+            raise EdgeError(f"{path} uses custom objects that this toolkit cannot load safely ({msg[:160]}); "
+                            "export a model built from standard Keras layers") from None
+        raise EdgeError(f"cannot load Keras model {path}: {msg[:200]}") from None
+
+
+def _last_activation(model) -> Optional[str]:
+    """Name of the activation that produces the model output, if it can be seen."""
+    import keras
+
+    layer = model.layers[-1] if model.layers else None
+    if layer is None:
+        return None
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    if isinstance(layer, keras.layers.Activation):
+        return getattr(layer.activation, "__name__", str(layer.activation))
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) if act is not None else None
+
+
+def check_classifier(model, classes: Sequence[str], input_shape: Sequence[int]) -> None:
+    """Check that the model maps one NHWC image to a softmax over ``classes``.
+
+    Raises:
+        EdgeError: several inputs/outputs, input shape not the preprocessing's, output not
+            (N, len(classes)), or no softmax at the end.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise EdgeError(f"the model has {len(model.inputs)} input(s) and {len(model.outputs)} output(s); "
+                        "a classifier with one input and one output is expected")
+    ishape = tuple(model.inputs[0].shape)[1:]
+    if tuple(ishape) != tuple(input_shape):
+        raise EdgeError(f"the model input is {ishape} but its preprocessing gives {tuple(input_shape)}")
+    oshape = tuple(model.outputs[0].shape)
+    if len(oshape) != 2 or oshape[1] != len(classes):
+        raise EdgeError(f"the model output has shape {oshape}, not (N, {len(classes)}): it is not a classifier "
+                        f"over the {len(classes)} classes {list(classes)}")
+    act = _last_activation(model)
+    if act != "softmax":
+        raise EdgeError(f"the model output is not a softmax (last layer {model.layers[-1].name!r} has activation "
+                        f"{act!r}); the toolkit compares probabilities, add a softmax output")
+
+
+def keras_to_onnx(model, out: str | os.PathLike, input_shape: Sequence[int], opset: int = DEFAULT_OPSET,
+                  batch: Optional[int] = None, input_name: str = "input") -> Path:
+    """Export a Keras model to ONNX with tf2onnx.
+
+    Args:
+        model: A loaded Keras 3 model.
+        out: Output ``.onnx`` path (written atomically).
+        input_shape: (H, W, C).
+        opset: ONNX opset (13-17 for TensorRT 8.5+).
+        batch: Fixed batch size, or None for a dynamic batch dimension.
+        input_name: Name of the graph input.
+
+    Returns:
+        The written path.
+    """
+    _quiet_tf()
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    from edge.fsutil import atomic_path
+
+    spec = (tf.TensorSpec((batch, *input_shape), tf.float32, name=input_name),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as e:
+        raise EdgeError(f"tf2onnx cannot convert the model: {' '.join(str(e).split())[:200]}") from None
+    # One output name the rest of the toolkit can rely on.
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    return out
+
+
+def check_onnx(path: str | os.PathLike) -> None:
+    """``onnx.checker`` on the file (full check with shape inference).
+
+    Raises:
+        EdgeError: the model is invalid.
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:
+        raise EdgeError(f"{Path(path).name} fails onnx.checker: {' '.join(str(e).split())[:200]}") from None
+
+
+def ort_session(path: str | os.PathLike, threads: int = 0, level: str = "all"):
+    """A CPU onnxruntime session (quiet).
+
+    Args:
+        path: ONNX file.
+        threads: intra-op threads (0: default).
+        level: Graph optimization level ``all`` or ``basic``. The TensorRT Q/DQ model is evaluated
+            at ``basic``: at ``all`` onnxruntime fuses Q/DQ into its int8 CPU kernels, whose s8s8
+            path on AVX2 CPUs without VNNI saturates 16-bit intermediate sums and changes the
+            results (measured: top-1 agreement collapses); ``basic`` runs Q/DQ as the exact
+            quantize/dequantize arithmetic that TensorRT implements with int32 accumulation.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if level == "basic":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def ort_predict(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Probabilities of a session for a float32 batch, in chunks of ``batch``."""
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
+
+
+def keras_predict(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Probabilities of a Keras model (inference mode)."""
+    return np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
+
+
+def compare(ref: np.ndarray, other: np.ndarray) -> Dict[str, float]:
+    """Max abs probability difference and top-1 agreement of two (N, K) arrays."""
+    if ref.shape != other.shape:
+        raise EdgeError(f"output shapes differ: {ref.shape} vs {other.shape}")
+    return {"images": int(len(ref)),
+            "max_abs_diff": float(np.max(np.abs(ref - other))) if ref.size else 0.0,
+            "top1_agreement": float(np.mean(ref.argmax(1) == other.argmax(1))) if len(ref) else 1.0}
+
+
+def check_against_keras(model, onnx_path: str | os.PathLike, x: np.ndarray, tolerance: float = FP32_TOLERANCE,
+                        source: str = "") -> Dict[str, float]:
+    """Compare the FP32 ONNX with Keras on the batch ``x``; stop if they differ by more than ``tolerance``.
+
+    Raises:
+        EdgeError: max abs probability difference above ``tolerance`` (the figure is in the message).
+    """
+    ref = keras_predict(model, x)
+    got = ort_predict(ort_session(onnx_path), x)
+    res = compare(ref, got)
+    res["tolerance"] = tolerance
+    res["images_from"] = source
+    if res["max_abs_diff"] > tolerance:
+        raise EdgeError(f"the FP32 ONNX differs from Keras by {res['max_abs_diff']:.3g} (max abs probability, "
+                        f"{res['images']} images; allowed {tolerance:g}); top-1 agreement {res['top1_agreement']:.1%}")
+    return res
+
+
+def io_names(path: str | os.PathLike) -> List[str]:
+    """[input name, output name] of an ONNX file."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    return [g.input[0].name, g.output[0].name]

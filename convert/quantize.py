@@ -1,0 +1,177 @@
+"""FP16 and INT8 graph rewrites of the FP32 ONNX model, from stored calibration ranges.
+
+* :func:`to_fp16`: onnxconverter-common float16 conversion, FP32 inputs/outputs kept.
+* :func:`to_qdq_int8`: explicit Q/DQ for TensorRT: symmetric int8 activations and weights (zero
+  point 0), per-channel weights on Conv/Gemm/MatMul (output-channel axis), bias not quantized
+  (TensorRT fuses the float bias), Q/DQ pairs on the float weights (TensorRT 8.5 expects
+  ``Q(weight) -> DQ``; later versions accept both).
+* :func:`to_cpu_int8`: the onnxruntime-on-x86 variant (uint8 activations, int8 weights).
+
+Both INT8 rewrites go through onnxruntime's ``quantize_static`` range-only path
+(``calibration_cache_path``): the ranges come from the calibration record, so the drift gate can
+re-quantize with nodes excluded without recalibrating.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+#: Ops that get Q/DQ in the TensorRT model: the weighted layers (TensorRT propagates Q/DQ through
+#: pooling/activations itself; Q/DQ on a bias Add would quantize the bias).
+TRT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+#: TensorRT quantizes MatMul weights (K, N) along N, the output channels.
+PER_CHANNEL_AXIS = {"MatMul": 1}
+#: Ops that can be left in float by the drift gate.
+QUANTIZABLE_CPU = None  # onnxruntime's default set
+
+TRT_EXTRA_OPTIONS = {
+    "ActivationSymmetric": True,      # zero point 0 on activations: TensorRT supports only symmetric
+    "WeightSymmetric": True,          # zero point 0 on weights
+    "QuantizeBias": False,            # keep float bias: TensorRT fuses it into the conv/gemm
+    "AddQDQPairToWeight": True,       # float weight -> Q -> DQ: the form TensorRT 8.5-11 all import
+    "DedicatedQDQPair": False,
+    "QDQOpTypePerChannelSupportToAxis": PER_CHANNEL_AXIS,
+}
+
+
+def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """FP16 weights and compute, float32 input and output (``keep_io_types``).
+
+    Softmax stays in float32 (op_block_list) so probabilities keep their precision.
+    """
+    import onnx
+    from onnxconverter_common import float16
+
+    from edge.fsutil import atomic_path
+
+    model = onnx.load(str(src))
+    m16 = float16.convert_float_to_float16(model, keep_io_types=True,
+                                           op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Softmax"])
+    with atomic_path(dst) as tmp:
+        onnx.save(m16, str(tmp))
+    return Path(dst)
+
+
+def _quantize(src, dst, method: str, ranges: Dict[str, Sequence[float]], *, fmt: str, act: str, weight: str,
+              per_channel: bool, op_types: Optional[List[str]], exclude: Iterable[str], extra: Dict,
+              reduce_range: bool = False) -> Path:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    from calibrate.ranges import _ort_method, tensors_data
+    from edge.fsutil import atomic_path
+
+    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    with tempfile.TemporaryDirectory(prefix="edge-quant-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(tensors_data(method, ranges), cache)
+        with atomic_path(dst) as out:
+            try:
+                quantize_static(
+                    str(src), str(out), calibration_data_reader=None,
+                    quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                    op_types_to_quantize=op_types, per_channel=per_channel, reduce_range=reduce_range,
+                    activation_type=qt[act], weight_type=qt[weight], nodes_to_exclude=sorted(set(exclude)),
+                    calibrate_method=_ort_method(method), extra_options=dict(extra),
+                    calibration_cache_path=str(cache))
+            except EdgeError:
+                raise
+            except Exception as e:
+                raise EdgeError(f"onnxruntime quantization failed: {' '.join(str(e).split())[:200]}") from None
+    return Path(dst)
+
+
+def to_qdq_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ranges: Dict[str, Sequence[float]],
+                exclude: Iterable[str] = ()) -> Path:
+    """The TensorRT Q/DQ model (see module docstring), nodes in ``exclude`` left in float."""
+    return _quantize(src, dst, method, ranges, fmt="qdq", act="int8", weight="int8", per_channel=True,
+                     op_types=TRT_OP_TYPES, exclude=exclude, extra=TRT_EXTRA_OPTIONS)
+
+
+#: CPU int8 variants that can be measured (``--int8-cpu-format``); the default is the one found
+#: fastest on this machine's x86 CPU (AVX2, no VNNI), see docs/results/convert.md.
+CPU_VARIANTS = {
+    # onnxruntime's recommendation for x86 without VNNI: uint8 activations, int8 weights, 7-bit
+    # weights (reduce_range) to avoid saturation in the u8s8 AVX2 kernels, per-tensor weights.
+    "qdq-u8s8": dict(fmt="qdq", act="uint8", weight="int8", per_channel=False, reduce_range=True),
+    "qoperator-u8s8": dict(fmt="qoperator", act="uint8", weight="int8", per_channel=False, reduce_range=True),
+}
+DEFAULT_CPU_VARIANT = "qdq-u8s8"
+
+
+def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ranges: Dict[str, Sequence[float]],
+                exclude: Iterable[str] = (), variant: str = DEFAULT_CPU_VARIANT) -> Path:
+    """The onnxruntime CPU int8 model (uint8 activations, int8 weights)."""
+    if variant not in CPU_VARIANTS:
+        raise EdgeError(f"unknown CPU int8 variant {variant!r} (one of {', '.join(CPU_VARIANTS)})")
+    v = dict(CPU_VARIANTS[variant])
+    return _quantize(src, dst, method, ranges, fmt=v.pop("fmt"), act=v.pop("act"), weight=v.pop("weight"),
+                     per_channel=v.pop("per_channel"), reduce_range=v.pop("reduce_range"), op_types=None,
+                     exclude=exclude, extra={"WeightSymmetric": True})
+
+
+# ----------------------------------------------------------------------------- inspection
+
+def qdq_summary(path: str | os.PathLike) -> Dict:
+    """Describe the Q/DQ structure of a model: what TensorRT cares about.
+
+    Returns:
+        ``{"ops": Counter of op types, "zero_points_nonzero": [...], "activation_dtypes": set,
+        "weights": {node: {"per_channel": bool, "axis": int, "dtype": str}}, "quantized_nodes": [...],
+        "float_nodes": [...]}``
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    const = {}
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    const[n.output[0]] = a.t
+    producer = {o: n for n in g.node for o in n.output}
+
+    def tensor(name):
+        t = inits.get(name) or const.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    nonzero, dtypes = [], set()
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2:
+            zp = tensor(n.input[2])
+            if zp is not None:
+                dtypes.add(str(zp.dtype))
+                if np.any(zp != 0):
+                    nonzero.append(n.name)
+    weights, quantized, floating = {}, [], []
+    for n in g.node:
+        if n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        inp = n.input[1]
+        p = producer.get(inp)
+        if p is not None and p.op_type == "DequantizeLinear":
+            quantized.append(n.name)
+            scale = tensor(p.input[1])
+            axis = next((a.i for a in p.attribute if a.name == "axis"), 1)
+            zp = tensor(p.input[2]) if len(p.input) > 2 else None
+            weights[n.name] = {"per_channel": scale is not None and scale.size > 1, "axis": int(axis),
+                               "dtype": str(zp.dtype) if zp is not None else "?",
+                               "channels": int(scale.size) if scale is not None else 0}
+        else:
+            floating.append(n.name)
+    return {"ops": collections.Counter(n.op_type for n in g.node), "zero_points_nonzero": nonzero,
+            "activation_dtypes": dtypes, "weights": weights, "quantized_nodes": quantized,
+            "float_nodes": floating}

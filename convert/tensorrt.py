@@ -1,0 +1,223 @@
+"""TensorRT engine building from the ONNX artifacts (explicit quantization for INT8).
+
+Every version fork goes through the builder section of :mod:`edge.runtime.tensorrt.compat`.
+A GPU is checked for *before* ``import tensorrt`` touches CUDA: without one, ``trt.Runtime()`` /
+``trt.Builder()`` log CUDA error 35 and the next call segfaults.
+
+Engines are named ``model.<precision>.b<batch>.trt<version>.<gpu>-sm<cc>.engine`` (e.g.
+``model.int8.b1-32.trt10.3.0.orin-sm87.engine``) so a wrong TensorRT or GPU is obvious from the
+name, and carry a metadata JSON with the TensorRT version, GPU and compute capability, which
+:func:`edge.runtime.tensorrt.loader.check_engine_compat` checks before deserializing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from edge.errors import EdgeError
+
+ONNX_BY_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+def tensorrt_installed() -> bool:
+    """True when a ``tensorrt`` module can be found (without importing it)."""
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def gpu_present() -> bool:
+    """True when a CUDA device is visible (cuda-python's device count), checked without TensorRT."""
+    from edge.cuda import gpu_available
+
+    return gpu_available()
+
+
+@dataclass
+class EnginePlan:
+    """Whether this run builds engines, and the line to print if it does not."""
+
+    build: bool
+    message: str = ""
+
+
+def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool] = None) -> EnginePlan:
+    """Decide about engines for ``--engine auto|always|never``.
+
+    Raises:
+        EdgeError: ``always`` without TensorRT or without a GPU.
+    """
+    if mode == "never":
+        return EnginePlan(False)
+    installed = tensorrt_installed() if installed is None else installed
+    gpu = (gpu_present() if installed else False) if gpu is None else gpu
+    if mode == "always":
+        if not installed:
+            raise EdgeError("--engine always: TensorRT is not installed here; build on the target with "
+                            "edge-convert --from-onnx OUTDIR/model.int8.onnx (or use --engine auto)")
+        if not gpu:
+            raise EdgeError("--engine always: TensorRT is installed but no CUDA GPU is visible "
+                            "(building without one crashes TensorRT)")
+        return EnginePlan(True)
+    if mode != "auto":
+        raise EdgeError(f"--engine must be auto, always or never, got {mode!r}")
+    if installed and gpu:
+        return EnginePlan(True)
+    why = "TensorRT is not installed" if not installed else "no CUDA GPU is visible"
+    return EnginePlan(False, f"no TensorRT engine built ({why}): build it on the target with "
+                             "`edge-convert --from-onnx {out}/model.int8.onnx`")
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    for prefix in ("nvidia-", "geforce-"):
+        if s.startswith(prefix):
+            s = s[len(prefix):]
+    return s or "gpu"
+
+
+def engine_name(precision: str, batch: Optional[int], max_batch: int, trt_version: str, gpu: str, cc: str,
+                dla: Optional[int] = None) -> str:
+    """The engine file name: model, precision, batch range, TensorRT version, GPU and sm."""
+    b = f"b{batch}" if batch else f"b1-{max_batch}"
+    dev = f"{_slug(gpu)}-sm{str(cc).replace('.', '')}" + (f"-dla{dla}" if dla is not None else "")
+    return f"model.{precision}.{b}.trt{trt_version}.{dev}.engine"
+
+
+def _device():
+    from edge.cuda import get_backend
+
+    return get_backend("auto").device_info(0)
+
+
+def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, batch: Optional[int] = None,
+                 max_batch: int = 32, workspace_mib: int = 1024, dla: Optional[int] = None,
+                 timing_cache: Optional[str] = None, say: Callable[[str], None] = print, trt=None) -> Path:
+    """Build one engine with TensorRT from an ONNX artifact.
+
+    Args:
+        onnx_path: The ONNX file for this precision (see :func:`edge.runtime.tensorrt.compat.onnx_for_precision`).
+        meta: Its metadata (classes, input, preprocessing are copied to the engine's).
+        out_dir: Folder for the engine and its JSON.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        batch: Fixed batch (1) or None for a dynamic profile 1..max_batch.
+        max_batch: Largest batch of the profile (opt = max).
+        workspace_mib: Workspace memory pool limit.
+        dla: DLA core (GPU fallback on) or None.
+        timing_cache: File to load the timing cache from and save it back to.
+        say: Progress output.
+        trt: The tensorrt module (default: import it, after checking for a GPU).
+
+    Returns:
+        The engine path.
+    """
+    from edge.fsutil import atomic_path
+    from edge.metadata import write_meta
+    from edge.runtime.tensorrt import compat
+
+    if trt is None:
+        if not gpu_present():
+            raise EdgeError("no CUDA GPU is visible: TensorRT engines can only be built on the target GPU")
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise EdgeError("TensorRT is not installed (on Jetson it comes with JetPack)") from None
+    version = compat.version_of(trt)
+    compat.builder_branch(version)  # refuses < 8.5
+    dev = _device()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(compat.network_flags(trt, precision))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgeError(f"TensorRT {version} cannot parse {Path(onnx_path).name}: {errs[:300]}")
+    config = builder.create_builder_config()
+    compat.set_workspace(trt, config, workspace_mib)
+    for flag in compat.precision_flags(trt, precision):
+        config.set_flag(flag)
+    inp = network.get_input(0)
+    dims = tuple(int(d) for d in inp.shape)
+    if dims[0] == -1:
+        profile = builder.create_optimization_profile()
+        lo = batch or 1
+        hi = batch or max_batch
+        profile.set_shape(inp.name, (lo, *dims[1:]), (hi, *dims[1:]), (hi, *dims[1:]))
+        config.add_optimization_profile(profile)
+    if dla is not None:
+        compat.use_dla(trt, builder, config, dla)
+    cache_data = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    cache = compat.set_timing_cache(trt, config, cache_data)
+    monitor = compat.attach_progress(trt, config, say)  # noqa: F841 (kept alive during the build)
+    say(f"building TensorRT {version} {precision} engine from {Path(onnx_path).name} on {dev.name} ...")
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EdgeError(f"TensorRT {version} failed to build the {precision} engine (see the log above)")
+    name = engine_name(precision, batch, max_batch, str(version), dev.name, dev.compute_capability, dla)
+    out = Path(out_dir) / name
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(bytes(plan))
+    if timing_cache:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(bytes(cache.serialize()))
+    emeta = {k: meta[k] for k in ("classes", "input", "output", "preprocess", "source_model", "calibration",
+                                  "drift_gate", "tools") if k in meta}
+    emeta.update({"format": "engine", "backend": "tensorrt", "precision": precision,
+                  "source_onnx": Path(onnx_path).name,
+                  "tensorrt": {"version": str(version), "gpu": dev.name, "compute_capability": dev.compute_capability,
+                               "dla_core": dla, "workspace_mib": workspace_mib,
+                               "profile": None if batch else [1, max_batch, max_batch],
+                               "build_seconds": round(time.perf_counter() - t0, 1)}})
+    write_meta(out, emeta)
+    say(f"{name}: built in {emeta['tensorrt']['build_seconds']} s")
+    return out
+
+
+def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Optional[int] = None, max_batch: int = 32,
+                    workspace_mib: int = 1024, dla: Optional[int] = None, timing_cache: Optional[str] = None,
+                    force: bool = False, say: Callable[[str], None] = print) -> Path:
+    """``edge-convert --from-onnx FILE.onnx``: an engine from an ONNX artifact and its metadata.
+
+    The precision comes from the metadata (an INT8 build uses the Q/DQ ranges already in the
+    graph: no calibration images are needed on the target). On TensorRT 11 an FP16 engine needs
+    ``model.fp16.onnx`` (strongly typed), which is checked.
+
+    Raises:
+        EdgeError: missing file or metadata, not an edge-convert artifact, no TensorRT/GPU here.
+    """
+    from edge.metadata import read_meta
+
+    src = Path(onnx_file)
+    if not src.is_file():
+        raise EdgeError(f"ONNX file {src} does not exist")
+    if src.suffix != ".onnx":
+        raise EdgeError(f"{src} is not an ONNX file (.onnx)")
+    meta = read_meta(src)
+    if meta.get("format") != "onnx" or "precision" not in meta:
+        raise EdgeError(f"{src.name}.json is not edge-convert ONNX metadata (format onnx with a precision)")
+    precision = meta["precision"]
+    if precision == "int8-cpu":
+        raise EdgeError(f"{src.name} is the CPU int8 model (uint8 activations): TensorRT needs the "
+                        "Q/DQ model model.int8.onnx")
+    out = Path(out_dir) if out_dir else src.parent
+    if not out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+    plan = engine_plan("always")
+    assert plan.build
+    import tensorrt as trt  # GPU checked by engine_plan
+
+    from edge.runtime.tensorrt import compat
+
+    if compat.builder_branch(compat.version_of(trt)) == "11" and precision == "fp32" and src.name == "model.onnx" \
+            and (src.parent / "model.fp16.onnx").exists():
+        say("note: TensorRT 11 networks are strongly typed: this FP32 ONNX builds an FP32 engine; "
+            "for FP16 pass model.fp16.onnx")
+    existing = list(out.glob(f"model.{precision}.*.engine"))
+    if existing and not force:
+        raise EdgeError(f"{existing[0]} already exists (use --force to rebuild)")
+    return build_engine(src, meta, out, precision, batch=batch, max_batch=max_batch, workspace_mib=workspace_mib,
+                        dla=dla, timing_cache=timing_cache, say=say, trt=trt)
