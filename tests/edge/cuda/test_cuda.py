@@ -1,0 +1,141 @@
+"""edge.cuda: the error helper with real cuda-python codes, backend selection, and (on a GPU
+machine) the real memory paths of both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.cuda import CudaError, check_cuda, cuda_call, get_backend, gpu_available, host_array
+from edge.errors import EdgeError
+
+cudart = pytest.importorskip("edge.cuda.cuda_python").import_cudart()
+
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU and driver (none on this machine)")
+
+
+def _pycuda_or_skip():
+    try:
+        import pycuda.driver  # noqa: F401
+    except ImportError:
+        pytest.skip("pycuda is not installed (needs libcuda and the CUDA headers)")
+
+
+def test_check_cuda_returns_values_on_success():
+    ok = cudart.cudaError_t.cudaSuccess
+    assert check_cuda("x", (ok,)) is None
+    assert check_cuda("x", (ok, 7)) == 7
+    assert check_cuda("x", (ok, 1, 2)) == (1, 2)
+
+
+def test_check_cuda_names_the_call_code_and_description():
+    with pytest.raises(CudaError) as ei:
+        check_cuda("cudaMalloc", (cudart.cudaError_t.cudaErrorNoDevice, None))
+    e = ei.value
+    assert e.call == "cudaMalloc" and e.code == 100 and e.error_name == "cudaErrorNoDevice"
+    assert str(e).startswith("cudaMalloc failed: cudaErrorNoDevice (100)")
+    assert "no CUDA-capable device" in str(e)
+    assert isinstance(e, EdgeError) and "\n" not in str(e)
+
+
+@pytest.mark.skipif(gpu_available(), reason="checks the no-GPU error path")
+def test_cuda_call_on_real_cuda_python_without_gpu():
+    # Without a driver/GPU cuda-python returns error 35 (or 100): the exception names the call.
+    with pytest.raises(CudaError) as ei:
+        cuda_call(cudart.cudaMallocHost, 1024)
+    assert ei.value.call == "cudaMallocHost"
+    assert ei.value.code in (35, 100)
+    be = get_backend("cuda-python")
+    with pytest.raises(CudaError, match=r"^cudaStreamCreateWithFlags failed"):
+        be.stream()
+    with pytest.raises(CudaError, match="cudaGetDeviceCount failed|no CUDA device"):
+        be.device_info(0)
+
+
+def test_get_backend_names():
+    with pytest.raises(EdgeError, match="unknown CUDA backend"):
+        get_backend("opencl")
+    assert get_backend("auto").name == "cuda-python"   # cuda-python is installed here: it comes first
+    try:
+        import pycuda.driver  # noqa: F401
+    except ImportError:
+        with pytest.raises(EdgeError, match="pycuda is not installed"):
+            get_backend("pycuda")
+
+
+def test_host_array_is_a_view_of_the_address():
+    a = np.arange(12, dtype=np.float32)
+    v = host_array(a.ctypes.data, (3, 4), np.float32)
+    a[5] = 42.0
+    assert v.shape == (3, 4) and v[1, 1] == 42.0
+
+
+# ----------------------------------------------------------------------------- real GPU
+@needs_gpu
+@pytest.mark.parametrize("name", ["cuda-python", "pycuda"])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_pinned_roundtrip_async_copies_and_events(name, mapped):
+    if name == "pycuda":
+        _pycuda_or_skip()
+    be = get_backend(name)
+    if mapped and not be.device_info().can_map_host_memory:
+        pytest.skip("device cannot map host memory")
+    n = 1 << 20
+    src, dst = be.pinned(n * 4, mapped=mapped), be.pinned(n * 4)
+    dev = be.device(n * 4)
+    s = be.stream()
+    e0, e1 = be.event(), be.event()
+    try:
+        x = src.view((n,), np.float32)
+        x[:] = np.arange(n, dtype=np.float32)
+        e0.record(s)
+        be.memcpy_htod_async(dev.ptr, src.ptr, n * 4, s)
+        be.memcpy_dtoh_async(dst.ptr, dev.ptr, n * 4, s)
+        e1.record(s)
+        s.synchronize()
+        assert np.array_equal(dst.view((n,), np.float32), x)
+        assert e1.query() and e0.elapsed_ms(e1) >= 0.0
+        if mapped:
+            assert src.device_ptr is not None
+    finally:
+        for o in (src, dst, dev, s, e0, e1):
+            o.free()
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", ["cuda-python", "pycuda"])
+def test_double_buffering_overlaps_upload_with_compute(name):
+    """Two slots, a copy and a compute stream; memset+DtoD copies stand in for the engine."""
+    if name == "pycuda":
+        _pycuda_or_skip()
+    be = get_backend(name)
+    n, chunks = 4 << 20, 6
+    slots = [dict(h_in=be.pinned(n), d_in=be.device(n), d_out=be.device(n), h_out=be.pinned(n),
+                  up=be.event(), done=be.event()) for _ in range(2)]
+    s_copy, s_comp = be.stream(), be.stream()
+    results = []
+    try:
+        prev = None
+        for k in range(chunks):
+            sl = slots[k % 2]
+            sl["h_in"].array[:] = k + 1
+            be.memcpy_htod_async(sl["d_in"].ptr, sl["h_in"].ptr, n, s_copy)
+            sl["up"].record(s_copy)
+            s_comp.wait_event(sl["up"])
+            for _ in range(4):  # the stand-in "compute": device-to-device passes
+                be.memcpy_dtod_async(sl["d_out"].ptr, sl["d_in"].ptr, n, s_comp)
+            be.memcpy_dtoh_async(sl["h_out"].ptr, sl["d_out"].ptr, n, s_comp)
+            sl["done"].record(s_comp)
+            if prev is not None:
+                prev["done"].synchronize()
+                results.append(int(prev["h_out"].array[0]))
+            prev = sl
+        prev["done"].synchronize()
+        results.append(int(prev["h_out"].array[0]))
+        assert results == list(range(1, chunks + 1))
+    finally:
+        for sl in slots:
+            for o in sl.values():
+                o.free()
+        s_copy.free()
+        s_comp.free()
