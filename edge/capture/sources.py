@@ -288,24 +288,27 @@ class Grabber:
                 if item is not END and self.stop_event.is_set():
                     return  # stopping: this frame was read but will not be processed
 
-    def _connect(self) -> bool:
-        wait, failures = self.reconnect_initial, 0
+    def _connect(self, after_loss: bool = False) -> bool:
+        """Open the source; after a loss (or a failed open) wait the backoff first, doubling it."""
         while not self.stop_event.is_set():
+            if after_loss:
+                if self.stop_event.wait(self._wait):
+                    return False
+                self._wait = min(self._wait * 2, self.reconnect_max)
             try:
                 self.source.open()
                 self.metrics.connected = True
                 return True
             except SourceLost as e:
-                failures += 1
-                if self.max_reconnects is not None and failures > self.max_reconnects:
-                    raise EdgeError(f"{self.source.name}: gave up after {failures - 1} reconnect attempts ({e})")
-                log.warning("source %s unavailable (%s); retrying in %.1f s", self.source.name, e, wait)
-                if self.stop_event.wait(wait):
-                    return False
-                wait = min(wait * 2, self.reconnect_max)
+                self._failures += 1
+                if self.max_reconnects is not None and self._failures > self.max_reconnects:
+                    raise EdgeError(f"{self.source.name}: gave up after {self._failures - 1} reconnect attempts ({e})")
+                log.warning("source %s unavailable (%s); retrying in %.1f s", self.source.name, e, self._wait)
+                after_loss = True
         return False
 
     def _run(self) -> None:
+        self._wait, self._failures = self.reconnect_initial, 0
         try:
             if not self._connect():
                 return
@@ -320,16 +323,17 @@ class Grabber:
                     if not self.source.live:
                         break
                     self._lost("end of stream")
-                    if not self._connect():
+                    if not self._connect(after_loss=True):
                         break
                     continue
                 except SourceLost as e:
                     self._lost(str(e))
-                    if not self._connect():
+                    if not self._connect(after_loss=True):
                         break
                     continue
                 idx = self._index
                 self._index += 1
+                self._wait, self._failures = self.reconnect_initial, 0  # delivering again: reset the backoff
                 self.metrics.inc("frames_read")
                 if img is None or getattr(img, "size", 0) == 0:
                     self.metrics.inc("frames_corrupt")
