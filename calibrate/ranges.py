@@ -16,12 +16,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
 
 from edge.errors import EdgeError
 from edge.preprocess import Preprocess
 
-from calibrate.reader import ImageReader, chunks
+from calibrate.reader import chunks
 
 log = logging.getLogger(__name__)
 
@@ -93,54 +95,83 @@ def calibrator_options(method: str) -> Dict:
 
 
 def collect_ranges(onnx_path: str | os.PathLike, paths: Sequence[Path], prep: Preprocess, method: str = "entropy",
-                   chunk: int = 32, batch: int = 8, progress: bool = False) -> RangeResult:
-    """Run onnxruntime's calibrator over the images, ``chunk`` images per ``collect_data`` call.
+                   chunk: int = 32, progress: bool = False) -> RangeResult:
+    """Run onnxruntime's calibrator over image files, ``chunk`` images per ``collect_data`` call.
 
     Args:
         onnx_path: The FP32 ONNX model.
         paths: Calibration image files (from :func:`calibrate.reader.calibration_set`).
         prep: The model's preprocessing.
         method: ``entropy``, ``minmax`` or ``percentile``.
-        chunk: Images per ``collect_data`` call (bounds peak memory).
-        batch: Unused (kept for API stability): each chunk is one inference batch.
+        chunk: Images per ``collect_data`` call (one inference batch; bounds peak memory).
         progress: Show a tqdm bar over the chunks.
 
     Returns:
         The ranges of every calibrated tensor.
     """
-    import numpy as np
+    if not paths:
+        raise EdgeError("no calibration images")
+    from calibrate.reader import iter_batches
+
+    parts = list(chunks(list(paths), chunk))
+    batches = (b for part in parts for b in iter_batches(part, prep, len(part)))
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=len(parts), desc=f"calibrating ({method})", unit="chunk", leave=False)
+    return collect_ranges_from_batches(onnx_path, batches, method, chunk=chunk)
+
+
+def collect_ranges_from_batches(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], method: str = "entropy",
+                                chunk: int = 0) -> RangeResult:
+    """Run onnxruntime's calibrator with one ``collect_data`` call per float32 batch.
+
+    The entropy/percentile calibrators keep a call's activations only until the call returns and
+    merge their histograms across calls, so memory is bounded by one batch.
+
+    Args:
+        onnx_path: The FP32 ONNX model.
+        batches: Preprocessed float32 batches (the model's input).
+        method: ``entropy``, ``minmax`` or ``percentile``.
+        chunk: Recorded in the result (images per call).
+    """
     import onnx
     from onnxruntime.quantization import create_calibrator
 
-    if not paths:
-        raise EdgeError("no calibration images")
     ort_method = _ort_method(method)
     opts = calibrator_options(method)
     input_name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
     rss0 = current_rss_mb()
     t0 = time.perf_counter()
+    n = 0
     with tempfile.TemporaryDirectory(prefix="edge-calib-") as tmp:
         calib = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                   calibrate_method=ort_method, extra_options=opts)
-        parts = list(chunks(list(paths), chunk))
-        it = parts
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(parts, desc=f"calibrating ({method})", unit="chunk", leave=False)
-        for part in it:
-            # One inference batch per call: the histogram collector stacks the outputs of a call,
-            # which needs equal batch sizes.
-            calib.collect_data(ImageReader(part, prep, input_name, batch=len(part)))
+        for x in batches:
+            n += len(x)
+            calib.collect_data(_OneBatch(input_name, x))
             if hasattr(calib, "clear_collected_data"):
                 calib.clear_collected_data()
+        if n == 0:
+            raise EdgeError("no calibration images")
         data = calib.compute_data()
         del calib
     ranges = {}
     for name, td in data.items():
         lo, hi = td.range_value
         ranges[name] = (float(np.min(lo)), float(np.max(hi)))
-    return RangeResult(method, ranges, len(paths), chunk, time.perf_counter() - t0, rss0, peak_rss_mb(), opts)
+    return RangeResult(method, ranges, n, chunk or n, time.perf_counter() - t0, rss0, peak_rss_mb(), opts)
+
+
+class _OneBatch:
+    """A CalibrationDataReader that yields one batch once."""
+
+    def __init__(self, name: str, x: np.ndarray):
+        self.item = {name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def get_next(self):
+        item, self.item = self.item, None
+        return item
 
 
 def tensors_data(method: str, ranges: Dict[str, Sequence[float]]):

@@ -8,6 +8,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,17 @@ def _val_inputs(args, classes, prep, split_file: Path, limit: Optional[int] = No
     return x, y
 
 
+def _check_out_parent(out: Path) -> None:
+    """Fail now, not after minutes of work, if OUTDIR cannot be created."""
+    p = out.resolve().parent
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir():
+        raise EdgeError(f"output folder {out} is not writable: {p} is a file, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise EdgeError(f"output folder {out} is not writable ({p} does not allow creating files)")
+
+
 @cli_entry(PROG)
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -121,7 +133,7 @@ def convert(args) -> int:
     from convert.export import (check_against_keras, check_classifier, check_onnx, compare, io_names,
                                 keras_to_onnx, load_keras, ort_predict, ort_session)
     from convert.tensorrt import engine_plan
-    from edge.fsutil import check_writable_dir, staged_dir
+    from edge.fsutil import staged_dir
     from edge.metadata import read_meta, write_meta
     from edge.preprocess import Preprocess
 
@@ -134,9 +146,13 @@ def convert(args) -> int:
         raise EdgeError("--int8/--int8-cpu need calibration images: pass --calib-data DIR (the training data)")
     if args.max_batch < 1:
         raise EdgeError(f"--max-batch must be at least 1, got {args.max_batch}")
+    if args.max_drift < 0:
+        raise EdgeError(f"--max-drift must be >= 0 percentage points, got {args.max_drift:g}")
+    if args.calib_chunk < 1:
+        raise EdgeError(f"--calib-chunk must be at least 1, got {args.calib_chunk}")
     if out.exists() and not args.force:
         raise EdgeError(f"output folder {out} already exists (use --force to replace it)")
-    check_writable_dir(out.parent if str(out.parent) else ".")
+    _check_out_parent(out)
     # Decide about TensorRT before any work: --engine always without TensorRT is an error now.
     plan = engine_plan(args.engine)
 
@@ -206,7 +222,8 @@ def convert(args) -> int:
             from calibrate.record import make_record, write_record
 
             paths = [s.path for s in calib.dataset.samples]
-            rr = collect_ranges(f32, paths, prep, method=args.calib_method, chunk=args.calib_chunk, progress=sys.stderr.isatty())
+            rr = collect_ranges(f32, paths, prep, method=args.calib_method, chunk=args.calib_chunk,
+                                progress=sys.stderr.isatty())
             record = make_record(args.calib_method, rr.ranges, calib.summary(), rr.summary(),
                                  model_sha256=base["source_model"]["sha256"])
             write_record(stage / formats.CALIB_RECORD, record)

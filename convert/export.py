@@ -175,7 +175,10 @@ def ort_session(path: str | os.PathLike, threads: int = 0, level: str = "all"):
 
 def ort_predict(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:
     """Probabilities of a session for a float32 batch, in chunks of ``batch``."""
-    name = sess.get_inputs()[0].name
+    inp = sess.get_inputs()[0]
+    name = inp.name
+    if isinstance(inp.shape[0], int) and inp.shape[0] > 0:  # fixed batch model
+        batch = inp.shape[0]
     outs = [sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
 

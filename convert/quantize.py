@@ -114,9 +114,21 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
     if variant not in CPU_VARIANTS:
         raise EdgeError(f"unknown CPU int8 variant {variant!r} (one of {', '.join(CPU_VARIANTS)})")
     v = dict(CPU_VARIANTS[variant])
+    # The node that makes the probabilities stays float: a quantized softmax would round them to
+    # steps of 1/256 and clip them at the calibrated maximum.
+    exclude = list(exclude) + output_nodes(src)
     return _quantize(src, dst, method, ranges, fmt=v.pop("fmt"), act=v.pop("act"), weight=v.pop("weight"),
                      per_channel=v.pop("per_channel"), reduce_range=v.pop("reduce_range"), op_types=None,
                      exclude=exclude, extra={"WeightSymmetric": True})
+
+
+def output_nodes(path: str | os.PathLike) -> List[str]:
+    """Names of the nodes that produce graph outputs."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    outs = {o.name for o in g.output}
+    return [n.name for n in g.node if outs & set(n.output)]
 
 
 # ----------------------------------------------------------------------------- inspection
