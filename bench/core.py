@@ -10,6 +10,8 @@ Conventions (the report says them too):
   absent where the backend cannot time it: ONNX Runtime on the CPU has no copies, so its
   ``compute`` is the whole ``session.run``).
 * **Throughput** is ``batch * iterations / wall time`` of the timed loop (images/s), one loop per batch size.
+* Artifacts are opened by :func:`bench.runners.open_runner` (``edge.runtime.load_runner``, with the
+  ONNX Runtime graph optimisation level the metadata names, e.g. ``basic`` for the Q/DQ INT8 model).
 * **Accuracy drift** compares each artifact with the Keras reference on the same files, each model with
   its own stored preprocessing (see :mod:`bench.drift`).
 """
@@ -157,10 +159,6 @@ def _size_mb(path: Path) -> float:
     return round(path.stat().st_size / 1e6, 3) if path.is_file() else 0.0
 
 
-def _runner_opts(backend: str, cfg: BenchConfig) -> Dict[str, Any]:
-    return {"threads": cfg.threads} if backend == "onnxruntime" else {}
-
-
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text[:300]
@@ -208,7 +206,8 @@ def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarr
     from bench.corruptions import all_conditions, corrupt
     from bench.formats import describe
     from edge.metadata import read_meta
-    from edge.runtime import backend_of, load_runner
+    from bench.runners import open_runner
+    from edge.runtime import load_runner
 
     cfg.validate()
     reference = Path(reference)
@@ -246,8 +245,11 @@ def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarr
             "_samples": {},
         }
         try:
-            runner = load_runner(a, backend=backend_of(a, meta), **_runner_opts(d["backend"], cfg))
+            runner = open_runner(a, meta, threads=cfg.threads)
             with runner as r:
+                res["runner"] = {"class": type(r).__name__}
+                if getattr(r, "level", None):
+                    res["runner"]["graph_optimization_level"] = r.level
                 probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"{a.name} accuracy")
                 cmp = driftmod.compare(labels, ref.probs, probs, ref.classes, files)
                 res.update(accuracy=cmp["accuracy"], drift=cmp["drift"], confusion_matrix=cmp["confusion_matrix"],
