@@ -1,0 +1,83 @@
+"""bench/synthline.py and bench/daemon_throughput.py (tools of the runtime checks) on a tiny
+folder-per-class set and the brightness model: the line's labels, scoring, and the check runner."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.capture.testing import class_level, make_intensity_model
+
+CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """10 images per class; every third one of a class is painted at the next class's level."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("steel")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir()
+        for i in range(10):
+            level = class_level((c + 1) % 6 if i % 3 == 0 else c)
+            img = np.clip(level + rng.normal(0, 3, (40, 40)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / name / f"{name}_{i}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_intensity_model(tmp_path_factory.mktemp("m") / "m.onnx", 16)
+
+
+def test_make_line_labels_and_frames(tmp_path, dataset):
+    import cv2
+
+    from bench.synthline import make_line, read_labels
+
+    info = make_line(str(dataset), tmp_path / "line", cols=2, rows=2, tile=40, fmt="both")
+    assert info["images"] == 9 and info["frames"] == 3 and info["padded_tiles"] == 3
+    labels = read_labels(tmp_path / "line" / "labels.csv")
+    assert len(labels) == 12 and sum(r["padded"] == "1" for r in labels.values()) == 3
+    # each tile of each frame holds exactly the image its label row names
+    frame = cv2.imread(str(tmp_path / "line" / "frames" / "frame_00001.png"), cv2.IMREAD_GRAYSCALE)
+    row = labels[(1, 40, 0)]
+    src = cv2.imread(str(dataset / row["file"]), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(frame[0:40, 40:80], src) and row["label"] == row["file"].split("/")[0]
+    cap = cv2.VideoCapture(str(tmp_path / "line" / "line.avi"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 3
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError, match="already exists"):
+        make_line(str(dataset), tmp_path / "line", cols=2, rows=2, tile=40)
+
+
+def test_check_line_accuracy_events_and_sigterm(tmp_path, dataset, model):
+    from bench.synthline import check_line, make_line
+
+    make_line(str(dataset), tmp_path / "line", cols=1, rows=1, tile=40)   # 9 frames of one tile
+    res = check_line(str(model), tmp_path / "line", str(dataset), None, workdir=str(tmp_path / "work"))
+    sc = res["full_run"]["score"]
+    assert sc["events"] == 9 == res["full_run"]["expected_events"] and res["full_run"]["events_equal_frames_x_tiles"]
+    assert 0 < sc["accuracy"] < 1                           # the repainted images are misclassified
+    assert sc["accuracy"] == pytest.approx(res["artifact_test_accuracy"]["accuracy"])   # lossless video: same pixels
+    assert res["accuracy_within_1pp"]
+    sig = res["sigterm_run"]
+    assert sig["returncode"] == 0 and sig["all_events_present"] and sig["every_frame_complete"]
+
+
+def test_daemon_throughput_same_batches(tmp_path, dataset, model):
+    from bench.daemon_throughput import measure
+    from bench.synthline import make_line
+
+    make_line(str(dataset), tmp_path / "line", cols=2, rows=2, tile=40)
+    res = measure(str(model), str(tmp_path / "line" / "line.avi"), tile=40, batch=3, rounds=2)
+    assert res["tiles"] == 12 and res["batches"] == 6             # 3 frames x (3 + 1) tiles per batch split
+    assert len(res["bare_tiles_per_s"]) == len(res["daemon_tiles_per_s"]) == 2
+    assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.01)
+    assert all(r["events"] == 12 for r in res["daemon_runs"])
