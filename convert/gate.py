@@ -4,10 +4,8 @@ If the drop exceeds the budget, the layers most sensitive to quantization are le
 the model is re-quantized from the same calibration ranges (no recalibration), then re-measured,
 until the drop is within budget or nothing is left to exclude.
 
-Sensitivity comes from onnxruntime's ``qdq_loss_debug``: for every quantized activation, the
-signal-to-quantization-noise ratio (SQNR, dB) between the tensor before and after its Q/DQ pair
-on validation images. The lowest SQNR is the most damaged tensor; the quantized nodes that
-produce or consume it are excluded first.
+Sensitivity comes from onnxruntime's ``qdq_loss_debug`` (see :func:`rank_sensitive_nodes`): the
+quantized node that loses the most SQNR against the FP32 model on validation images goes first.
 """
 
 from __future__ import annotations
@@ -46,10 +44,28 @@ class _ArrayReader:
         self.i += self.batch
         return {self.name: b}
 
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
 
 def rank_sensitive_nodes(fp32: str | os.PathLike, qdq: str | os.PathLike, x: np.ndarray,
                          skip: Sequence[str] = ()) -> List[Dict]:
-    """Quantized nodes ordered from most to least quantization-sensitive.
+    """Quantized weighted nodes ordered from most to least quantization-sensitive.
+
+    onnxruntime's ``qdq_loss_debug`` records every float tensor of the FP32 and the Q/DQ model on
+    the same inputs. For each quantized Conv/Gemm/MatMul, the signal-to-quantization-noise ratio
+    (SQNR, dB; onnxruntime's ``compute_signal_to_quantization_noice_ratio``) of the Q/DQ model's
+    tensor against the FP32 one is taken at the node's (dequantized) activation input and at its
+    output; the sensitivity is the SQNR the node loses (input SQNR − output SQNR): where the
+    quantization error appears, rather than where it was inherited. (A plain per-tensor SQNR
+    misses the classic failure: one outlier channel sets the int8 step and wipes out every other
+    channel while the tensor's global SQNR stays high.)
 
     Args:
         fp32: The float model.
@@ -58,47 +74,43 @@ def rank_sensitive_nodes(fp32: str | os.PathLike, qdq: str | os.PathLike, x: np.
         skip: Node names already excluded.
 
     Returns:
-        ``[{"node": name, "tensor": activation, "sqnr_db": float}]``, lowest SQNR first; a node
-        appears once, with its worst tensor.
+        ``[{"node": name, "op": type, "sqnr_in_db", "sqnr_out_db", "loss_db"}]``, largest loss first.
     """
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
-                                                         create_activation_matching,
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations,
+                                                         compute_signal_to_quantization_noice_ratio as sqnr,
                                                          modify_model_output_intermediate_tensors)
+
+    from convert.quantize import TRT_OP_TYPES
 
     name = onnx.load(str(qdq), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="edge-gate-") as tmp:
-        aug = Path(tmp) / "qdq_aug.onnx"
-        modify_model_output_intermediate_tensors(str(qdq), str(aug))
-        acts = collect_activations(str(aug), _ArrayReader(name, x))
-    errors = compute_activation_error(create_activation_matching(acts))
+        acts = {}
+        for tag, model in (("q", qdq), ("f", fp32)):
+            aug = Path(tmp) / f"{tag}_aug.onnx"
+            modify_model_output_intermediate_tensors(str(model), str(aug))
+            acts[tag] = collect_activations(str(aug), _ArrayReader(name, x))
+    qa, fa = acts["q"], acts["f"]
 
     g = onnx.load(str(qdq), load_external_data=False).graph
-    # activation tensor (pre-Q name) → the weighted nodes that consume it via DQ, or produce it.
-    q_of = {n.input[0]: n.output[0] for n in g.node if n.op_type == "QuantizeLinear"}
-    dq_of = {n.input[0]: n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
-    consumers: Dict[str, List[str]] = {}
+    producer = {o: n for n in g.node for o in n.output}
+    out = []
     for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n.name)
-    producer = {o: n.name for n in g.node for o in n.output}
-    from convert.quantize import TRT_OP_TYPES
-
-    weighted = {n.name for n in g.node if n.op_type in TRT_OP_TYPES}
-    best: Dict[str, Dict] = {}
-    for tensor, err in errors.items():
-        sqnr = float(err["qdq_err"])
-        nodes = set()
-        q = q_of.get(tensor)
-        dq = dq_of.get(q) if q else None
-        if dq:
-            nodes.update(c for c in consumers.get(dq, []) if c in weighted)
-        if producer.get(tensor) in weighted:
-            nodes.add(producer[tensor])
-        for nd in nodes - set(skip):
-            if nd not in best or sqnr < best[nd]["sqnr_db"]:
-                best[nd] = {"node": nd, "tensor": tensor, "sqnr_db": round(sqnr, 2)}
-    return sorted(best.values(), key=lambda d: d["sqnr_db"])
+        if n.op_type not in TRT_OP_TYPES or n.name in skip:
+            continue
+        dq = producer.get(n.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue  # not quantized (already excluded)
+        q = producer.get(dq.input[0])
+        orig = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+        o = n.output[0]
+        if orig not in fa or dq.output[0] not in qa or o not in fa or o not in qa:
+            continue
+        s_in = float(sqnr(fa[orig], qa[dq.output[0]]))
+        s_out = float(sqnr(fa[o], qa[o]))
+        out.append({"node": n.name, "op": n.op_type, "sqnr_in_db": round(s_in, 2), "sqnr_out_db": round(s_out, 2),
+                    "loss_db": round(s_in - s_out, 2)})
+    return sorted(out, key=lambda d: -d["loss_db"])
 
 
 @dataclass

@@ -114,12 +114,56 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
     if variant not in CPU_VARIANTS:
         raise EdgeError(f"unknown CPU int8 variant {variant!r} (one of {', '.join(CPU_VARIANTS)})")
     v = dict(CPU_VARIANTS[variant])
+    # uint8 activations: onnxruntime drops Relu/Clip after a quantized op when the Q clamps the
+    # same range, which is only right if the range starts at the activation's lower bound. The
+    # symmetric calibration gives Relu outputs (-a, a); clamp them to their true domain first.
+    ranges = clamp_activation_ranges(src, ranges)
     # The node that makes the probabilities stays float: a quantized softmax would round them to
     # steps of 1/256 and clip them at the calibrated maximum.
     exclude = list(exclude) + output_nodes(src)
     return _quantize(src, dst, method, ranges, fmt=v.pop("fmt"), act=v.pop("act"), weight=v.pop("weight"),
                      per_channel=v.pop("per_channel"), reduce_range=v.pop("reduce_range"), op_types=None,
                      exclude=exclude, extra={"WeightSymmetric": True})
+
+
+def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[float]]) -> Dict[str, List[float]]:
+    """Ranges with Relu outputs clamped to [0, hi] and Clip outputs to the clip bounds.
+
+    These are the activations' mathematical domains (not statistics): a ReLU output is never
+    negative. Without this, symmetric ranges make onnxruntime's removal of Relu/Clip wrong.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    consts = {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
+              for a in n.attribute if a.name == "value"}
+    out = {k: [float(v[0]), float(v[1])] for k, v in ranges.items()}
+    for n in g.node:
+        t = n.output[0] if n.output else None
+        if t not in out:
+            continue
+        lo, hi = out[t]
+        if n.op_type == "Relu":
+            out[t] = [0.0, max(hi, 0.0)]
+        elif n.op_type == "Clip":
+            def bound(i):
+                if len(n.input) > i and n.input[i]:
+                    v = inits.get(n.input[i], consts.get(n.input[i]))
+                    return None if v is None else float(v)
+                return None
+            cmin = bound(1)
+            cmax = bound(2)
+            for a in n.attribute:  # opset < 11 attributes
+                if a.name == "min":
+                    cmin = a.f
+                if a.name == "max":
+                    cmax = a.f
+            lo = max(lo, cmin) if cmin is not None else lo
+            hi = min(hi, cmax) if cmax is not None else hi
+            out[t] = [lo, max(hi, lo)]
+    return out
 
 
 def output_nodes(path: str | os.PathLike) -> List[str]:

@@ -1,0 +1,197 @@
+"""Q/DQ structure TensorRT accepts, and the drift gate on a model built to need it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from calibrate.ranges import collect_ranges_from_batches  # noqa: E402
+from convert.export import ort_predict, ort_session  # noqa: E402
+from convert.gate import accuracy, rank_sensitive_nodes, run_gate  # noqa: E402
+from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8  # noqa: E402
+
+
+def _conv_gemm_model(path, rng):
+    """NHWC input → Transpose → Conv(+bias) → Relu → Conv → Relu → GAP → Flatten → Gemm → MatMul → Softmax."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 8, 1])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])
+    w1 = numpy_helper.from_array(rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 0.1, (4,)).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.5, (6, 4, 3, 3)).astype(np.float32), "w2")
+    wg = numpy_helper.from_array(rng.normal(0, 0.5, (5, 6)).astype(np.float32), "wg")  # Gemm transB=1: (N_out, K)
+    bg = numpy_helper.from_array(np.zeros(5, np.float32), "bg")
+    wm = numpy_helper.from_array(rng.normal(0, 0.5, (5, 3)).astype(np.float32), "wm")
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2], name="to_nchw"),
+        helper.make_node("Conv", ["nchw", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "wg", "bg"], ["g"], transB=1, name="gemm"),
+        helper.make_node("MatMul", ["g", "wm"], ["logits"], name="matmul"),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1, name="softmax"),
+    ]
+    g = helper.make_graph(nodes, "t", [x], [y], [w1, b1, w2, wg, bg, wm])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("qdq")
+    f32 = _conv_gemm_model(d / "model.onnx", rng)
+    x = rng.uniform(0, 1, (48, 8, 8, 1)).astype(np.float32)
+    rr = collect_ranges_from_batches(f32, [x[i:i + 16] for i in range(0, 48, 16)], "minmax")
+    return d, f32, x, rr
+
+
+def test_qdq_structure_is_what_tensorrt_builds(small):
+    d, f32, x, rr = small
+    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges)
+    s = qdq_summary(q)
+    # every weighted layer quantized, zero points all 0 and int8 (symmetric)
+    assert set(s["quantized_nodes"]) == {"conv1", "conv2", "gemm", "matmul"} and not s["float_nodes"]
+    assert s["zero_points_nonzero"] == [] and s["activation_dtypes"] == {"int8"}
+    # per-channel weights along the output channels
+    assert s["weights"]["conv1"] == {"per_channel": True, "axis": 0, "dtype": "int8", "channels": 4}
+    assert s["weights"]["conv2"] == {"per_channel": True, "axis": 0, "dtype": "int8", "channels": 6}
+    assert s["weights"]["gemm"]["per_channel"] and s["weights"]["gemm"]["axis"] == 0 and s["weights"]["gemm"]["channels"] == 5
+    assert s["weights"]["matmul"]["per_channel"] and s["weights"]["matmul"]["axis"] == 1 and s["weights"]["matmul"]["channels"] == 3
+    g = onnx.load(str(q)).graph
+    inits = {i.name for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    # weights: float initializer → QuantizeLinear → DequantizeLinear (the form TensorRT 8.5 imports)
+    for conv in (n for n in g.node if n.op_type == "Conv"):
+        dq = producer[conv.input[1]]
+        qn = producer[dq.input[0]]
+        assert dq.op_type == "DequantizeLinear" and qn.op_type == "QuantizeLinear" and qn.input[0] in inits
+        # activations of the conv input also pass a Q/DQ pair
+        assert producer[conv.input[0]].op_type == "DequantizeLinear"
+    # bias stays float (no DequantizeLinear in front of it)
+    conv1 = next(n for n in g.node if n.name == "conv1")
+    assert conv1.input[2] == "b1" and conv1.input[2] in inits
+    # Q/DQ on activations is per tensor (scalar scale)
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+            scale = next(i for i in g.initializer if i.name == n.input[1])
+            assert numpy_helper.to_array(scale).size == 1
+    ref = ort_predict(ort_session(f32), x)
+    got = ort_predict(ort_session(q, level="basic"), x)
+    assert np.abs(ref - got).max() < 0.05
+
+
+def test_excluded_nodes_stay_float(small):
+    d, f32, x, rr = small
+    q = to_qdq_int8(f32, d / "ex.onnx", "minmax", rr.ranges, exclude=["conv2", "matmul"])
+    s = qdq_summary(q)
+    assert set(s["float_nodes"]) == {"conv2", "matmul"} and set(s["quantized_nodes"]) == {"conv1", "gemm"}
+
+
+def test_cpu_int8_keeps_probabilities_float(small):
+    d, f32, x, rr = small
+    c = to_cpu_int8(f32, d / "cpu.onnx", "minmax", rr.ranges)
+    g = onnx.load(str(c)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    assert producer["probs"].op_type == "Softmax"
+    assert any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in g.node)
+    ref = ort_predict(ort_session(f32), x)
+    assert np.abs(ort_predict(ort_session(c), x) - ref).max() < 0.1
+
+
+# ----------------------------------------------------------------------------- drift gate
+
+def _outlier_model(path, rng, k=4):
+    """A classifier where one activation has an outlier channel that ruins per-tensor int8.
+
+    h = x @ A, where A's column 0 is huge (h[:, 0] ~ 1e4) and the rest ~1; logits = h @ B with B's
+    row 0 zero. FP32 ignores h[:, 0]; with int8 h, the step is ~1e4/127, so every other channel
+    rounds to 0 and the prediction collapses. Leaving the node that consumes h in float fixes it.
+    """
+    d_in, d_h = 16, 12
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", d_in])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", k])
+    a = rng.normal(0, 0.5, (d_in, d_h)).astype(np.float32)
+    a[:, 0] = 1e4
+    b = rng.normal(0, 1.0, (d_h, k)).astype(np.float32)
+    b[0] = 0
+    c = rng.normal(0, 0.5, (k, k)).astype(np.float32) + np.eye(k, dtype=np.float32) * 3
+    nodes = [helper.make_node("MatMul", ["input", "A"], ["h"], name="mm_a"),
+             helper.make_node("MatMul", ["h", "B"], ["z"], name="mm_b"),
+             helper.make_node("MatMul", ["z", "C"], ["logits"], name="mm_c"),
+             helper.make_node("Softmax", ["logits"], ["probs"], axis=1, name="softmax")]
+    inits = [numpy_helper.from_array(a, "A"), numpy_helper.from_array(b, "B"), numpy_helper.from_array(c, "C")]
+    m = helper.make_model(helper.make_graph(nodes, "outlier", [x], [y], inits),
+                          opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    d = tmp_path_factory.mktemp("gate")
+    f32 = _outlier_model(d / "model.onnx", rng)
+    x_cal = rng.uniform(0, 1, (64, 16)).astype(np.float32)
+    x_val = rng.uniform(0, 1, (96, 16)).astype(np.float32)
+    y_val = ort_predict(ort_session(f32), x_val).argmax(1)  # FP32 is 100% right by construction
+    rr = collect_ranges_from_batches(f32, [x_cal[:32], x_cal[32:]], "minmax")
+    return d, f32, x_val, y_val, rr
+
+
+def test_sensitivity_ranking_finds_the_outlier_tensor(outlier):
+    d, f32, x_val, y_val, rr = outlier
+    q = to_qdq_int8(f32, d / "rank.onnx", "minmax", rr.ranges)
+    ranking = rank_sensitive_nodes(f32, q, x_val[:32])
+    assert ranking[0]["node"] == "mm_b"  # the node whose int8 input lost the small channels
+    assert ranking[0]["loss_db"] > max(r["loss_db"] for r in ranking[1:]) + 10
+    assert {r["node"] for r in ranking} == {"mm_a", "mm_b", "mm_c"}
+
+
+def test_gate_excludes_layers_and_remeasures(outlier):
+    d, f32, x_val, y_val, rr = outlier
+    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges)
+    assert accuracy(ort_predict(ort_session(q, level="basic"), x_val), y_val) < 0.8  # really broken
+    calls = []
+
+    def requant(exclude, dst):
+        calls.append(list(exclude))
+        return to_qdq_int8(f32, dst, "minmax", rr.ranges, exclude=exclude)
+
+    res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, say=lambda m: None)
+    assert res.drift_before_pp > 20
+    assert res.passed and res.drift_after_pp <= 2.0
+    assert "mm_b" in res.excluded and len(res.steps) == len(calls) + 1 >= 2
+    assert calls[-1] == res.excluded
+    # the final file on disk is the re-quantized one, with the excluded node in float
+    assert "mm_b" in qdq_summary(q)["float_nodes"]
+    meas = accuracy(ort_predict(ort_session(q, level="basic"), x_val), y_val)
+    assert abs((1.0 - meas) * 100 - res.drift_after_pp) < 1e-6
+    rep = res.as_dict()
+    assert rep["drift_before_pp"] > rep["drift_after_pp"] and rep["excluded_nodes"] == res.excluded
+
+
+def test_gate_within_budget_does_nothing(small):
+    d, f32, x, rr = small
+    q = to_qdq_int8(f32, d / "ok.onnx", "minmax", rr.ranges)
+    y = ort_predict(ort_session(f32), x).argmax(1)
+    res = run_gate(f32, q, lambda e, p: pytest.fail("re-quantized without need"), x, y, max_drift_pp=50,
+                   say=lambda m: None)
+    assert res.passed and res.excluded == [] and len(res.steps) == 1
+
+
+def test_gate_reports_failure_when_budget_unreachable(outlier):
+    d, f32, x_val, y_val, rr = outlier
+    q = to_qdq_int8(f32, d / "fail.onnx", "minmax", rr.ranges)
+    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
+                   max_drift_pp=0.0, max_rounds=0, say=lambda m: None)
+    assert not res.passed and res.drift_after_pp > 0 and res.excluded == []
