@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "drift of model artifacts (ONNX, TensorRT engines) against the FP32 Keras reference "
                     "on the same test files.")
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifact files, each with its <artifact>.json")
-    p.add_argument("--reference", required=True, metavar="MODEL.keras", help="the FP32 Keras reference model")
+    p.add_argument("--reference", required=True, action="append", metavar="MODEL.keras",
+                   help="the FP32 Keras reference model; repeat it for artifacts of several models (each artifact "
+                        "is compared with the reference its metadata's source_model.sha256 names, else the first)")
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (NEU-CLS or folder per class)")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="which split to evaluate (default: test)")
@@ -67,6 +69,26 @@ def _check_output(path: Optional[str], what: str) -> None:
     check_writable_dir(p if what == "plots" else p.parent)
 
 
+def _check_other_splits(refs: List[Path], ds, which: str) -> None:
+    """Every reference's own split.csv (when it has one) must give the same evaluation files.
+
+    Otherwise the evaluated images could be training images of one of the models.
+    """
+    from edge.data import read_split_csv
+
+    if which == "all":
+        return
+    mine = {s.rel(ds.root) for s in ds.samples}
+    for r in refs:
+        own = r.parent / "split.csv"
+        if not own.is_file():
+            continue
+        theirs = {f for f, sp in read_split_csv(own).items() if sp == which}
+        if theirs != mine:
+            raise EdgeError(f"the {which} split of {own} differs from the one benchmarked ({len(theirs ^ mine)} files "
+                            f"differ): {r} may have trained on the evaluated images")
+
+
 @cli_entry("edge-bench")
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
@@ -82,9 +104,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg.validate()
     for path, what in ((args.json, "json"), (args.md, "md"), (args.plots, "plots")):
         _check_output(path, what)
-    reference = Path(args.reference)
-    if not reference.is_file():
-        raise EdgeError(f"reference model {reference} does not exist")
+    refs = [Path(r) for r in args.reference]
+    for r in refs:
+        if not r.is_file():
+            raise EdgeError(f"reference model {r} does not exist")
+    reference = refs[0]
     for a in args.artifacts:
         if not Path(a).is_file():
             raise EdgeError(f"artifact {a} does not exist")
@@ -103,8 +127,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ds = select(args.data, args.split, split_file, classes=ref_meta["classes"])
     images = load_images(ds, progress=cfg.progress)
     files = [s.rel(ds.root) for s in ds.samples]
+    _check_other_splits(refs, ds, args.split)
 
-    report = core.run(args.artifacts, reference, images, ds.labels, files, cfg)
+    report = core.run(args.artifacts, refs, images, ds.labels, files, cfg)
     from bench.environment import environment
 
     report = {"environment": environment(), **report}

@@ -165,18 +165,28 @@ def _short(e: BaseException) -> str:
 
 
 class Reference:
-    """The FP32 Keras reference: its probabilities on the clean and corrupted images."""
+    """One FP32 Keras reference: its file, metadata, content hash and probabilities."""
 
-    def __init__(self, model: Path, meta: Dict[str, Any]):
-        self.model = model
-        self.meta = meta
-        self.classes = list(meta["classes"])
+    def __init__(self, model: str | Path, meta: Optional[Dict[str, Any]] = None):
+        from edge.fsutil import sha256_file
+
+        self.model = Path(model)
+        self.meta = meta if meta is not None else load_reference_meta(self.model)
+        self.classes = list(self.meta["classes"])
+        self.sha256 = sha256_file(self.model) if self.model.is_file() else ""
         self.probs: Optional[np.ndarray] = None
         self.corrupt_probs: Dict[str, np.ndarray] = {}
+        self.accuracy: Optional[float] = None
+
+    def summary(self, n_images: int, labels) -> Dict[str, Any]:
+        return {"model": str(self.model), "accuracy": self.accuracy, "backend": "keras", "precision": "fp32",
+                "size_mb": _size_mb(self.model), "sha256": self.sha256, "images": int(n_images),
+                "confusion_matrix": driftmod.compare(labels, self.probs, self.probs, self.classes)["confusion_matrix"],
+                "classes": self.classes}
 
 
 def load_reference_meta(model: str | Path) -> Dict[str, Any]:
-    """Metadata of the reference model (``model.keras.json`` or preprocess.json + classes.json)."""
+    """Metadata of a reference model (``model.keras.json`` or preprocess.json + classes.json)."""
     from edge.metadata import read_meta
 
     model = Path(model)
@@ -186,64 +196,95 @@ def load_reference_meta(model: str | Path) -> Dict[str, Any]:
     return meta
 
 
-def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarray, labels: np.ndarray,
-        files: Sequence[str], cfg: BenchConfig, reference_runner_factory=None) -> Dict[str, Any]:
+def display_names(paths: Sequence[str | Path]) -> List[str]:
+    """Short unique names: the file name, or ``folder/file`` where file names repeat."""
+    paths = [Path(p) for p in paths]
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def match_reference(meta: Dict[str, Any], refs: List[Reference]) -> tuple:
+    """The reference an artifact was made from: ``(reference, note)``.
+
+    The artifact's ``source_model.sha256`` (written by edge-convert) picks the reference with the same
+    content; without a match the first reference is used and the note says why.
+    """
+    src = meta.get("source_model") or {}
+    sha = src.get("sha256")
+    if sha:
+        for ref in refs:
+            if ref.sha256 == sha:
+                return ref, ""
+        return refs[0], (f"made from {src.get('path', 'another model')} (sha256 {sha[:12]}), which is none of the "
+                         f"references: drift is against {refs[0].model.name}")
+    return refs[0], ""
+
+
+def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str | Path], images: np.ndarray,
+        labels: np.ndarray, files: Sequence[str], cfg: BenchConfig) -> Dict[str, Any]:
     """Benchmark every artifact; return the report (without the environment block).
 
     Args:
         artifacts: Artifact files (each with its ``.json`` metadata).
-        reference: The FP32 Keras model.
+        references: The FP32 Keras model(s). Each artifact is compared with the reference whose content
+            hash its metadata names (``source_model.sha256``), else with the first.
         images: uint8 test images (N, H, W), in the order of ``labels`` / ``files``.
-        labels: Class index per image, in the reference's class order.
+        labels: Class index per image, in the references' class order.
         files: File name per image (relative to the data root).
         cfg: What to measure.
-        reference_runner_factory: Makes the reference runner (tests); default ``load_runner(reference)``.
 
     Returns:
-        ``{"reference": {...}, "results": [...], "corruptions": {...} | None, "conventions": {...}}``;
-        each result carries raw latency samples under ``"_samples"`` for the plots.
+        ``{"reference": {...first...}, "references": [...], "results": [...], "corruptions": {...} | None,
+        "conventions": {...}}``; each result carries raw latency samples under ``"_samples"`` for the plots.
     """
     from bench.corruptions import all_conditions, corrupt
     from bench.formats import describe
-    from edge.metadata import read_meta
     from bench.runners import open_runner
+    from edge.metadata import read_meta
     from edge.runtime import load_runner
 
     cfg.validate()
-    reference = Path(reference)
-    ref_meta = load_reference_meta(reference)
-    ref = Reference(reference, ref_meta)
+    if isinstance(references, (str, Path)):
+        references = [references]
+    refs = [Reference(r) for r in references]
+    if not refs:
+        raise EdgeError("no reference model given")
+    for ref in refs[1:]:
+        if ref.classes != refs[0].classes:
+            raise EdgeError(f"reference {ref.model} has classes {ref.classes} but {refs[0].model} has {refs[0].classes}")
     metas = []
     for a in artifacts:
         a = Path(a)
         meta = read_meta(a)
         cls = meta.get("classes")
-        if cls and list(cls) != ref.classes:
-            raise EdgeError(f"{a} has classes {cls} but the reference {reference} has {ref.classes}")
-        metas.append((a, meta))
+        if cls and list(cls) != refs[0].classes:
+            raise EdgeError(f"{a} has classes {cls} but the reference {refs[0].model} has {refs[0].classes}")
+        ref, note = match_reference(meta, refs)
+        metas.append((a, meta, ref, note))
     conditions = list(all_conditions()) if cfg.corruptions else []
     corrupted = {f"{n}-{s}": corrupt(images, n, s, seed=cfg.seed) for n, s, _ in conditions}
 
-    # -- reference ----------------------------------------------------------------
-    make_ref = reference_runner_factory or (lambda: load_runner(reference, backend="keras"))
-    with make_ref() as r:
-        ref.probs = predict(r, images, cfg.eval_batch, cfg.progress, desc="reference")
-        for key, imgs in _tqdm(list(corrupted.items()), cfg.progress, desc="reference corruptions"):
-            ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
-    ref_acc = driftmod.accuracy(labels, ref.probs)
-    ref_cm = driftmod.compare(labels, ref.probs, ref.probs, ref.classes)["confusion_matrix"]
+    # -- references ---------------------------------------------------------------
+    for ref in refs:
+        with load_runner(ref.model, backend="keras") as r:
+            ref.probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"reference {ref.model.name}")
+            for key, imgs in _tqdm(list(corrupted.items()), cfg.progress, desc="reference corruptions"):
+                ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
+        ref.accuracy = driftmod.accuracy(labels, ref.probs)
 
     results: List[Dict[str, Any]] = []
     gate = cfg.gate_pp if cfg.gate_pp is not None else DEFAULT_STATUS_DROP_PP
-    for a, meta in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact"):
+    for a, meta, ref, note in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact"):
         d = describe(a, meta)
         res: Dict[str, Any] = {
             "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
-            "size_mb": _size_mb(a), "latency_ms": {}, "latency_per_image_ms": {}, "latency_parts_ms": {},
-            "throughput_ips": {}, "iterations": {}, "unstable_batches": [], "accuracy": None, "drift": None,
-            "confusion_matrix": None, "disagreements": [], "status": "failed", "status_reason": "",
-            "_samples": {},
+            "size_mb": _size_mb(a), "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
+            "latency_parts_ms": {}, "throughput_ips": {}, "iterations": {}, "unstable_batches": [],
+            "accuracy": None, "drift": None, "confusion_matrix": None, "disagreements": [], "status": "failed",
+            "status_reason": "", "notes": [note] if note else [], "_samples": {},
         }
+        if note:
+            log.warning("%s: %s", a.name, note)
         try:
             runner = open_runner(a, meta, threads=cfg.threads)
             with runner as r:
@@ -273,8 +314,7 @@ def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarr
                                     "(other load on the machine? try more --iterations or --duration)",
                                     a.name, b, st["cov"], stats.COV_WARN_PCT)
                     if r.max_batch is not None and b > r.max_batch:
-                        res.setdefault("notes", []).append(
-                            f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
+                        res["notes"].append(f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
         except EdgeError as e:
             res["status_reason"] = _short(e)
             log.warning("%s: %s", a, res["status_reason"])
@@ -297,41 +337,48 @@ def run(artifacts: Sequence[str | Path], reference: str | Path, images: np.ndarr
             res["status_reason"] = "; ".join(notes)
         results.append(res)
 
+    for res, name in zip(results, display_names([r["artifact"] for r in results])):
+        res["name"] = name
+    ref_sums = [ref.summary(len(images), labels) for ref in refs]
+    for rs, name in zip(ref_sums, display_names([ref.model for ref in refs])):
+        rs["name"] = name
     report: Dict[str, Any] = {
-        "reference": {"model": str(reference), "accuracy": ref_acc, "backend": "keras", "precision": "fp32",
-                      "size_mb": _size_mb(reference), "images": int(len(images)), "confusion_matrix": ref_cm,
-                      "classes": ref.classes},
+        "reference": ref_sums[0],
+        "references": ref_sums,
         "results": results,
         "conventions": {"latency": LATENCY_CONVENTION, "throughput": THROUGHPUT_CONVENTION,
                         "cov": "coefficient of variation, 100 * std / mean (population std), percent; "
                                f"warning above {stats.COV_WARN_PCT}%",
-                        "drift": "artifact minus reference on the same files; accuracy_delta_pp in percentage "
-                                 "points; top1_agreement 0..1; kl = mean KL(reference || artifact) in nats",
+                        "drift": "artifact minus its reference (the Keras model it was made from) on the same files; "
+                                 "accuracy_delta_pp in percentage points; top1_agreement 0..1; "
+                                 "kl = mean KL(reference || artifact) in nats",
                         "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp), failed (❌: could not run)"},
         "corruptions": None,
     }
     if conditions:
+        by_model = {str(ref.model): ref for ref in refs}
         rows = []
-        for n, s, p in conditions:
-            key = f"{n}-{s}"
-            rp = ref.corrupt_probs[key]
-            racc = driftmod.accuracy(labels, rp)
+        for n, sev, p in conditions:
+            key = f"{n}-{sev}"
+            racc = {str(ref.model): driftmod.accuracy(labels, ref.corrupt_probs[key]) for ref in refs}
             per = {}
             for res in results:
                 cp = res.get("_corrupt", {}).get(key)
                 if cp is None:
                     continue
-                per[res["artifact"]] = {"accuracy": driftmod.accuracy(labels, cp),
-                                        "accuracy_delta_pp": 100.0 * (driftmod.accuracy(labels, cp) - racc),
+                rp = by_model[res["reference"]].corrupt_probs[key]
+                acc = driftmod.accuracy(labels, cp)
+                per[res["artifact"]] = {"accuracy": acc, "accuracy_delta_pp": 100.0 * (acc - racc[res["reference"]]),
                                         "top1_agreement": float(np.mean(cp.argmax(1) == rp.argmax(1)))}
-            rows.append({"corruption": n, "severity": s, "param": p, "reference_accuracy": racc, "results": per})
+            rows.append({"corruption": n, "severity": sev, "param": p, "reference_accuracy": racc[str(refs[0].model)],
+                         "reference_accuracies": racc, "results": per})
         clean = {res["artifact"]: {"accuracy": res["accuracy"],
                                    "accuracy_delta_pp": res["drift"]["accuracy_delta_pp"],
                                    "top1_agreement": res["drift"]["top1_agreement"]}
                  for res in results if res["drift"] is not None}
-        report["corruptions"] = {"seed": cfg.seed,
-                                 "conditions": [{"corruption": "none", "severity": 0, "param": None,
-                                                 "reference_accuracy": ref_acc, "results": clean}] + rows}
+        report["corruptions"] = {"seed": cfg.seed, "conditions": [
+            {"corruption": "none", "severity": 0, "param": None, "reference_accuracy": refs[0].accuracy,
+             "reference_accuracies": {str(ref.model): ref.accuracy for ref in refs}, "results": clean}] + rows}
         for res in results:
             res.pop("_corrupt", None)
     return report

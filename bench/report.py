@@ -57,29 +57,42 @@ def _pp(v) -> str:
     return "-" if v is None else f"{v:+.2f}"
 
 
+def _name(r: Dict[str, Any]) -> str:
+    return r.get("name") or Path(r.get("artifact") or r.get("model")).name
+
+
+def _refs(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return report.get("references") or [report["reference"]]
+
+
 def summary_table(report: Dict[str, Any]) -> str:
-    """The one-row-per-artifact table (Ultralytics style)."""
+    """The one-row-per-artifact table (Ultralytics style); each reference row precedes its artifacts."""
     results = report["results"]
     batches = sorted({int(b) for r in results for b in r.get("latency_ms", {})}) or \
         sorted(int(b) for b in report.get("settings", {}).get("batches", [1]))
     b0 = str(batches[0]) if batches else "1"
     head = ["Format", "Precision", "Size (MB)", "Accuracy", "Δ pp", "Agreement",
             f"p50 ms (b{b0})", f"p99 ms (b{b0})"] + [f"img/s (b{b})" for b in batches] + ["Status"]
-    ref = report["reference"]
-    rows = [[f"Keras (reference) `{Path(ref['model']).name}`", ref.get("precision", "fp32"), _f(ref.get("size_mb")),
-             _f(100 * ref["accuracy"], "{:.2f}%"), "0.00", "100.00%", "-", "-"] + ["-" for _ in batches] + ["reference"]]
-    for r in results:
-        lat = r.get("latency_ms", {}).get(b0)
-        d = r.get("drift") or {}
-        icon = STATUS_ICON.get(r.get("status"), "❌")
-        status = icon + (f" {r['status_reason']}" if r.get("status_reason") else "")
-        rows.append([
-            f"{r['format']} `{Path(r['artifact']).name}`", r["precision"], _f(r.get("size_mb")),
-            _f(None if r.get("accuracy") is None else 100 * r["accuracy"], "{:.2f}%"),
-            _pp(d.get("accuracy_delta_pp")),
-            _f(None if d.get("top1_agreement") is None else 100 * d["top1_agreement"], "{:.2f}%"),
-            _f(lat and lat["p50"], "{:.3f}"), _f(lat and lat["p99"], "{:.3f}"),
-        ] + [_f(r.get("throughput_ips", {}).get(str(b)), "{:.1f}") for b in batches] + [status.replace("|", "/")])
+    rows = []
+    refs = _refs(report)
+    for i, ref in enumerate(refs):
+        rows.append([f"Keras reference `{_name(ref)}`", ref.get("precision", "fp32"), _f(ref.get("size_mb")),
+                     _f(100 * ref["accuracy"], "{:.2f}%"), "0.00", "100.00%", "-", "-"] + ["-" for _ in batches]
+                    + ["reference"])
+        mine = [r for r in results if r.get("reference", refs[0]["model"]) == ref["model"]
+                or (i == 0 and r.get("reference") not in {x["model"] for x in refs})]
+        for r in mine:
+            lat = r.get("latency_ms", {}).get(b0)
+            d = r.get("drift") or {}
+            icon = STATUS_ICON.get(r.get("status"), "❌")
+            status = icon + (f" {r['status_reason']}" if r.get("status_reason") else "")
+            rows.append([
+                f"{r['format']} `{_name(r)}`", r["precision"], _f(r.get("size_mb")),
+                _f(None if r.get("accuracy") is None else 100 * r["accuracy"], "{:.2f}%"),
+                _pp(d.get("accuracy_delta_pp")),
+                _f(None if d.get("top1_agreement") is None else 100 * d["top1_agreement"], "{:.2f}%"),
+                _f(lat and lat["p50"], "{:.3f}"), _f(lat and lat["p99"], "{:.3f}"),
+            ] + [_f(r.get("throughput_ips", {}).get(str(b)), "{:.1f}") for b in batches] + [status.replace("|", "/")])
     return _table(head, rows)
 
 
@@ -94,7 +107,7 @@ def latency_table(report: Dict[str, Any]) -> str:
     head = ["Artifact", "Batch", "Per", "min", "mean", "p50", "p90", "p95", "p99", "max", "CoV %", "img/s"]
     rows = []
     for r in report["results"]:
-        name = Path(r["artifact"]).name
+        name = _name(r)
         for b, st in r.get("latency_ms", {}).items():
             pi = r["latency_per_image_ms"][b]
             thr = _f(r["throughput_ips"].get(b), "{:.1f}")
@@ -118,7 +131,7 @@ def drift_table(report: Dict[str, Any]) -> str:
         d = r.get("drift")
         if d is None:
             continue
-        rows.append([Path(r["artifact"]).name, _f(100 * r["accuracy"], "{:.2f}%"), _pp(d["accuracy_delta_pp"]),
+        rows.append([_name(r), _f(100 * r["accuracy"], "{:.2f}%"), _pp(d["accuracy_delta_pp"]),
                      _f(100 * d["top1_agreement"], "{:.2f}%"), _f(d["max_abs_prob_diff"], "{:.2e}"),
                      _f(d["mean_abs_prob_diff"], "{:.2e}"), _f(d["kl"], "{:.2e}")] +
                     [_f(d["per_class_f1_delta"].get(c), "{:+.4f}") for c in classes])
@@ -126,18 +139,21 @@ def drift_table(report: Dict[str, Any]) -> str:
 
 
 def corruption_table(report: Dict[str, Any]) -> str:
-    """Accuracy (and Δ pp against the reference under the same corruption) per condition."""
+    """Accuracy (and Δ pp and agreement against its reference under the same corruption) per condition."""
     cor = report.get("corruptions")
     if not cor:
         return ""
-    arts = [r["artifact"] for r in report["results"] if r.get("drift") is not None]
-    head = ["Corruption", "Severity", "Parameter", "Reference"] + \
-        [f"`{Path(a).name}` (Δ pp, agreement)" for a in arts]
+    ran = [r for r in report["results"] if r.get("drift") is not None]
+    refs = _refs(report)
+    head = ["Corruption", "Severity", "Parameter"] + [f"`{_name(x)}` (reference)" for x in refs] + \
+        [f"`{_name(r)}` (Δ pp, agreement)" for r in ran]
     rows = []
     for c in cor["conditions"]:
-        row = [c["corruption"], str(c["severity"]), _f(c["param"], "{:g}"), _f(100 * c["reference_accuracy"], "{:.2f}%")]
-        for a in arts:
-            x = c["results"].get(a)
+        accs = c.get("reference_accuracies") or {refs[0]["model"]: c["reference_accuracy"]}
+        row = [c["corruption"], str(c["severity"]), _f(c["param"], "{:g}")] + \
+            [_f(None if accs.get(x["model"]) is None else 100 * accs[x["model"]], "{:.2f}%") for x in refs]
+        for r in ran:
+            x = c["results"].get(r["artifact"])
             row.append("-" if x is None else
                        f"{100 * x['accuracy']:.2f}% ({x['accuracy_delta_pp']:+.2f}, {100 * x['top1_agreement']:.1f}%)")
         rows.append(row)
@@ -151,9 +167,12 @@ def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
     ref = report["reference"]
     s = report.get("settings", {})
     parts = ["# edge-bench report", ""]
-    parts.append(f"Reference: `{ref['model']}` (Keras FP32), accuracy {100 * ref['accuracy']:.2f}% on "
-                 f"{ref.get('images', '?')} images ({s.get('data', '?')}, split {s.get('split', '?')}"
-                 f"{', split file ' + str(s['split_file']) if s.get('split_file') else ''}).")
+    refs = _refs(report)
+    parts.append(f"Reference{'s' if len(refs) > 1 else ''}: "
+                 + "; ".join(f"`{x['model']}` (Keras FP32, accuracy {100 * x['accuracy']:.2f}%)" for x in refs)
+                 + f", on {ref.get('images', '?')} images ({s.get('data', '?')}, split {s.get('split', '?')}"
+                 f"{', split file ' + str(s['split_file']) if s.get('split_file') else ''}). Each artifact is "
+                 "compared with the Keras model it was made from (source_model.sha256 in its metadata).")
     parts.append("")
     parts.append(summary_table(report))
     parts.append("")
@@ -174,7 +193,7 @@ def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
     for r in report["results"]:
         dis = r.get("disagreements") or []
         if dis:
-            parts.append(f"Images where `{Path(r['artifact']).name}` and the reference disagree ({len(dis)}):")
+            parts.append(f"Images where `{_name(r)}` and its reference disagree ({len(dis)}):")
             parts.append("")
             for x in dis[:max_disagreements]:
                 parts.append(f"- `{x['file']}` (label {x['label']}): reference {x['reference']} "
@@ -237,7 +256,7 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
                 smp = r.get("_samples", {}).get(str(b))
                 if smp:
                     x, y = cdf(np.asarray(smp) / b)
-                    ax.step(x, y, where="post", label=f"{Path(r['artifact']).name}")
+                    ax.step(x, y, where="post", label=_name(r))
             ax.set_xscale("log")
             ax.set_xlabel("latency per image, ms (end-to-end, log scale)")
             ax.set_ylabel("fraction of calls")
@@ -249,7 +268,7 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in ran:
             bs = sorted(int(b) for b in r["throughput_ips"])
-            ax.plot(bs, [r["throughput_ips"][str(b)] for b in bs], marker="o", label=Path(r["artifact"]).name)
+            ax.plot(bs, [r["throughput_ips"][str(b)] for b in bs], marker="o", label=_name(r))
         ax.set_xscale("log", base=2)
         ax.set_xticks(batches)
         ax.set_xticklabels([str(b) for b in batches])
@@ -262,10 +281,9 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
 
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    ref = report["reference"]
-    classes = ref.get("classes") or []
-    mats = [("reference (Keras FP32)", ref.get("confusion_matrix"))] + \
-        [(f"{Path(r['artifact']).name}", r.get("confusion_matrix")) for r in report["results"] if r.get("confusion_matrix")]
+    classes = report["reference"].get("classes") or []
+    mats = [(f"{_name(x)} (Keras FP32)", x.get("confusion_matrix")) for x in _refs(report)] + \
+        [(_name(r), r.get("confusion_matrix")) for r in report["results"] if r.get("confusion_matrix")]
     mats = [(t, m) for t, m in mats if m is not None]
     if mats:
         from edge.data import NEU_PREFIXES

@@ -38,10 +38,14 @@ def _onnx_linear(path: Path, w: np.ndarray, b: np.ndarray, size: int) -> None:
 
 @pytest.fixture(scope="session")
 def linear_models(tmp_path_factory, sample_dir):
-    """Folder with model.keras (+ preprocess/classes/split), model.onnx and model.rolled.onnx (+ .json)."""
+    """Folder with model.keras (+ preprocess/classes/split), model.onnx and model.rolled.onnx (+ .json).
+
+    ``rolled/model.keras`` is the Keras twin of model.rolled.onnx; each ONNX file's metadata names its
+    source model (path and sha256) as edge-convert writes it.
+    """
     keras = pytest.importorskip("keras")
     from edge.data import load_dataset, load_images, make_split, write_split_csv
-    from edge.fsutil import write_json
+    from edge.fsutil import sha256_file, write_json
     from edge.metadata import write_meta
     from edge.preprocess import Preprocess
 
@@ -69,9 +73,19 @@ def linear_models(tmp_path_factory, sample_dir):
                 "input": {"name": "input", "shape": [-1, SIZE, SIZE, 1], "dtype": "float32", "layout": "NHWC"},
                 "output": {"name": "probs", "shape": [-1, len(ds.classes)]}}
 
+    # A second Keras model, the rolled one, in its own folder (same split): the source of model.rolled.onnx.
+    rolled = out / "rolled"
+    rolled.mkdir()
+    model.layers[-1].set_weights([np.roll(w, 1, axis=1), np.roll(b, 1)])
+    model.save(rolled / "model.keras")
+    for name in ("preprocess.json", "classes.json", "split.csv"):
+        (rolled / name).write_bytes((out / name).read_bytes())
+
     _onnx_linear(out / "model.onnx", w, b, SIZE)
-    write_meta(out / "model.onnx", meta("model.onnx"))
+    write_meta(out / "model.onnx", {**meta("model.onnx"), "source_model": {
+        "path": str(out / "model.keras"), "sha256": sha256_file(out / "model.keras")}})
     _onnx_linear(out / "model.rolled.onnx", np.roll(w, 1, axis=1), np.roll(b, 1), SIZE)
-    write_meta(out / "model.rolled.onnx", meta("model.rolled.onnx"))
+    write_meta(out / "model.rolled.onnx", {**meta("model.rolled.onnx"), "source_model": {
+        "path": str(rolled / "model.keras"), "sha256": sha256_file(rolled / "model.keras")}})
     (out / "facts.json").write_text(json.dumps({"classes": ds.classes}))
     return out

@@ -141,3 +141,42 @@ def test_bad_input_exit_2_with_one_line(linear_models, sample_dir, tmp_path, cap
     assert rc == 2
     assert err.startswith("edge-bench: error:") and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_each_artifact_is_compared_with_its_own_reference(linear_models, sample_dir, tmp_path):
+    d = linear_models
+    rc = main([str(d / "model.onnx"), str(d / "model.rolled.onnx"), "--reference", str(d / "model.keras"),
+               "--reference", str(d / "rolled" / "model.keras"), "--data", str(sample_dir), "--iterations", "2",
+               "--warmup", "0", "-q", "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md"),
+               "--fail-on-drift", "0"])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    exact, rolled = rep["results"]
+    assert rc == 0                                       # each is exact against its own source model
+    assert exact["reference"] == str(d / "model.keras")
+    assert rolled["reference"] == str(d / "rolled" / "model.keras")
+    assert exact["drift"]["top1_agreement"] == rolled["drift"]["top1_agreement"] == 1.0
+    names = [r["name"] for r in rep["references"]]
+    assert names[1] == "rolled/model.keras" and names[0] == f"{d.name}/model.keras"   # same file names: folder shown
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("Keras reference `") == 2
+
+
+def test_a_reference_with_another_split_is_refused(linear_models, sample_dir, tmp_path, capsys):
+    d = linear_models
+    other = tmp_path / "other"
+    shutil.copytree(d / "rolled", other)
+    import csv
+
+    with open(other / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    t = next(r for r in rows if r["split"] == "test")
+    u = next(r for r in rows if r["split"] == "train")
+    t["split"], u["split"] = "train", "test"              # one test file swapped with a train file
+    with open(other / "split.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rc = main([str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--reference", str(other / "model.keras"),
+               "--data", str(sample_dir), "--iterations", "1", "-q"])
+    assert rc == 2
+    assert "may have trained on the evaluated images" in capsys.readouterr().err
