@@ -238,6 +238,7 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from bench.stats import cdf
 
@@ -258,6 +259,8 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
                     x, y = cdf(np.asarray(smp) / b)
                     ax.step(x, y, where="post", label=_name(r))
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("latency per image, ms (end-to-end, log scale)")
             ax.set_ylabel("fraction of calls")
             ax.set_title(f"Latency CDF, batch {b}")
