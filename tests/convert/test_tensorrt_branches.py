@@ -1,0 +1,161 @@
+"""TensorRT version forks (builder section of compat.py) and engine planning without TensorRT.
+
+A stand-in module is used ONLY to check which branch our code takes per version; it says nothing
+about TensorRT itself. test_tensorrt_wheels.py checks the names against the real wheels.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from convert.tensorrt import engine_name, engine_plan
+from edge.errors import EdgeError
+from edge.runtime.tensorrt import compat
+
+
+def fake_trt(version: str, **extra):
+    """A stand-in with the enum members our branches touch, as distinct sentinels."""
+    flags = types.SimpleNamespace(FP16="FP16", INT8="INT8", GPU_FALLBACK="GPU_FALLBACK")
+    ndcf = types.SimpleNamespace(EXPLICIT_BATCH=0)
+    m = types.SimpleNamespace(__version__=version, BuilderFlag=flags, NetworkDefinitionCreationFlag=ndcf,
+                              MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
+                              DeviceType=types.SimpleNamespace(DLA="DLA", GPU="GPU"))
+    for k, v in extra.items():
+        setattr(m, k, v)
+    return m
+
+
+@pytest.mark.parametrize("version,branch", [("8.5.2.2", "8.5"), ("8.6.1", "8.6"), ("8.6.2.3", "8.6"),
+                                            ("10.3.0.30", "10"), ("10.16.1", "10"), ("11.0.0", "11"),
+                                            ("11.4.0.106", "11")])
+def test_builder_branch(version, branch):
+    assert compat.builder_branch(version) == branch
+    assert compat.builder_branch(compat.TRTVersion.parse(version)) == branch
+
+
+def test_too_old_is_refused():
+    with pytest.raises(EdgeError, match="too old"):
+        compat.builder_branch("8.4.1")
+
+
+@pytest.mark.parametrize("version,explicit", [("8.5.2", True), ("8.6.1", True), ("10.3.0", False), ("11.0.0", False)])
+def test_network_flags(version, explicit):
+    assert compat.network_flags(fake_trt(version), "fp32") == (1 if explicit else 0)
+
+
+@pytest.mark.parametrize("version,fp16,int8", [
+    ("8.5.2", ["FP16"], ["INT8", "FP16"]),
+    ("8.6.1", ["FP16"], ["INT8", "FP16"]),
+    ("10.3.0", ["FP16"], ["INT8", "FP16"]),
+    ("11.0.0", [], []),  # strongly typed: the ONNX types decide
+])
+def test_precision_flags(version, fp16, int8):
+    trt = fake_trt(version)
+    assert compat.precision_flags(trt, "fp32") == []
+    assert compat.precision_flags(trt, "fp16") == fp16
+    assert compat.precision_flags(trt, "int8") == int8
+    with pytest.raises(EdgeError):
+        compat.precision_flags(trt, "int4")
+
+
+@pytest.mark.parametrize("version,fp16_src", [("8.5.2", "fp32"), ("10.3.0", "fp32"), ("11.1.0", "fp16")])
+def test_onnx_source_per_precision(version, fp16_src):
+    trt = fake_trt(version)
+    assert compat.onnx_for_precision(trt, "fp16") == fp16_src
+    assert compat.onnx_for_precision(trt, "int8") == "int8"  # the Q/DQ model everywhere
+
+
+def test_progress_monitor_only_where_it_exists():
+    class Config:
+        progress_monitor = None
+
+    assert compat.attach_progress(fake_trt("8.6.1"), Config(), print) is None
+
+    class IProgressMonitor:
+        def __init__(self):
+            pass
+
+    cfg = Config()
+    mon = compat.attach_progress(fake_trt("10.3.0", IProgressMonitor=IProgressMonitor), cfg, print)
+    assert cfg.progress_monitor is mon and mon.step_complete("x", 1) is True
+
+
+def test_dla_with_gpu_fallback():
+    class Cfg:
+        def __init__(self):
+            self.flags = []
+
+        def set_flag(self, f):
+            self.flags.append(f)
+
+    trt = fake_trt("8.5.2")
+    cfg = Cfg()
+    compat.use_dla(trt, types.SimpleNamespace(num_DLA_cores=2), cfg, 1)
+    assert cfg.default_device_type == "DLA" and cfg.DLA_core == 1 and cfg.flags == ["GPU_FALLBACK"]
+    with pytest.raises(EdgeError, match="no DLA"):
+        compat.use_dla(trt, types.SimpleNamespace(num_DLA_cores=0), Cfg(), 0)
+    with pytest.raises(EdgeError, match="DLA cores 0..1"):
+        compat.use_dla(trt, types.SimpleNamespace(num_DLA_cores=2), Cfg(), 2)
+
+
+def test_api_lists_cover_each_branch():
+    for b in ("8.5", "8.6", "10", "11"):
+        assert "Builder.build_serialized_network" in compat.BUILDER_API[b]
+    assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in compat.BUILDER_API["8.5"]
+    assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" not in compat.BUILDER_API["10"]
+    assert "BuilderFlag.FP16" not in compat.BUILDER_API["11"] and "BuilderFlag.INT8" not in compat.BUILDER_API["11"]
+    assert "IProgressMonitor" not in compat.BUILDER_API["8.6"]
+
+
+def test_engine_plan_decisions():
+    assert engine_plan("never").build is False
+    p = engine_plan("auto", installed=False, gpu=False)
+    assert not p.build and "edge-convert --from-onnx {out}/model.int8.onnx" in p.message
+    p = engine_plan("auto", installed=True, gpu=False)
+    assert not p.build and "no CUDA GPU" in p.message
+    assert engine_plan("auto", installed=True, gpu=True).build
+    assert engine_plan("always", installed=True, gpu=True).build
+    with pytest.raises(EdgeError, match="TensorRT is not installed"):
+        engine_plan("always", installed=False, gpu=False)
+    with pytest.raises(EdgeError, match="no CUDA GPU"):
+        engine_plan("always", installed=True, gpu=False)
+
+
+def test_engine_name_says_version_and_gpu():
+    n = engine_name("int8", None, 32, "10.3.0", "Orin", "8.7")
+    assert n == "model.int8.b1-32.trt10.3.0.orin-sm87.engine"
+    assert engine_name("fp16", 1, 32, "8.5.2", "NVIDIA GeForce RTX 3090", "8.6", dla=0) == \
+        "model.fp16.b1.trt8.5.2.rtx-3090-sm86-dla0.engine"
+
+
+def test_from_onnx_refuses_bad_input(tmp_path):
+    from convert.cli import main
+
+    assert main(["--from-onnx", str(tmp_path / "none.onnx")]) == 2
+    (tmp_path / "m.txt").write_text("x")
+    assert main(["--from-onnx", str(tmp_path / "m.txt")]) == 2
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert main(["--from-onnx", str(tmp_path / "m.onnx")]) == 2  # no metadata
+
+
+def test_from_onnx_needs_the_qdq_model_and_tensorrt(tmp_path, capsys):
+    import json
+
+    from convert.cli import main
+    from convert.tensorrt import tensorrt_installed
+
+    art = tmp_path / "model.int8cpu.onnx"
+    art.write_bytes(b"x")
+    (tmp_path / "model.int8cpu.onnx.json").write_text(json.dumps({"format": "onnx", "precision": "int8-cpu"}))
+    assert main(["--from-onnx", str(art)]) == 2
+    assert "needs the Q/DQ model" in capsys.readouterr().err
+    if tensorrt_installed():
+        return
+    art = tmp_path / "model.int8.onnx"
+    art.write_bytes(b"x")
+    (tmp_path / "model.int8.onnx.json").write_text(json.dumps({"format": "onnx", "precision": "int8"}))
+    assert main(["--from-onnx", str(art)]) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT is not installed" in err and len(err.strip().splitlines()) == 1
