@@ -124,10 +124,11 @@ def measure(runner, images: np.ndarray, batch: int, cfg: BenchConfig, desc: str 
         runner.infer_images(data[k % len(data)])
     totals: List[float] = []
     parts: Dict[str, List[Optional[float]]] = {p: [] for p in PARTS}
-    if cfg.duration is not None:
-        bar = _tqdm(None, cfg.progress, desc=desc, unit="it", total=None)
-    else:
-        bar = _tqdm(None, cfg.progress, desc=desc, unit="it", total=cfg.iterations)
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=desc, unit="it", leave=False, total=None if cfg.duration is not None else cfg.iterations)
     t_start = time.perf_counter()
     k = 0
     while True:
@@ -146,10 +147,10 @@ def measure(runner, images: np.ndarray, batch: int, cfg: BenchConfig, desc: str 
         parts["compute"].append(tm.compute_ms)
         parts["d2h"].append(tm.d2h_ms)
         k += 1
-        if bar is not None and hasattr(bar, "update"):
+        if bar is not None:
             bar.update(1)
     wall = time.perf_counter() - t_start
-    if bar is not None and hasattr(bar, "close"):
+    if bar is not None:
         bar.close()
     clean = {p: (None if any(v is None for v in vals) else [float(v) for v in vals]) for p, vals in parts.items()}
     return {"total": totals, "parts": clean, "wall_s": wall, "iterations": k}
