@@ -2,8 +2,9 @@
 and the checks of the capture daemon on it.
 
 ``make``: the images of one split (default ``test``; the split file written by edge-train) are
-shuffled and laid out ``cols`` x ``rows`` per frame, written as a lossless video (FFV1 .avi, so
-the daemon sees exactly the pixels of the images) and/or PNG frames, with ``labels.csv``
+shuffled and laid out ``cols`` x ``rows`` per frame, written as a lossless video (.avi, raw 8-bit
+gray ``Y800`` by default — exact pixels and the cheapest decode — or ``FFV1``, lossless and ~10x
+smaller but ~50x slower to decode), so the daemon sees exactly the pixels of the images, and/or PNG frames, with ``labels.csv``
 (frame, tile, x, y, w, h, label, file, padded). The last frame is completed with repeats marked
 ``padded=1`` (not scored).
 
@@ -44,7 +45,7 @@ LABEL_FIELDS = ["frame", "tile", "x", "y", "w", "h", "label", "file", "padded"]
 
 def make_line(data: str, out: str | Path, split: str = "test", split_file: Optional[str] = None, cols: int = 4,
               rows: int = 2, tile: int = 200, fmt: str = "video", fps: float = 25.0, seed: int = 0,
-              force: bool = False) -> Dict:
+              force: bool = False, codec: str = "Y800") -> Dict:
     """Write the line video/frames and labels.csv into ``out``; return the line's description."""
     import cv2
 
@@ -53,6 +54,8 @@ def make_line(data: str, out: str | Path, split: str = "test", split_file: Optio
 
     if fmt not in ("video", "frames", "both"):
         raise EdgeError(f"--format must be video, frames or both, got {fmt!r}")
+    if codec not in ("Y800", "FFV1"):
+        raise EdgeError(f"--codec must be Y800 (raw gray) or FFV1 (both lossless), got {codec!r}")
     if cols < 1 or rows < 1 or tile < 8:
         raise EdgeError("cols and rows must be >= 1 and tile >= 8")
     ds = select(data, split, split_file)
@@ -66,10 +69,10 @@ def make_line(data: str, out: str | Path, split: str = "test", split_file: Optio
     with staged_dir(out, force=force) as stage:
         writer = None
         if fmt in ("video", "both"):
-            writer = cv2.VideoWriter(str(stage / "line.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps,
+            writer = cv2.VideoWriter(str(stage / "line.avi"), cv2.VideoWriter_fourcc(*codec), fps,
                                      (cols * tile, rows * tile), isColor=False)
             if not writer.isOpened():
-                raise EdgeError("OpenCV cannot write FFV1 video here; use --format frames")
+                raise EdgeError(f"OpenCV cannot write {codec} video here; use --format frames")
         if fmt in ("frames", "both"):
             (stage / "frames").mkdir()
         labels: List[dict] = []
@@ -95,7 +98,7 @@ def make_line(data: str, out: str | Path, split: str = "test", split_file: Optio
             w.writerows(labels)
         info = {"data": str(data), "split": split, "split_file": split_file, "images": len(ds), "frames": n_frames,
                 "cols": cols, "rows": rows, "tile": tile, "tiles_per_frame": per, "fps": fps, "seed": seed,
-                "padded_tiles": n_frames * per - len(ds), "classes": ds.classes,
+                "padded_tiles": n_frames * per - len(ds), "classes": ds.classes, "codec": codec,
                 "video": "line.avi" if writer is not None else None,
                 "frames_dir": "frames" if fmt in ("frames", "both") else None}
         write_json(stage / "line.json", info)
@@ -257,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", dest="fmt", default="video", choices=["video", "frames", "both"])
     m.add_argument("--fps", type=float, default=25.0)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--codec", default="Y800", choices=["Y800", "FFV1"], help="lossless video codec (default Y800)")
     m.add_argument("--force", action="store_true")
     m.add_argument("--out", required=True)
     s = sub.add_parser("score", help="per-tile accuracy of an events file")
@@ -280,7 +284,7 @@ def main(argv=None) -> int:
 
     a = build_parser().parse_args(argv)
     if a.cmd == "make":
-        info = make_line(a.data, a.out, a.split, a.split_file, a.cols, a.rows, a.tile, a.fmt, a.fps, a.seed, a.force)
+        info = make_line(a.data, a.out, a.split, a.split_file, a.cols, a.rows, a.tile, a.fmt, a.fps, a.seed, a.force, a.codec)
         print(f"{PROG}: {info['frames']} frames x {info['tiles_per_frame']} tiles from {info['images']} "
               f"{info['split']} images ({info['padded_tiles']} padded) → {a.out}")
         return 0

@@ -99,7 +99,6 @@ class CaptureDaemon:
             if unknown_ok:
                 raise EdgeError(f"--ok-classes {', '.join(unknown_ok)} not among the model's classes {self.classes}")
             self.metrics = m = Metrics(self.classes)
-            self._buf = np.empty((cfg.batch, *self._prep.input_shape), np.float32)
             writer = EventWriter(cfg.events, int(cfg.rotate_mb * (1 << 20)), cfg.rotate_keep, cfg.flush_interval)
             self.writer = writer
             try:
@@ -108,7 +107,8 @@ class CaptureDaemon:
                     log.info("metrics on %s/metrics", self.server.url)
                 self.grabber = g = Grabber(source, m, cfg.queue, realtime=cfg.realtime,
                                            reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
-                                           max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
+                                           max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames,
+                                           prepare=self.prepare)
                 m.running = True
                 t0 = time.perf_counter()
                 g.start()
@@ -138,19 +138,29 @@ class CaptureDaemon:
             raise err if isinstance(err, EdgeError) else EdgeError(f"source failed: {err}")
         return self.summary()
 
+    def prepare(self, image: np.ndarray):
+        """Gray frame → (boxes, tiles, preprocessed batches): the CPU work before inference.
+
+        Runs in the grab thread for file sources (overlapping the current frame's inference) and
+        in the main loop for live sources.
+        """
+        gray = to_gray(image)
+        boxes = self.grid(gray.shape[1], gray.shape[0])
+        tiles = cut(gray, boxes)
+        b = self.cfg.batch
+        return boxes, tiles, [self._prep(tiles[a:a + b]) for a in range(0, len(tiles), b)]
+
     def process(self, frame: Frame) -> None:
         """Tile, classify and log one frame."""
         cfg, m = self.cfg, self.metrics
-        gray = to_gray(frame.image)
-        boxes = self.grid(gray.shape[1], gray.shape[0])
-        tiles = cut(gray, boxes)
+        boxes, tiles, batches = frame.prepared if frame.prepared is not None else self.prepare(frame.image)
         results = []
-        for a in range(0, len(tiles), cfg.batch):
-            part = tiles[a:a + cfg.batch]
-            batch = self._prep(part, out=self._buf[:len(part)])
+        a = 0
+        for batch in batches:
             probs = self.runner.infer(batch)
-            results.extend(zip(range(a, a + len(part)), classify_tiles(probs, self.classes, cfg.threshold),
+            results.extend(zip(range(a, a + len(batch)), classify_tiles(probs, self.classes, cfg.threshold),
                                probs))
+            a += len(batch)
         for k, (ci, label, conf, unc), p in results:
             m.count_class(label)
             if unc:

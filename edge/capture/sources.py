@@ -157,6 +157,15 @@ class ImageFolderSource(Source):
         return img
 
 
+#: Codec pixel formats (FourCC) of single-channel 8-bit video.
+GRAY_PIXEL_FORMATS = {"Y800", "GREY", "GRAY", "Y8  "}
+
+
+def _fourcc(v: float) -> str:
+    v = int(v)
+    return "".join(chr((v >> (8 * i)) & 0xFF) for i in range(4)) if v > 0 else ""
+
+
 _APIS = {"any": "CAP_ANY", "v4l2": "CAP_V4L2", "gstreamer": "CAP_GSTREAMER", "ffmpeg": "CAP_FFMPEG"}
 
 
@@ -184,6 +193,9 @@ class CaptureSource(Source):
             raise SourceLost(f"cannot open {self.spec.uri}")
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and fps > 0 else None
+        if _fourcc(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)) in GRAY_PIXEL_FORMATS:
+            # a grayscale stream: skip OpenCV's gray → BGR conversion (the daemon wants gray anyway)
+            cap.set(cv2.CAP_PROP_CONVERT_RGB, 0.0)
         self.cap = cap
 
     def read(self) -> Optional[np.ndarray]:
@@ -219,6 +231,7 @@ class Frame:
     ts: float         # wall-clock time it was read (unix seconds)
     t_read: float     # time.monotonic() when read (latency start)
     image: np.ndarray
+    prepared: object = None  # what Grabber.prepare made of the image in the grab thread (file sources)
 
 
 class _End:
@@ -239,11 +252,15 @@ class Grabber:
         realtime: Pace a file source at ``source.fps`` (implies ``drop``).
         reconnect_initial: First reconnect wait in seconds (doubles up to ``reconnect_max``).
         max_reconnects: Give up after this many failed attempts in a row (None: never).
+        max_frames: Stop after this many frames.
+        prepare: Optional ``f(image) -> object`` run in the grab thread for file sources (tiling and
+            preprocessing of the next frame then overlap the inference of the current one); live
+            sources skip it so no work is spent on frames that may be dropped.
     """
 
     def __init__(self, source: Source, metrics, queue_size: int = 2, drop: Optional[bool] = None,
                  realtime: bool = False, reconnect_initial: float = 0.5, reconnect_max: float = 10.0,
-                 max_reconnects: Optional[int] = None, max_frames: Optional[int] = None):
+                 max_reconnects: Optional[int] = None, max_frames: Optional[int] = None, prepare=None):
         self.source, self.metrics = source, metrics
         self.realtime = realtime
         self.drop = source.live or realtime if drop is None else drop
@@ -251,6 +268,7 @@ class Grabber:
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
         self.max_reconnects = max_reconnects
         self.max_frames = max_frames
+        self.prepare = None if self.drop else prepare
         self.stop_event = threading.Event()
         self.error: Optional[BaseException] = None
         self._index = 0
@@ -343,7 +361,10 @@ class Grabber:
                     delay = t_next - time.monotonic()
                     if delay > 0 and self.stop_event.wait(delay):
                         break
-                self._put(Frame(idx, time.time(), time.monotonic(), img))
+                fr = Frame(idx, time.time(), time.monotonic(), img)
+                if self.prepare is not None:
+                    fr.prepared = self.prepare(img)
+                self._put(fr)
                 self.metrics.queue_depth = self.queue.qsize()
         except BaseException as e:  # surfaced by the daemon
             self.error = e

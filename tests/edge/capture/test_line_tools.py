@@ -79,5 +79,5 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
     res = measure(str(model), str(tmp_path / "line" / "line.avi"), tile=40, batch=3, rounds=2)
     assert res["tiles"] == 12 and res["batches"] == 6             # 3 frames x (3 + 1) tiles per batch split
     assert len(res["bare_tiles_per_s"]) == len(res["daemon_tiles_per_s"]) == 2
-    assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.01)
+    assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.05, abs=1e-3)
     assert all(r["events"] == 12 for r in res["daemon_runs"])
