@@ -202,7 +202,8 @@ def check_line(model: str, line: str | Path, data: str, split_file: Optional[str
     out["accuracy_gap_pp"] = round(100 * (sc["accuracy"] - ref["accuracy"]), 3)
     out["accuracy_within_1pp"] = abs(out["accuracy_gap_pp"]) <= 1.0
 
-    # 2. SIGTERM mid-run: --realtime paces the file so the stop lands mid-way; /metrics says when
+    # 2. SIGTERM mid-run: --realtime paces the file so the stop lands mid-way; /metrics says when.
+    #    Events are flushed only on exit (--flush-interval 30), so the file proves the exit flush.
     with socket.socket() as so:
         so.bind(("127.0.0.1", 0))
         port = so.getsockname()[1]
@@ -210,8 +211,9 @@ def check_line(model: str, line: str | Path, data: str, split_file: Optional[str
     for p in (ev2, sm2):
         p.unlink(missing_ok=True)
     fps = max(2.0, info["frames"] / 6.0)  # the whole line would take ~6 s
-    cmd = _capture_cmd(model, source, ev2, sm2, extra + ["--realtime", "--fps", str(int(fps)), "--metrics",
-                                                        f"127.0.0.1:{port}", "--flush-interval", "30"])
+    # a deep queue: pacing without drops, so every frame read before the signal is processed
+    cmd = _capture_cmd(model, source, ev2, sm2, extra + ["--realtime", "--fps", str(int(fps)), "--queue", "256",
+                                                        "--metrics", f"127.0.0.1:{port}", "--flush-interval", "30"])
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/metrics"
     t0 = time.monotonic()

@@ -298,13 +298,9 @@ class Grabber:
                         self.metrics.inc("frames_dropped")
                     except queue.Empty:
                         pass
-        while True:  # file sources: block (nothing dropped); END always gets through
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if item is not END and self.stop_event.is_set():
-                    return  # stopping: this frame was read but will not be processed
+        # file sources: block, nothing is dropped; the daemon drains the queue until END even when
+        # stopping, so a frame read before the stop is still processed
+        self.queue.put(item)
 
     def _connect(self, after_loss: bool = False) -> bool:
         """Open the source; after a loss (or a failed open) wait the backoff first, doubling it."""
@@ -356,11 +352,11 @@ class Grabber:
                 if img is None or getattr(img, "size", 0) == 0:
                     self.metrics.inc("frames_corrupt")
                     continue
-                if period:
+                if period:  # --realtime: deliver at the source's frame rate
                     t_next += period
                     delay = t_next - time.monotonic()
-                    if delay > 0 and self.stop_event.wait(delay):
-                        break
+                    if delay > 0:
+                        self.stop_event.wait(delay)
                 fr = Frame(idx, time.time(), time.monotonic(), img)
                 if self.prepare is not None:
                     fr.prepared = self.prepare(img)

@@ -76,6 +76,7 @@ def test_sigterm_mid_run_exits_0_with_every_processed_frames_events(tmp_path, mo
     s = json.loads(summ.read_text())
     events = read_events(ev)
     assert 2 <= s["frames_processed"] < 12                # stopped mid-run; flush interval 30 s: flushed on exit
+    assert s["frames_read"] == s["frames_processed"]      # a frame read before the stop is still processed
     assert len(events) == 2 * s["frames_processed"] == s["events"]
     assert sorted({e["frame"] for e in events}) == list(range(s["frames_processed"]))
     assert "SIGTERM" in err and "frames read" in err and "p99" in err   # the final summary line
