@@ -62,14 +62,16 @@ class TensorRTRunner(Runner):
         cuda_backend: ``auto`` | ``cuda-python`` | ``pycuda`` (:func:`edge.cuda.get_backend`).
         max_batch: Batch the buffers are sized for (default: the engine profile's max).
         cuda_graph: Capture the engine launch into CUDA graphs (one per batch size and slot).
-        zero_copy: ``auto`` (on integrated GPUs that can map host memory), True or False.
+        zero_copy: Bind mapped pinned host memory straight to the engine, no copies (Jetson):
+            False (default), True (refused on a GPU that cannot map host memory), or ``auto``
+            (on integrated GPUs that can). Measure both with edge-bench before choosing.
         device: CUDA device index.
     """
 
     backend = "tensorrt"
 
     def __init__(self, artifact, meta=None, warmup: int = 2, cuda_backend: str = "auto",
-                 max_batch: Optional[int] = None, cuda_graph: bool = False, zero_copy="auto", device: int = 0):
+                 max_batch: Optional[int] = None, cuda_graph: bool = False, zero_copy=False, device: int = 0):
         super().__init__(artifact, meta, warmup)
         self.cuda_backend = cuda_backend
         self.requested_max_batch = max_batch
@@ -86,6 +88,13 @@ class TensorRTRunner(Runner):
 
     # -- lifecycle ---------------------------------------------------------------
     def activate_impl(self) -> None:
+        try:
+            self._activate()
+        except BaseException:
+            self.deactivate_impl()  # free whatever was allocated before the failure
+            raise
+
+    def _activate(self) -> None:
         from edge.cuda import get_backend
         from edge.runtime.tensorrt import compat
         from edge.runtime.tensorrt.loader import load_engine
@@ -128,9 +137,11 @@ class TensorRTRunner(Runner):
             for s in self.slots:
                 s.free()
             for st in (self.s_copy, self.s_compute):
-                st.free()
+                if st is not None:
+                    st.free()
         finally:
             self.slots = []
+            self.s_copy = self.s_compute = None
             self.context = self.engine = self._runtime = None
 
     s_copy = s_compute = None

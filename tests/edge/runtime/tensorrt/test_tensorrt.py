@@ -419,6 +419,8 @@ def test_runner_zero_copy_on_integrated_gpu(fake_engine):
     path, be = fake_engine(integrated=True)
     x = np.random.default_rng(2).random((2, H, W, 1), dtype=np.float32)
     with load_runner(path, warmup=0) as r:
+        assert not r.zero_copy                      # optional: off unless asked for
+    with load_runner(path, warmup=0, zero_copy="auto") as r:
         assert r.zero_copy
         out = r.infer(x)
         assert r.last_timing.h2d_ms is None
@@ -437,6 +439,15 @@ def test_runner_cuda_graph_replays(fake_engine):
     np.testing.assert_allclose(a, reference(x), rtol=1e-6)
     np.testing.assert_allclose(b, reference(x[::-1]), rtol=1e-6)
     assert sum(o == ("graph_launch",) for o in be.log) == 2
+
+
+def test_zero_copy_refused_on_a_discrete_gpu(fake_engine):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine(integrated=False)
+    with pytest.raises(EdgeError, match="zero-copy needs an integrated GPU"):
+        with load_runner(path, warmup=0, zero_copy=True):
+            pass
 
 
 def test_runner_refuses_engine_of_other_version_before_deserializing(fake_engine):
