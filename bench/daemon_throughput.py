@@ -113,9 +113,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--key", help="store the result under this key of an existing JSON output (merge)")
     a = ap.parse_args(argv)
     res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend)
-    write_json(a.output, res)
+    from bench.synthline import merge_into
+
+    write_json(a.output, merge_into(a.output, a.key, res))
     print(f"{PROG}: daemon {res['daemon_median']} tiles/s vs bare runner {res['bare_median']} tiles/s "
           f"(ratio {res['ratio']}) over {res['tiles']} tiles x {res['rounds']} rounds → {a.output}")
     return 0

@@ -249,6 +249,18 @@ def check_line(model: str, line: str | Path, data: str, split_file: Optional[str
     return out
 
 
+def merge_into(path: str | Path, key: Optional[str], result: Dict) -> Dict:
+    """``result``, or the JSON already at ``path`` with ``result`` stored under ``key``."""
+    if not key:
+        return result
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    if not isinstance(data, dict):
+        raise EdgeError(f"{p} does not hold a JSON object to merge into")
+    data[key] = result
+    return data
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(PROG, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -277,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=8)
     c.add_argument("--workdir")
     c.add_argument("-o", "--output", required=True)
+    c.add_argument("--key", help="store the result under this key of an existing JSON output (merge)")
     return ap
 
 
@@ -294,7 +307,7 @@ def main(argv=None) -> int:
         print(json.dumps(score_events(a.events, a.labels), indent=2))
         return 0
     res = check_line(a.model, a.line, a.data, a.split_file, a.threads, a.batch, a.workdir)
-    write_json(a.output, res)
+    write_json(a.output, merge_into(a.output, a.key, res))
     print(f"{PROG}: accuracy {res['full_run']['score']['accuracy']:.4f} vs artifact test {res['artifact_test_accuracy']['accuracy']:.4f} "
           f"({res['accuracy_gap_pp']:+.2f} pp), events {res['full_run']['score']['events']}/{res['full_run']['expected_events']}, "
           f"SIGTERM rc {res['sigterm_run']['returncode']} with {res['sigterm_run']['events']} events for "

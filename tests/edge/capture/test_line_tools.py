@@ -81,3 +81,17 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
     assert len(res["bare_tiles_per_s"]) == len(res["daemon_tiles_per_s"]) == 2
     assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.05, abs=1e-3)
     assert all(r["events"] == 12 for r in res["daemon_runs"])
+
+
+def test_merge_into_keeps_other_keys(tmp_path):
+    from bench.synthline import merge_into
+    from edge.errors import EdgeError
+
+    p = tmp_path / "r.json"
+    assert merge_into(p, None, {"a": 1}) == {"a": 1}
+    assert merge_into(p, "line", {"a": 1}) == {"line": {"a": 1}}
+    p.write_text(json.dumps({"line": {"a": 1}}))
+    assert merge_into(p, "throughput", {"b": 2}) == {"line": {"a": 1}, "throughput": {"b": 2}}
+    p.write_text("[1]")
+    with pytest.raises(EdgeError, match="JSON object"):
+        merge_into(p, "x", {})
