@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (0: its default)")
     p.add_argument("--cuda-backend", dest="cuda_backend", choices=["auto", "cuda-python", "pycuda"],
                    help="CUDA memory backend of the TensorRT runner")
+    p.add_argument("--cuda-graph", dest="cuda_graph", action="store_true",
+                   help="TensorRT: capture the engine launch into a CUDA graph")
+    p.add_argument("--zero-copy", dest="zero_copy", action="store_true",
+                   help="TensorRT on Jetson: bind mapped pinned memory to the engine (no copies)")
     p.add_argument("--width", type=int, help="CSI capture width (default 1920)")
     p.add_argument("--height", type=int, help="CSI capture height (default 1080)")
     p.add_argument("--fps", type=int, help="CSI capture rate / image-folder rate for --realtime (default 30)")

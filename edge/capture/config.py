@@ -49,6 +49,8 @@ class CaptureConfig:
     backend: str = "auto"
     threads: int = 0
     cuda_backend: str = "auto"
+    cuda_graph: bool = False              # TensorRT: replay the engine launch as a CUDA graph
+    zero_copy: bool = False               # TensorRT on Jetson: mapped pinned memory, no copies
     width: int = 1920                     # CSI capture size and rate
     height: int = 1080
     fps: int = 30

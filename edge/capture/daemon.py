@@ -69,7 +69,8 @@ class CaptureDaemon:
         if b == "onnxruntime" and self.cfg.threads:
             opts["threads"] = self.cfg.threads
         if b == "tensorrt":
-            opts["cuda_backend"] = self.cfg.cuda_backend
+            opts.update(cuda_backend=self.cfg.cuda_backend, cuda_graph=self.cfg.cuda_graph,
+                        zero_copy=self.cfg.zero_copy)
         return load_runner(self.cfg.model, backend=self.cfg.backend, **opts)
 
     def _make_source(self) -> Source:

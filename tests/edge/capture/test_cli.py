@@ -112,3 +112,33 @@ def test_unknown_config_key_is_refused(tmp_path, capsys):
     cfg.write_text('modle = "x"\n')
     assert main(["--config", str(cfg)]) == 2
     assert "unknown setting(s) modle" in capsys.readouterr().err
+
+
+def test_yaml_config_without_pyyaml_is_a_clear_error(tmp_path, capsys):
+    try:
+        import yaml  # noqa: F401
+        pytest.skip("PyYAML is installed here")
+    except ImportError:
+        pass
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: x\n")
+    assert main(["--config", str(cfg)]) == 2
+    assert "YAML config needs PyYAML" in capsys.readouterr().err
+
+
+def test_tensorrt_options_reach_the_runner(tmp_path, monkeypatch):
+    """--cuda-backend/--cuda-graph/--zero-copy are passed to the TensorRT runner."""
+    from edge.capture.config import CaptureConfig
+    from edge.capture.daemon import CaptureDaemon
+
+    seen = {}
+
+    def fake_load_runner(artifact, backend="auto", **opts):
+        seen.update(opts, backend=backend)
+        return None
+
+    monkeypatch.setattr("edge.runtime.load_runner", fake_load_runner)
+    monkeypatch.setattr("edge.runtime.backend_of", lambda artifact, meta=None: "tensorrt")
+    cfg = CaptureConfig(model="m.engine", source="x", batch=4, cuda_backend="pycuda", cuda_graph=True, zero_copy=True)
+    CaptureDaemon(cfg)._make_runner()
+    assert seen == {"cuda_backend": "pycuda", "cuda_graph": True, "zero_copy": True, "backend": "auto"}
