@@ -151,6 +151,18 @@ def artifact_test_accuracy(model: str, data: str, split_file: Optional[str], spl
     return {"images": len(ds), "accuracy": float((pred == ds.labels).mean())}
 
 
+def _keras_report(model: str) -> Optional[Dict]:
+    """report.json of the Keras model the artifact was converted from (metadata source_model), if any."""
+    from edge.metadata import read_meta
+
+    src = (read_meta(model).get("source_model") or {}).get("path")
+    rp = Path(src).parent / "report.json" if src else None
+    if rp is None or not rp.is_file():
+        return None
+    rep = json.loads(rp.read_text())
+    return {"path": str(rp), "split": rep.get("split"), "n": rep.get("n"), "accuracy": rep.get("accuracy")}
+
+
 def _capture_cmd(model: str, source: str, events: Path, summary: Path, extra: List[str]) -> List[str]:
     return [sys.executable, "-m", "edge.capture.cli", "--model", model, "--source", source, "--log-all",
             "--events", str(events), "--summary", str(summary), *extra]
@@ -201,6 +213,10 @@ def check_line(model: str, line: str | Path, data: str, split_file: Optional[str
     out["artifact_test_accuracy"] = ref
     out["accuracy_gap_pp"] = round(100 * (sc["accuracy"] - ref["accuracy"]), 3)
     out["accuracy_within_1pp"] = abs(out["accuracy_gap_pp"]) <= 1.0
+    rep = _keras_report(model)
+    if rep is not None:  # the trained model's own test accuracy (edge-train's report.json), for reference
+        out["keras_report"] = rep
+        out["gap_vs_keras_report_pp"] = round(100 * (sc["accuracy"] - rep["accuracy"]), 3)
 
     # 2. SIGTERM mid-run: --realtime paces the file so the stop lands mid-way; /metrics says when.
     #    Events are flushed only on exit (--flush-interval 30), so the file proves the exit flush.
