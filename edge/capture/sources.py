@@ -19,7 +19,6 @@ live semantics.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import threading

@@ -6,8 +6,6 @@ to the older ``from cuda import cudart`` layout (cuda-python 11.x/12.x), lazily.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from edge.cuda.base import (CudaBackend, CudaGraph, DeviceBuffer, DeviceInfo, Event, PinnedBuffer, Stream,

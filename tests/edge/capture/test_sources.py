@@ -1,7 +1,6 @@
 """Source URIs, file sources read completely, a live source that disconnects and comes back,
 drop counting with latest-frame semantics."""
 
-import threading
 import time
 
 import numpy as np
