@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-split", default="train", help="split to calibrate on (only train is allowed)")
     p.add_argument("--calib-size", type=int, default=500, help="calibration images (stratified; default 500)")
     p.add_argument("--calib-method", default="entropy", choices=["entropy", "minmax", "percentile"])
-    p.add_argument("--calib-chunk", type=int, default=32, help="images per calibrator collect_data call (bounds memory)")
+    p.add_argument("--calib-chunk", type=int, default=16, help="images per calibrator collect_data call (bounds memory)")
     p.add_argument("--max-drift", type=float, default=0.5, help="allowed INT8 val accuracy drop in percentage points")
     p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
