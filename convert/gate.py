@@ -152,7 +152,7 @@ class GateResult:
 
 def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable[[Sequence[str], Path], Path],
              x_val: np.ndarray, y_val: np.ndarray, max_drift_pp: float = 0.5, max_rounds: int = 8,
-             rank_images: int = 32, say: Callable[[str], None] = print) -> GateResult:
+             rank_images: int = 12, say: Callable[[str], None] = print) -> GateResult:
     """Measure the drift of ``qdq`` and, if over budget, exclude sensitive nodes and re-quantize.
 
     Args:
@@ -163,7 +163,8 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
         max_drift_pp: Allowed accuracy drop in percentage points.
         max_rounds: At most this many re-quantizations; each round doubles the number of
             excluded nodes (1, 2, 4, ...), re-ranking on the current model.
-        rank_images: Validation images used for the sensitivity ranking.
+        rank_images: Validation images used for the sensitivity ranking (every float tensor of both
+            models is kept in memory for them: MobileNetV2 at 224 px is ~60 MB per image and model).
         say: Progress output (one line per round).
 
     Returns:
