@@ -1,0 +1,204 @@
+"""``edge-eval``: accuracy, per-class and macro precision/recall/F1, one-vs-rest ROC-AUC, confusion matrix.
+
+Works on any artifact a runner can load (``.keras``, ``.onnx``, engines) and on any dataset layout
+:func:`edge.data.load_dataset` reads. ``edge-train`` writes its ``report.json`` with the same
+:func:`metrics_report`.
+
+Usage::
+
+    edge-eval runs/compact-s42/model.keras --data data/NEU-CLS --split test --json eval.json --plots eval/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edge.errors import EdgeError, cli_entry
+
+
+def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> Dict:
+    """The report.json metrics (scikit-learn).
+
+    Keys: ``accuracy``, ``macro_f1``, ``roc_auc_ovr`` (macro one-vs-rest; None when a class is
+    absent from ``y_true``), ``per_class`` {class: {precision, recall, f1, support}},
+    ``confusion_matrix`` (rows = true class, columns = predicted), ``classes``, ``n``.
+
+    Args:
+        y_true: True class indices (N,).
+        probs: Class probabilities (N, K).
+        classes: The K class names.
+    """
+    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
+                                 precision_recall_fscore_support, roc_auc_score)
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    classes = list(classes)
+    k = len(classes)
+    if probs.ndim != 2 or probs.shape[1] != k:
+        raise EdgeError(f"model outputs {probs.shape[1:] if probs.ndim == 2 else probs.shape} scores, "
+                        f"expected {k} (one per class)")
+    if len(y_true) != len(probs):
+        raise EdgeError(f"{len(y_true)} labels but {len(probs)} predictions")
+    if not len(y_true):
+        raise EdgeError("no images to evaluate")
+    labels = list(range(k))
+    y_pred = probs.argmax(1)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    present = sorted(set(y_true.tolist()))
+    auc: Optional[float]
+    auc_note = None
+    if len(present) < k:
+        auc = None
+        missing = [classes[i] for i in labels if i not in present]
+        auc_note = f"undefined: no samples of {', '.join(missing)}"
+    else:
+        scores = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
+        auc = float(roc_auc_score(y_true, scores[:, 1] if k == 2 else scores,
+                                  multi_class="ovr", average="macro", labels=labels))
+    rep = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "roc_auc_ovr": auc,
+        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                          "support": int(s[i])} for i, c in enumerate(classes)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": classes,
+        "n": int(len(y_true)),
+    }
+    if auc_note:
+        rep["roc_auc_note"] = auc_note
+    return rep
+
+
+def plot_confusion(report: Dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Save the confusion matrix of a report as a PNG (matplotlib, atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from edge.fsutil import atomic_path
+
+    cm = np.array(report["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ConfusionMatrixDisplay(cm, display_labels=report["classes"]).plot(ax=ax, colorbar=False, xticks_rotation=35)
+    ax.set_title(title or f"accuracy {report['accuracy']:.2%} (n={report['n']})")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def resolve_split(model: Path, data: Path, which: str, split_file: Optional[str]):
+    """The split file to use: the one given, else ``split.csv`` beside the model, else None."""
+    if which == "all":
+        return None
+    if split_file:
+        return Path(split_file)
+    beside = model.parent / "split.csv"
+    return beside if beside.is_file() else None
+
+
+def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "test",
+             split_file: Optional[str | os.PathLike] = None, batch_size: int = 64,
+             progress: bool = False) -> Dict:
+    """Evaluate an artifact on one split of a dataset.
+
+    Args:
+        model: ``.keras`` / ``.onnx`` / engine with its metadata.
+        data: Dataset folder (any layout of :func:`edge.data.load_dataset`).
+        which: ``test``, ``val``, ``train`` or ``all``.
+        split_file: ``split.csv``; default the one beside the model, else the default seed-42 split.
+        batch_size: Images per inference call.
+        progress: Show a progress bar.
+
+    Returns:
+        The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``.
+    """
+    from edge.data import load_dataset, load_images, make_split, read_split_csv
+    from edge.metadata import classes_of, read_meta
+    from edge.runtime import load_runner
+
+    model, data = Path(model), Path(data)
+    meta = read_meta(model)
+    classes = classes_of(meta)
+    ds = load_dataset(data, classes=classes)
+    sf = resolve_split(model, data, which, split_file)
+    if which == "all":
+        sel, used = ds, None
+    elif sf is not None:
+        try:
+            split = read_split_csv(sf, ds)
+        except EdgeError as e:
+            if split_file is None:  # the model's own split.csv does not describe this dataset
+                raise EdgeError(f"{e}; to evaluate on other data use --split all or --split-file FILE") from None
+            raise
+        sel, used = ds.subset(split, which), str(sf)
+    else:
+        sel, used = ds.subset(make_split(ds, seed=42), which), "default split (seed 42)"
+    images = load_images(sel, progress=progress)
+    probs = []
+    with load_runner(model, warmup=0) as runner:
+        it = range(0, len(images), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="evaluating", unit="batch", leave=False)
+        for i in it:
+            probs.append(runner.infer_images(images[i:i + batch_size]))
+        backend = runner.backend
+    rep = metrics_report(sel.labels, np.concatenate(probs), classes)
+    rep.update({"model": str(model), "data": str(data), "split": which, "split_file": used, "backend": backend})
+    return rep
+
+
+def summary_line(rep: Dict) -> str:
+    auc = "n/a" if rep["roc_auc_ovr"] is None else f"{rep['roc_auc_ovr']:.4f}"
+    correct = int(np.trace(np.array(rep["confusion_matrix"])))
+    return (f"{rep.get('split', 'test')} accuracy {rep['accuracy']:.2%} ({correct}/{rep['n']}), "
+            f"macro F1 {rep['macro_f1']:.4f}, ROC-AUC {auc}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edge-eval", description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="model.keras / model.onnx / engine (with its .json metadata)")
+    ap.add_argument("--data", required=True, help="dataset folder (NEU-CLS flat, folder per class, NEU-DET)")
+    ap.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    ap.add_argument("--split-file", help="split.csv (default: the one beside the model)")
+    ap.add_argument("--json", help="write the report here")
+    ap.add_argument("--plots", help="folder for confusion_matrix.png")
+    ap.add_argument("--batch", type=int, default=64, help="images per inference call")
+    return ap
+
+
+@cli_entry("edge-eval")
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch < 1:
+        raise EdgeError(f"--batch must be >= 1, got {args.batch}")
+    if args.json:
+        from edge.fsutil import check_writable_dir
+
+        check_writable_dir(Path(args.json).parent)
+    rep = evaluate(args.model, args.data, args.split, args.split_file, args.batch, progress=sys.stderr.isatty())
+    if args.json:
+        from edge.fsutil import write_json
+
+        write_json(args.json, rep)
+    if args.plots:
+        plot_confusion(rep, Path(args.plots) / "confusion_matrix.png")
+    print(summary_line(rep) + (f" -> {args.json}" if args.json else ""))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

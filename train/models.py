@@ -1,0 +1,301 @@
+"""Model builders: the offline ``compact`` CNN and the ImageNet backbones of the seeds.
+
+Every model takes float32 NHWC input named ``input`` (as its :class:`edge.preprocess.Preprocess`
+says) and returns softmax probabilities ``(N, K)`` from a Dense layer named ``probs``.
+
+* ``compact``: plain Conv-BN-ReLU blocks, max pooling, global average pooling, softmax; trained from
+  scratch on 1-channel input. Chosen to survive INT8: every BatchNorm folds into the convolution before
+  it, ReLU and max pooling quantize exactly, there are no depthwise convolutions, no ReLU6, no
+  squeeze-excitation, no hard-swish.
+* ``mobilenetv2`` / ``resnet50v2``: ``keras.applications`` base (3 channels, ``symmetric`` scale)
+  called with ``training=False`` so its BatchNorm layers stay in inference mode while fine-tuning, then
+  GAP -> Dense 256 ReLU (L2 1e-4) -> Dropout 0.5 -> Dense K softmax. Two phases: base frozen, then the
+  last 50 base layers trainable (:func:`set_phase`).
+* ``nasnetmobile``: NASNetMobile base -> GAP -> Dropout -> Dense ELU -> Dropout -> Dense K softmax.
+
+TensorFlow/Keras are imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+from edge.errors import EdgeError
+from edge.preprocess import Preprocess
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Defaults of one architecture.
+
+    Attributes:
+        name: CLI name.
+        size: Default input height = width.
+        channels: Input channels (3 for ImageNet backbones, gray replicated).
+        scale: Preprocess scale (``symmetric`` = keras.applications "tf" mode for the backbones).
+        weights: Default ``--weights``.
+        epochs: Default maximum epochs (per phase for the two-phase models).
+        two_phase: Frozen-base phase then fine-tuning.
+        min_size: Smallest input the architecture accepts.
+    """
+
+    name: str
+    size: int
+    channels: int
+    scale: str
+    weights: str
+    epochs: int
+    two_phase: bool
+    min_size: int = 32
+
+
+SPECS = {
+    "compact": ModelSpec("compact", 128, 1, "unit", "none", 60, False, 32),
+    "mobilenetv2": ModelSpec("mobilenetv2", 224, 3, "symmetric", "imagenet", 30, True, 32),
+    "resnet50v2": ModelSpec("resnet50v2", 224, 3, "symmetric", "imagenet", 30, True, 32),
+    "nasnetmobile": ModelSpec("nasnetmobile", 224, 3, "symmetric", "imagenet", 30, True, 32),
+}
+MODELS = tuple(SPECS)
+#: Layers of the base made trainable in phase 2 (the seeds' protocol).
+FINE_TUNE_LAYERS = 50
+L2 = 1e-4
+
+
+def default_preprocess(model: str, size: Optional[int] = None) -> Preprocess:
+    """The preprocessing a model of this architecture is trained with."""
+    spec = spec_of(model)
+    s = int(size or spec.size)
+    if s < spec.min_size:
+        raise EdgeError(f"input size {s} is too small for {model} (at least {spec.min_size})")
+    return Preprocess(s, s, spec.channels, spec.scale, "area")
+
+
+def spec_of(model: str) -> ModelSpec:
+    if model not in SPECS:
+        raise EdgeError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    return SPECS[model]
+
+
+# --------------------------------------------------------------------------- compact
+
+def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
+                  widths: Tuple[int, ...] = (16, 32, 64, 96, 128), dropout: float = 0.2):
+    """The compact NEU CNN: strided stem, Conv-BN-ReLU + max-pool stages, GAP, softmax.
+
+    With the default widths it has about 0.19 M parameters and ~40 M multiply-adds at 128x128.
+
+    Args:
+        input_shape: (H, W, C).
+        num_classes: K.
+        widths: Filters of the stem and of each following stage.
+        dropout: Dropout rate before the classifier (inactive at inference, gone after export).
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape, name="input")
+    x = _conv_bn_relu(inp, widths[0], stride=2, name="stem")
+    for i, w in enumerate(widths[1:], start=1):
+        x = _conv_bn_relu(x, w, name=f"block{i}")
+        if i < len(widths) - 1:
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="compact")
+
+
+def _conv_bn_relu(x, filters: int, stride: int = 1, name: str = "conv"):
+    from keras import layers, regularizers
+
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      kernel_initializer="he_normal", kernel_regularizer=regularizers.l2(L2),
+                      name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+# --------------------------------------------------------------------------- backbones
+
+def _application(model: str):
+    import keras
+
+    return {"mobilenetv2": keras.applications.MobileNetV2,
+            "resnet50v2": keras.applications.ResNet50V2,
+            "nasnetmobile": keras.applications.NASNetMobile}[model]
+
+
+def resolve_weights(weights: Optional[str]) -> Optional[str]:
+    """``imagenet`` / ``none`` / a local file → the ``weights`` argument of keras.applications.
+
+    Raises:
+        EdgeError: a path that does not exist.
+    """
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    p = Path(weights)
+    if not p.is_file():
+        raise EdgeError(f"weights file {p} does not exist (use --weights imagenet, none or a local .h5 file)")
+    return str(p)
+
+
+def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[str]):
+    """The keras.applications base without its top, with a one-line error when weights are unreachable.
+
+    Raises:
+        EdgeError: ImageNet weights cannot be downloaded (offline), or a weights file does not fit.
+    """
+    w = resolve_weights(weights)
+    if w is not None and input_shape[-1] != 3:
+        raise EdgeError(f"{model} with pretrained weights needs 3-channel input, got {input_shape[-1]}")
+    kwargs = dict(include_top=False, weights=w, input_shape=tuple(input_shape))
+    if model == "nasnetmobile" and w == "imagenet" and tuple(input_shape[:2]) != (224, 224):
+        raise EdgeError(f"nasnetmobile ImageNet weights need 224x224 input, got {input_shape[0]}x{input_shape[1]} "
+                        "(use --input-size 224 or --weights none)")
+    try:
+        return _application(model)(**kwargs)
+    except EdgeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - download and weight-loading errors of every kind
+        text = " ".join(str(e).split())[:200]
+        if w == "imagenet":
+            raise EdgeError(
+                f"cannot get the ImageNet weights of {model} (offline? {text}); pass a local weights file "
+                f"with --weights PATH or train from scratch with --weights none") from None
+        if w is not None:
+            raise EdgeError(f"cannot load weights file {w} into {model}: {text}") from None
+        raise EdgeError(f"cannot build {model} for input {tuple(input_shape)}: {text}") from None
+
+
+def build_transfer(model: str, input_shape: Tuple[int, int, int], num_classes: int,
+                   weights: Optional[str] = "imagenet"):
+    """A backbone with the seeds' head. Returns ``(model, base)``; the base starts frozen (phase 1).
+
+    mobilenetv2 / resnet50v2: GAP -> Dense 256 ReLU (L2 1e-4) -> Dropout 0.5 -> Dense K softmax.
+    nasnetmobile: GAP -> Dropout 0.5 -> Dense 256 ELU (L2 1e-4) -> Dropout 0.3 -> Dense K softmax.
+    """
+    import keras
+    from keras import layers, regularizers
+
+    base = build_base(model, input_shape, weights)
+    base.trainable = False
+    inp = keras.Input(input_shape, name="input")
+    # training=False: the base's BatchNorm layers run in inference mode in both phases, so
+    # fine-tuning never overwrites the moving statistics with a few small batches.
+    x = base(inp, training=False)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if model == "nasnetmobile":
+        x = layers.Dropout(0.5, name="dropout_1")(x)
+        x = layers.Dense(256, activation="elu", kernel_regularizer=regularizers.l2(L2), name="dense")(x)
+        x = layers.Dropout(0.3, name="dropout_2")(x)
+    else:
+        x = layers.Dense(256, activation="relu", kernel_regularizer=regularizers.l2(L2), name="dense")(x)
+        x = layers.Dropout(0.5, name="dropout")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name=model), base
+
+
+def set_phase(base, phase: int, fine_tune_layers: int = FINE_TUNE_LAYERS) -> None:
+    """Phase 1: the whole base frozen. Phase 2: its last ``fine_tune_layers`` layers trainable.
+
+    In phase 2 L2 1e-4 is added to the unfrozen convolution/dense kernels. BatchNorm layers stay in
+    inference mode either way (the base is called with ``training=False``); their gamma/beta are
+    left frozen too, so fine-tuning cannot drift them against statistics it never updates.
+    Recompile the model after calling this.
+    """
+    from keras import layers, regularizers
+
+    if phase == 1:
+        base.trainable = False
+        return
+    if phase != 2:
+        raise ValueError(f"phase must be 1 or 2, got {phase}")
+    base.trainable = True
+    n = len(base.layers)
+    l2 = regularizers.l2(L2)
+    for i, layer in enumerate(base.layers):
+        unfrozen = i >= n - fine_tune_layers and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = unfrozen
+        if unfrozen:
+            # The layers are built: the penalty goes on the kernel variables themselves.
+            for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+                var = getattr(layer, attr, None)
+                if var is not None and getattr(var, "regularizer", None) is None:
+                    var.regularizer = l2
+
+
+def init_bn_statistics(base, images, batch_size: int = 256) -> int:
+    """Estimate the base's BatchNorm moving statistics from ``images`` (no weight is trained).
+
+    A base without pretrained weights (``--weights none``) has moving mean 0 / variance 1 in every
+    BatchNorm; called in inference mode (as the fine-tuning protocol does) its features then vanish
+    or saturate after a few dozen layers and every image gives the same output. One forward pass in
+    training mode with momentum 0 sets each layer's statistics to those of a large batch of training
+    images, layer after layer, so the frozen random base yields informative features.
+
+    Args:
+        base: The backbone.
+        images: float32 (N, H, W, C) preprocessed training images; the first ``batch_size`` are used.
+        batch_size: Images in the estimating batch.
+
+    Returns:
+        The number of BatchNorm layers updated.
+    """
+    from keras import layers
+
+    bns = [layer for layer in _all_layers(base) if isinstance(layer, layers.BatchNormalization)]
+    saved = [(b.momentum, b.trainable) for b in bns]
+    try:
+        for b in bns:  # a frozen BatchNorm always runs in inference mode (Keras 3): unfreeze it briefly
+            b.momentum = 0.0
+            b.trainable = True
+        base(images[:batch_size], training=True)
+    finally:
+        for b, (m, t) in zip(bns, saved):
+            b.momentum = m
+            b.trainable = t
+    return len(bns)
+
+
+def _all_layers(model):
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None):
+    """Build any architecture. Returns ``(model, base)``; ``base`` is None for ``compact``."""
+    spec = spec_of(model)
+    if prep.channels != spec.channels:
+        raise EdgeError(f"{model} takes {spec.channels}-channel input, the preprocessing gives {prep.channels}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if model == "compact":
+        if resolve_weights(weights) == "imagenet":
+            raise EdgeError("compact is trained from scratch: it has no ImageNet weights (use --weights none)")
+        m = build_compact(prep.input_shape, num_classes)
+        w = resolve_weights(weights)
+        if w is not None:
+            try:
+                m.load_weights(w)
+            except Exception as e:  # noqa: BLE001
+                raise EdgeError(f"cannot load weights file {w} into compact: {' '.join(str(e).split())[:200]}") from None
+        return m, None
+    return build_transfer(model, prep.input_shape, num_classes, weights)
+
+
+def count_params(model) -> dict:
+    """Total / trainable / non-trainable parameter counts."""
+    import numpy as np
+
+    tr = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    nt = int(sum(np.prod(v.shape) for v in model.non_trainable_weights))
+    return {"total": tr + nt, "trainable": tr, "non_trainable": nt}
