@@ -177,3 +177,21 @@ def test_metrics_report_against_counts():
     assert 0.5 < rep["roc_auc_ovr"] <= 1.0 and rep["n"] == 8 and rep["classes"] == classes
     with pytest.raises(Exception, match="expected 3"):
         evaluate.metrics_report(y, probs[:, :2], classes)
+
+
+def test_results_table(trained, tmp_path, capsys):
+    from train import results
+
+    rc = results.main([str(trained), str(trained), "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md")])
+    assert rc == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    rep = json.loads((trained / "report.json").read_text())
+    assert res["runs"][0]["accuracy"] == rep["accuracy"]
+    assert res["runs"][0]["params"] == rep["training"]["params"]["total"]
+    g = res["groups"][0]
+    assert g["runs"] == 2 and g["accuracy"]["mean"] == pytest.approx(rep["accuracy"]) and g["accuracy"]["std"] == 0
+    assert "| compact |" in (tmp_path / "r.md").read_text()
+    capsys.readouterr()
+    rc = results.main([str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "report.json" in err and len(err.splitlines()) == 1
