@@ -195,3 +195,16 @@ def test_results_table(trained, tmp_path, capsys):
     rc = results.main([str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "report.json" in err and len(err.splitlines()) == 1
+
+
+def test_same_seed_same_model(sample_dir, tmp_path):
+    from edge.runtime.keras.runner import load_keras_model
+
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert cli.main(["--data", str(sample_dir), "--model", "compact", "--epochs", "2", "--input-size", "32",
+                         "--seed", "5", "--out", str(out)]) == 0
+        outs.append(load_keras_model(out / "model.keras"))
+    for wa, wb in zip(outs[0].weights, outs[1].weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
