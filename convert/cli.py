@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-method", default="entropy", choices=["entropy", "minmax", "percentile"])
     p.add_argument("--calib-chunk", type=int, default=16, help="images per calibrator collect_data call (bounds memory)")
     p.add_argument("--max-drift", type=float, default=0.5, help="allowed INT8 val accuracy drop in percentage points")
+    p.add_argument("--fp16-tolerance", type=float, default=5e-3,
+                   help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
     p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
@@ -205,16 +207,17 @@ def convert(args) -> int:
 
         # -- FP16
         if args.fp16:
-            from convert.quantize import to_fp16
+            from convert.quantize import fp16_with_tolerance
 
             f16 = stage / formats.by_name("fp16").file
-            to_fp16(f32, f16)
+            fp16_gate = fp16_with_tolerance(f32, f16, x_check, tolerance=args.fp16_tolerance, say=_say)
             check_onnx(f16)
             c16 = compare(ref, ort_predict(ort_session(f16), x_check))
-            write_meta(f16, {**base, "precision": "fp16", "checks": {"vs_fp32_onnx": c16}})
+            write_meta(f16, {**base, "precision": "fp16", "checks": {"vs_fp32_onnx": c16},
+                             "fp16": {**fp16_gate, "images_from": check_from}})
             written.append(f16.name)
-            _say(f"model.fp16.onnx: max abs prob diff vs FP32 {c16['max_abs_diff']:.2e}, "
-                 f"top-1 agreement {c16['top1_agreement']:.1%}")
+            _say(f"model.fp16.onnx: max abs prob diff vs FP32 {c16['max_abs_diff']:.2e} "
+                 f"({len(fp16_gate['kept_fp32'])} node(s) kept in FP32), top-1 agreement {c16['top1_agreement']:.1%}")
 
         # -- calibration (shared by both INT8 variants)
         if need_calib:

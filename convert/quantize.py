@@ -43,10 +43,11 @@ TRT_EXTRA_OPTIONS = {
 }
 
 
-def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_fp32: Iterable[str] = ()) -> Path:
     """FP16 weights and compute, float32 input and output (``keep_io_types``).
 
-    Softmax stays in float32 (op_block_list) so probabilities keep their precision.
+    Softmax stays in float32 (op_block_list) so probabilities keep their precision; nodes named in
+    ``keep_fp32`` too (see :func:`fp16_with_tolerance`).
     """
     import onnx
     from onnxconverter_common import float16
@@ -55,10 +56,51 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
     model = onnx.load(str(src))
     m16 = float16.convert_float_to_float16(model, keep_io_types=True,
-                                           op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Softmax"])
+                                           op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ["Softmax"],
+                                           node_block_list=list(keep_fp32) or None)
     with atomic_path(dst) as tmp:
         onnx.save(m16, str(tmp))
     return Path(dst)
+
+
+def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, tolerance: float = 5e-3,
+                        max_kept: int = 3, say=print) -> Dict:
+    """FP16 model whose probabilities stay within ``tolerance`` of FP32 on ``x``.
+
+    If the full FP16 model differs by more, the weighted node (Conv/Gemm/MatMul) whose staying in
+    FP32 lowers the max abs probability difference most is kept in FP32 (greedy, each candidate
+    measured), up to ``max_kept`` nodes. Typical culprit: the first convolution, whose BN-folded
+    weights lose most in FP16.
+
+    Returns:
+        ``{"max_abs_diff_before", "max_abs_diff", "kept_fp32", "tolerance", "passed"}``.
+    """
+    import numpy as np
+    import onnx
+
+    from convert.export import ort_predict, ort_session
+
+    ref = ort_predict(ort_session(src), x)
+
+    def diff(keep):
+        to_fp16(src, dst, keep)
+        return float(np.max(np.abs(ort_predict(ort_session(dst), x) - ref)))
+
+    keep: List[str] = []
+    d0 = d = diff(keep)
+    nodes = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type in TRT_OP_TYPES]
+    while d > tolerance and len(keep) < max_kept:
+        trials = {n: diff(keep + [n]) for n in nodes if n not in keep}
+        if not trials:
+            break
+        best = min(trials, key=trials.get)
+        keep.append(best)
+        d = trials[best]
+        say(f"fp16: keeping {best} in FP32: max abs prob diff {d:.2e}")
+    if keep:
+        d = diff(keep)  # leave the chosen model on disk
+    return {"max_abs_diff_before": d0, "max_abs_diff": d, "kept_fp32": keep, "tolerance": tolerance,
+            "passed": d <= tolerance}
 
 
 def _quantize(src, dst, method: str, ranges: Dict[str, Sequence[float]], *, fmt: str, act: str, weight: str,

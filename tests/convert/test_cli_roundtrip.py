@@ -77,6 +77,8 @@ def test_fp16_round_trip(converted, val_images):
     with load_runner(converted / "model.onnx") as a, load_runner(converted / "model.fp16.onnx") as b:
         c = compare(a.infer_images(val_images), b.infer_images(val_images))
     assert c["max_abs_diff"] <= 5e-3
+    f = read_meta(converted / "model.fp16.onnx")["fp16"]
+    assert f["passed"] and f["max_abs_diff"] <= f["tolerance"] == 5e-3 and "val images" in f["images_from"]
 
 
 def test_int8_round_trips(converted, val_images):
