@@ -3,8 +3,8 @@
 The bare runner gets the tile batches the daemon makes (per frame, chunks of ``--batch``),
 already decoded, cut and preprocessed, and only ``runner.infer`` is timed. The daemon reads the
 same source from disk (decode in the grab thread, tiling, the model's preprocessing, inference,
-events JSONL with --log-all). Rounds alternate bare/daemon so both see the same machine load;
-the medians are compared.
+events JSONL with --log-all). Rounds alternate bare/daemon in ABBA order so both see the same
+machine load; the medians and the per-round (paired) ratios are reported.
 
 Example:
     python -m bench.daemon_throughput --model runs/convert-compact/model.int8.onnx \\
@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -60,6 +61,7 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     from edge.capture.daemon import CaptureDaemon
     from edge.runtime import load_runner
 
+    load0 = [round(v, 2) for v in os.getloadavg()]
     batches, frames = _batches(model, source, tile, stride, roi, batch, threads)
     tiles = sum(len(b) for b in batches)
     if not tiles:
@@ -70,11 +72,15 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     with load_runner(model, backend=backend, **opts) as r:
         for b in batches[:3]:
             r.infer(b)  # warm caches beyond the runner's own warm-up
-        for k in range(rounds):
+        def run_bare():
             t0 = time.perf_counter()
             for b in batches:
                 r.infer(b)
             bare.append(tiles / (time.perf_counter() - t0))
+
+        for k in range(rounds):
+            if k % 2 == 0:  # ABBA order: neither side always runs first
+                run_bare()
             cfg = CaptureConfig(model=model, source=source, tile=tile, stride=stride, roi=roi, batch=batch,
                                 log_all=True, events=str(work / f"events{k}.jsonl"), backend=backend,
                                 threads=threads, queue=8)
@@ -85,14 +91,19 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             daemon.append(s["tiles"] / s["elapsed_s"])
             daemon_summaries.append({k2: s[k2] for k2 in ("frames_processed", "tiles", "events", "elapsed_s",
                                                            "latency_mean_ms", "latency_p99_ms")})
+            if k % 2 == 1:
+                run_bare()
     med_b, med_d = statistics.median(bare), statistics.median(daemon)
+    paired = [d / b for d, b in zip(daemon, bare)]  # each round: daemon right after bare, same load
     return {"model": model, "source": source, "frames": frames, "tiles": tiles, "batch": batch,
             "batches": len(batches), "threads": threads or "onnxruntime default", "rounds": rounds,
             "bare_tiles_per_s": [round(v, 1) for v in bare], "daemon_tiles_per_s": [round(v, 1) for v in daemon],
             "bare_median": round(med_b, 1), "daemon_median": round(med_d, 1), "ratio": round(med_d / med_b, 3),
+            "paired_ratios": [round(v, 3) for v in paired], "median_paired_ratio": round(statistics.median(paired), 3),
+            "loadavg_before": load0, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
             "daemon_runs": daemon_summaries,
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": __import__("os").cpu_count()},
+                        "cpus": os.cpu_count()},
             "definition": "daemon: tiles / wall time of the daemon loop (decode in the grab thread, tiling, "
                           "preprocessing, inference, JSONL events with --log-all), model loading excluded; bare: "
                           "tiles / wall time of runner.infer over the same preprocessed batches"}
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
 
     write_json(a.output, merge_into(a.output, a.key, res))
     print(f"{PROG}: daemon {res['daemon_median']} tiles/s vs bare runner {res['bare_median']} tiles/s "
-          f"(ratio {res['ratio']}) over {res['tiles']} tiles x {res['rounds']} rounds → {a.output}")
+          f"(ratio {res['ratio']}, median paired ratio {res['median_paired_ratio']}) over {res['tiles']} tiles x {res['rounds']} rounds → {a.output}")
     return 0
 
 
