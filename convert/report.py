@@ -180,20 +180,56 @@ def to_markdown(r: Dict, title: str) -> str:
     return "\n".join(L)
 
 
+COMPOSE_HEADER = """# edge-convert: measured figures
+
+Produced by `python -m convert.report MODEL_DIR --data data/NEU-CLS --out runs/convert-<model> --json docs/results/convert-<model>.json --md docs/results/convert-<model>.md`
+(which runs `edge-convert MODEL.keras --fp16 --int8 --int8-cpu --calib-data data/NEU-CLS --calib-method M -o OUTDIR` once per calibration method, then measures on the **test** split).
+Machine: 2 shared x86-64 cores (AMD EPYC, AVX2, no VNNI), no GPU, no TensorRT: INT8/FP16 are measured with onnxruntime on the CPU; TensorRT engines are built on the target with `edge-convert --from-onnx`.
+
+Reading the tables:
+* "max abs prob diff" and "top-1 agreement" compare each artifact's probabilities with the Keras FP32 model on the same preprocessed test images; "drop" is Keras test accuracy minus the artifact's, in percentage points.
+* Calibration uses a stratified 500-image subset of the **train** split only; the drift gate measures on the **validation** split; nothing is tuned on the test split.
+* Peak RSS is the whole `edge-convert` process (TensorFlow included: ~800 MiB before calibration starts), with the calibrator fed 16 images per `collect_data` call.
+* The TensorRT Q/DQ model is evaluated by onnxruntime at graph optimization level *basic* (plain Q/DQ arithmetic = what TensorRT computes with int32 accumulation). See the note under each table for level *all*.
+* `model.int8cpu.onnx` is the CPU format (uint8 activations, int8 7-bit weights, QDQ, per-tensor; ORT's recommendation for x86 without VNNI); `qdq-u8s8` was faster than `qoperator-u8s8` here, so it is the default.
+"""
+
+
+def compose(results_dir: str | Path, models=("compact", "mobilenetv2")) -> Path:
+    """Write ``convert.md`` / ``convert.json`` from the per-model ``convert-<model>.md/.json`` files."""
+    from edge.fsutil import write_json, write_text
+
+    d = Path(results_dir)
+    parts = [m for m in models if (d / f"convert-{m}.json").exists()]
+    if not parts:
+        raise EdgeError(f"no convert-<model>.json in {d}")
+    write_text(d / "convert.md", "\n".join([COMPOSE_HEADER] + [(d / f"convert-{m}.md").read_text() for m in parts]))
+    write_json(d / "convert.json", {m: json.loads((d / f"convert-{m}.json").read_text()) for m in parts})
+    return d / "convert.md"
+
+
 @cli_entry("convert-report")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert.report", description=__doc__.split("\n")[0])
-    p.add_argument("model_dir")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True, help="OUTDIR of the first method; the others go to OUTDIR-<method>")
+    p.add_argument("model_dir", nargs="?")
+    p.add_argument("--compose", metavar="RESULTS_DIR", help="only merge RESULTS_DIR/convert-<model>.md/.json "
+                   "into convert.md/.json")
+    p.add_argument("--data")
+    p.add_argument("--out", help="OUTDIR of the first method; the others go to OUTDIR-<method>")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--json", required=True)
-    p.add_argument("--md", required=True)
+    p.add_argument("--json")
+    p.add_argument("--md")
     p.add_argument("--title", default=None)
     p.add_argument("--max-drift", default="0.5")
     p.add_argument("--calib-size", default="500")
     args = p.parse_args(argv)
     from edge.fsutil import write_json, write_text
+
+    if args.compose:
+        print(compose(args.compose))
+        return 0
+    if not (args.model_dir and args.data and args.out and args.json and args.md):
+        raise EdgeError("give MODEL_DIR --data DIR --out OUTDIR --json FILE --md FILE (or --compose RESULTS_DIR)")
 
     methods = tuple(m for m in args.methods.split(",") if m)
     r = measure(Path(args.model_dir), args.data, Path(args.out), methods, ["--max-drift", args.max_drift, "--calib-size", args.calib_size])
