@@ -195,3 +195,41 @@ def test_gate_reports_failure_when_budget_unreachable(outlier):
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
                    max_drift_pp=0.0, max_rounds=0, say=lambda m: None)
     assert not res.passed and res.drift_after_pp > 0 and res.excluded == []
+
+
+# ----------------------------------------------------------------------------- fp16 tolerance
+
+def _fp16_fragile_model(path):
+    """logits_k = x * (w_k - 1000) computed as [x, x] @ [[w_k], [-1000]] with w_k = 1000.65, 1001.85,
+    1001.05: in FP16 (step 0.5 at 1000) the weights round to 1000.5, 1002, 1001, so the logits
+    change by up to 0.15 * x; in FP32 the cancellation is exact."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])
+    dup = numpy_helper.from_array(np.ones((1, 2), np.float32), "D")
+    w = numpy_helper.from_array(np.array([[1000.65, 1001.85, 1001.05], [-1000, -1000, -1000]], np.float32) * 1.0, "W")
+    nodes = [helper.make_node("MatMul", ["input", "D"], ["u"], name="mm_dup"),
+             helper.make_node("MatMul", ["u", "W"], ["z"], name="mm_w"),
+             helper.make_node("Mul", ["z", "ten"], ["logits"], name="scale"),
+             helper.make_node("Softmax", ["logits"], ["probs"], axis=1, name="softmax")]
+    ten = numpy_helper.from_array(np.array(10.0, np.float32), "ten")
+    m = helper.make_model(helper.make_graph(nodes, "fragile", [x], [y], [dup, w, ten]),
+                          opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(m, str(path))
+    return path
+
+
+def test_fp16_keeps_the_damaged_node_in_fp32(tmp_path):
+    from convert.quantize import fp16_with_tolerance, to_fp16
+
+    f32 = _fp16_fragile_model(tmp_path / "model.onnx")
+    x = np.linspace(0.1, 1.0, 32, dtype=np.float32)[:, None]
+    ref = ort_predict(ort_session(f32), x)
+    plain = ort_predict(ort_session(to_fp16(f32, tmp_path / "plain.onnx")), x)
+    assert np.abs(plain - ref).max() > 5e-3  # FP16 really breaks it
+    res = fp16_with_tolerance(f32, tmp_path / "model.fp16.onnx", x, tolerance=5e-3, say=lambda m: None)
+    assert res["kept_fp32"] == ["mm_w"] and res["passed"]
+    assert res["max_abs_diff_before"] > 5e-3 >= res["max_abs_diff"]
+    got = ort_predict(ort_session(tmp_path / "model.fp16.onnx"), x)
+    assert abs(np.abs(got - ref).max() - res["max_abs_diff"]) < 1e-7
+    g = onnx.load(str(tmp_path / "model.fp16.onnx")).graph
+    assert any(i.data_type == TensorProto.FLOAT16 for i in g.initializer)  # the rest is FP16
