@@ -151,12 +151,15 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
         compat.use_dla(trt, builder, config, dla)
     cache_data = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
     cache = compat.set_timing_cache(trt, config, cache_data)
-    monitor = compat.attach_progress(trt, config, say)  # noqa: F841 (kept alive during the build)
+    monitor = compat.attach_progress(trt, config, say)  # kept referenced during the build
     say(f"building TensorRT {version} {precision} engine from {Path(onnx_path).name} on {dev.name} ...")
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
+    del monitor
     if plan is None:
         raise EdgeError(f"TensorRT {version} failed to build the {precision} engine (see the log above)")
+    if dims[0] != -1:  # fixed-batch ONNX: the engine takes exactly that batch
+        batch = dims[0]
     name = engine_name(precision, batch, max_batch, str(version), dev.name, dev.compute_capability, dla)
     out = Path(out_dir) / name
     with atomic_path(out) as tmp:
