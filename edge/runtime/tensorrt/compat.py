@@ -52,23 +52,23 @@ def version_of(trt) -> TRTVersion:
 #    10), build_serialized_network (8.0+; build_engine was removed in 10), optimization profiles,
 #    timing caches (8.0+) and DLA with GPU_FALLBACK.
 _BUILDER_COMMON = [
-    "Logger", "Builder", "Builder.create_network", "Builder.create_builder_config",
+    "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
     "Builder.create_optimization_profile", "Builder.build_serialized_network", "Builder.num_DLA_cores",
-    "Builder.platform_has_fast_fp16", "Builder.platform_has_fast_int8",
     "OnnxParser", "OnnxParser.parse", "OnnxParser.num_errors", "OnnxParser.get_error",
     "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.add_optimization_profile",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.set_flag",
     "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
     "ITimingCache.serialize", "IOptimizationProfile.set_shape",
-    "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "ITensor.name", "ITensor.shape",
+    "INetworkDefinition.get_input", "ITensor.name", "ITensor.shape",
     "MemoryPoolType.WORKSPACE", "DeviceType.DLA", "BuilderFlag.GPU_FALLBACK", "NetworkDefinitionCreationFlag",
 ]
+_MONITOR = ["IProgressMonitor", "IProgressMonitor.phase_start", "IProgressMonitor.step_complete",
+            "IProgressMonitor.phase_finish"]
 BUILDER_API = {
     "8.5": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
     "8.6": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
-    "10": _BUILDER_COMMON + ["BuilderFlag.FP16", "BuilderFlag.INT8", "IProgressMonitor",
-                             "IBuilderConfig.progress_monitor"],
-    "11": _BUILDER_COMMON + ["IProgressMonitor", "IBuilderConfig.progress_monitor"],
+    "10": _BUILDER_COMMON + ["BuilderFlag.FP16", "BuilderFlag.INT8", "IBuilderConfig.progress_monitor"] + _MONITOR,
+    "11": _BUILDER_COMMON + ["IBuilderConfig.progress_monitor"] + _MONITOR,
 }
 
 
