@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="CSI capture width (default 1920)")
     p.add_argument("--height", type=int, help="CSI capture height (default 1080)")
     p.add_argument("--fps", type=int, help="CSI capture rate / image-folder rate for --realtime (default 30)")
+    p.add_argument("--reconnect-initial", dest="reconnect_initial", type=float,
+                   help="first reconnect backoff in s, doubled per failed attempt (default 0.5)")
     p.add_argument("--reconnect-max", dest="reconnect_max", type=float, help="longest reconnect backoff in s (default 10)")
     p.add_argument("--max-reconnects", dest="max_reconnects", type=int, help="give up after N failed attempts in a row")
     p.add_argument("--summary", help="also write the final summary as JSON to this file")

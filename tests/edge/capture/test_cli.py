@@ -142,3 +142,13 @@ def test_tensorrt_options_reach_the_runner(tmp_path, monkeypatch):
     cfg = CaptureConfig(model="m.engine", source="x", batch=4, cuda_backend="pycuda", cuda_graph=True, zero_copy=True)
     CaptureDaemon(cfg)._make_runner()
     assert seen == {"cuda_backend": "pycuda", "cuda_graph": True, "zero_copy": True, "backend": "auto"}
+
+
+def test_every_config_setting_has_a_flag():
+    from dataclasses import fields
+
+    from edge.capture.cli import build_parser
+    from edge.capture.config import CaptureConfig
+
+    dests = {a.dest for a in build_parser()._actions}
+    assert {f.name for f in fields(CaptureConfig)} <= dests
