@@ -293,7 +293,7 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
 
         abbrev = {v: k for k, v in NEU_PREFIXES.items()}
         short = [abbrev.get(c, c[:8]) for c in classes] if classes else None
-        ncol = min(4, len(mats))
+        ncol = min(5, len(mats))
         nrow = -(-len(mats) // ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 4.2 * nrow), squeeze=False)
         for ax in axes.flat[len(mats):]:
