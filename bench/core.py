@@ -41,6 +41,9 @@ THROUGHPUT_CONVENTION = "batch * iterations / wall time of the timed loop, image
 PARTS = ("preprocess", "h2d", "compute", "d2h")
 #: Accuracy drop (pp) above which a row is marked ❎ when no --fail-on-drift gate is given.
 DEFAULT_STATUS_DROP_PP = 1.0
+#: Top-1 agreement with the reference below which a row is marked ❎ (the INT8 bound of the
+#: regression suite): similar accuracy with many changed decisions is not a faithful conversion.
+MIN_STATUS_AGREEMENT = 0.98
 
 
 @dataclass
@@ -326,16 +329,9 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
             log.warning("%s: %s", a, res["status_reason"])
             results.append(res)
             continue
-        if driftmod.drop_exceeds(res["drift"], gate):
-            res["status"] = "drift"
-            res["status_reason"] = (f"accuracy drop {-res['drift']['accuracy_delta_pp']:.2f} pp > "
-                                    f"{gate:g} pp ({'--fail-on-drift' if cfg.gate_pp is not None else 'default status threshold'})")
-        else:
-            res["status"] = "ok"
-            notes = []
-            if res["unstable_batches"]:
-                notes.append(f"latency CoV > {stats.COV_WARN_PCT}% at batch {', '.join(res['unstable_batches'])}")
-            res["status_reason"] = "; ".join(notes)
+        res["status"], res["status_reason"] = status_of(res["drift"], gate, cfg.gate_pp is not None)
+        if res["status"] == "ok" and res["unstable_batches"]:
+            res["status_reason"] = f"latency CoV > {stats.COV_WARN_PCT}% at batch {', '.join(res['unstable_batches'])}"
         results.append(res)
 
     for res, name in zip(results, display_names([r["artifact"] for r in results])):
@@ -353,7 +349,8 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
                         "drift": "artifact minus its reference (the Keras model it was made from) on the same files; "
                                  "accuracy_delta_pp in percentage points; top1_agreement 0..1; "
                                  "kl = mean KL(reference || artifact) in nats",
-                        "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp), failed (❌: could not run)"},
+                        "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp or top-1 agreement < "
+                                  f"{100 * MIN_STATUS_AGREEMENT:g}%), failed (❌: could not run)"},
         "corruptions": None,
     }
     if conditions:
@@ -383,6 +380,21 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         for res in results:
             res.pop("_corrupt", None)
     return report
+
+
+def status_of(drift: Dict[str, Any], gate_pp: float = DEFAULT_STATUS_DROP_PP, from_flag: bool = False) -> tuple:
+    """``("ok", "")`` or ``("drift", reason)`` for an artifact that ran.
+
+    ``drift`` when the accuracy drop exceeds ``gate_pp`` or the top-1 agreement is below
+    :data:`MIN_STATUS_AGREEMENT`.
+    """
+    bad = []
+    if driftmod.drop_exceeds(drift, gate_pp):
+        bad.append(f"accuracy drop {-drift['accuracy_delta_pp']:.2f} pp > {gate_pp:g} pp "
+                   f"({'--fail-on-drift' if from_flag else 'default status threshold'})")
+    if drift["top1_agreement"] < MIN_STATUS_AGREEMENT:
+        bad.append(f"top-1 agreement {100 * drift['top1_agreement']:.2f}% < {100 * MIN_STATUS_AGREEMENT:g}%")
+    return ("drift", "; ".join(bad)) if bad else ("ok", "")
 
 
 def gate_failures(report: Dict[str, Any], gate_pp: float) -> List[str]:

@@ -84,3 +84,17 @@ def test_match_reference_by_sha256():
     assert core.match_reference({}, [a, b]) == (a, "")
     ref, note = core.match_reference({"source_model": {"path": "c/model.keras", "sha256": "cc" * 32}}, [a, b])
     assert ref is a and "none of the references" in note
+
+
+@pytest.mark.parametrize("delta,agree,status,words", [
+    (0.0, 1.0, "ok", []),
+    (-0.5, 0.99, "ok", []),
+    (-1.5, 0.99, "drift", ["accuracy drop 1.50 pp > 1 pp"]),
+    (-0.7, 0.60, "drift", ["top-1 agreement 60.00% < 98%"]),          # same accuracy, many changed decisions
+    (-2.0, 0.50, "drift", ["accuracy drop 2.00 pp", "top-1 agreement 50.00%"]),
+    (+3.0, 0.979, "drift", ["top-1 agreement 97.90%"]),
+])
+def test_status_of(delta, agree, status, words):
+    st, reason = core.status_of({"accuracy_delta_pp": delta, "top1_agreement": agree}, 1.0)
+    assert st == status
+    assert all(w in reason for w in words) and (reason == "") == (status == "ok")
