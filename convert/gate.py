@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -134,6 +134,7 @@ class GateResult:
     excluded: List[str] = field(default_factory=list)
     passed: bool = False
     ranking: List[Dict] = field(default_factory=list)
+    total_weighted: Optional[int] = None
 
     @property
     def drift_before_pp(self) -> float:
@@ -147,12 +148,14 @@ class GateResult:
         return {"split": "val", "val_images": self.val_images, "max_drift_pp": self.max_drift_pp,
                 "fp32_accuracy": self.fp32_accuracy, "drift_before_pp": self.drift_before_pp,
                 "drift_after_pp": self.drift_after_pp, "excluded_nodes": list(self.excluded),
-                "passed": self.passed, "steps": self.steps, "ranking": self.ranking[:20]}
+                "passed": self.passed, "weighted_nodes": self.total_weighted, "steps": self.steps,
+                "ranking": self.ranking[:20]}
 
 
 def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable[[Sequence[str], Path], Path],
              x_val: np.ndarray, y_val: np.ndarray, max_drift_pp: float = 0.5, max_rounds: int = 8,
-             rank_images: int = 12, say: Callable[[str], None] = print) -> GateResult:
+             rank_images: int = 12, max_float_frac: float = 0.5,
+             say: Callable[[str], None] = print) -> GateResult:
     """Measure the drift of ``qdq`` and, if over budget, exclude sensitive nodes and re-quantize.
 
     Args:
@@ -165,6 +168,9 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
             excluded nodes (1, 2, 4, ...), re-ranking on the current model.
         rank_images: Validation images used for the sensitivity ranking (every float tensor of both
             models is kept in memory for them: MobileNetV2 at 224 px is ~60 MB per image and model).
+        max_float_frac: At most this fraction of the weighted (Conv/Gemm/MatMul) nodes may be left
+            in float. Beyond it INT8 buys little and an "INT8" model that is mostly float would
+            pass a gate it did not earn: the gate stops and fails instead (ship FP16).
         say: Progress output (one line per round).
 
     Returns:
@@ -197,7 +203,14 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
             res.ranking = ranking
         if not ranking:
             break
-        new = [r["node"] for r in ranking[:k]]
+        if res.total_weighted is None:
+            res.total_weighted = len(ranking)
+        room = int(res.total_weighted * max_float_frac) - len(excluded)
+        if room <= 0:
+            say(f"drift gate: stopping: {len(excluded)} of {res.total_weighted} weighted nodes already in float "
+                f"(limit {max_float_frac:.0%})")
+            break
+        new = [r["node"] for r in ranking[:min(k, room)]]
         excluded += new
         quantize(excluded, qdq)
         drift = measure(excluded)

@@ -40,6 +40,11 @@ TRT_EXTRA_OPTIONS = {
     "AddQDQPairToWeight": True,       # float weight -> Q -> DQ: the form TensorRT 8.5-11 all import
     "DedicatedQDQPair": False,
     "QDQOpTypePerChannelSupportToAxis": PER_CHANNEL_AXIS,
+    # Q/DQ on the inputs (activation + weight) of weighted layers only, as NVIDIA's QAT tools place
+    # them: TensorRT fuses the output side itself. Quantizing outputs would also put Q/DQ on the
+    # logits in front of the softmax, and leaving a node in float (drift gate) would not remove
+    # the Q/DQ its producer puts on its input.
+    "OpTypesToExcludeOutputQuantization": TRT_OP_TYPES,
 }
 
 
