@@ -186,6 +186,11 @@ def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
                      + f", ONNX Runtime threads {s.get('threads') or 'default'}.")
         parts.append("")
     env = report.get("environment")
+    load, cores = (env or {}).get("load_average"), (env or {}).get("cores_usable")
+    if load and cores and load[0] > cores:
+        parts += [f"⚠ The machine was busy while this was measured (load average {load[0]:g} on {cores} usable "
+                  "cores, other jobs running): latencies are inflated and noisy (see the CoV column); the accuracy "
+                  "and drift figures are not affected.", ""]
     if env:
         parts += ["## Environment", ""] + [f"- {line}" for line in summary_lines(env)] + [""]
     parts += ["## Latency (ms)", "", latency_table(report), ""]

@@ -103,3 +103,11 @@ def test_environment_block():
     assert "onnxruntime" in env["versions"] and env["versions"]["python"]
     text = "\n".join(summary_lines(env))
     assert "CPU:" in text and "TensorRT:" in text and "ONNX Runtime:" in text
+
+
+def test_markdown_warns_when_the_machine_was_busy(report):
+    report["environment"]["load_average"] = [9.5, 8.0, 7.0]
+    report["environment"]["cores_usable"] = 2
+    assert "load average 9.5 on 2 usable cores" in rep.markdown(report)
+    report["environment"]["load_average"] = [0.5, 0.5, 0.5]
+    assert "machine was busy" not in rep.markdown(report)
