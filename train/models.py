@@ -158,8 +158,13 @@ def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[
     if model == "nasnetmobile" and w == "imagenet" and tuple(input_shape[:2]) != (224, 224):
         raise EdgeError(f"nasnetmobile ImageNet weights need 224x224 input, got {input_shape[0]}x{input_shape[1]} "
                         "(use --input-size 224 or --weights none)")
+    import warnings
+
     try:
-        return _application(model)(**kwargs)
+        with warnings.catch_warnings():
+            # keras.applications warns that 224x224 ImageNet weights load for other input sizes: expected here.
+            warnings.filterwarnings("ignore", message=".*input_shape.*", category=UserWarning)
+            return _application(model)(**kwargs)
     except EdgeError:
         raise
     except Exception as e:  # noqa: BLE001 - download and weight-loading errors of every kind
