@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drift", type=float, default=0.5, help="allowed INT8 val accuracy drop in percentage points")
     p.add_argument("--fp16-tolerance", type=float, default=5e-3,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
-    p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8)")
+    p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (13-17 parse on TensorRT 8.5)")

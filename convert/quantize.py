@@ -173,6 +173,8 @@ CPU_VARIANTS = {
     # weights (reduce_range) to avoid saturation in the u8s8 AVX2 kernels, per-tensor weights.
     "qdq-u8s8": dict(fmt="qdq", act="uint8", weight="int8", per_channel=False, reduce_range=True),
     "qoperator-u8s8": dict(fmt="qoperator", act="uint8", weight="int8", per_channel=False, reduce_range=True),
+    # per-channel weights: depthwise convolutions (MobileNetV2) lose too much with one scale per tensor
+    "qdq-u8s8-pc": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True),
 }
 DEFAULT_CPU_VARIANT = "qdq-u8s8"
 
