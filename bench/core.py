@@ -244,6 +244,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
     from bench.corruptions import all_conditions, corrupt
     from bench.formats import describe
     from bench.runners import open_runner
+    from edge.fsutil import sha256_file
     from edge.metadata import read_meta
     from edge.runtime import load_runner
 
@@ -282,7 +283,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         d = describe(a, meta)
         res: Dict[str, Any] = {
             "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
-            "size_mb": _size_mb(a), "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
+            "size_mb": _size_mb(a), "sha256": sha256_file(a), "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
             "latency_parts_ms": {}, "throughput_ips": {}, "iterations": {}, "unstable_batches": [],
             "accuracy": None, "drift": None, "confusion_matrix": None, "disagreements": [], "status": "failed",
             "status_reason": "", "notes": [note] if note else [], "_samples": {},

@@ -39,6 +39,7 @@ def test_exact_and_rolled_artifacts(run_all):
         assert {"preprocess", "compute"} <= set(r["latency_parts_ms"]["1"])
         assert "h2d" not in r["latency_parts_ms"]["1"]    # ORT on the CPU cannot time copies
         assert r["throughput_ips"]["4"] > 0
+        assert len(r["sha256"]) == 64                  # which file exactly was measured
         assert r["format"].startswith("ONNX") and r["backend"] == "onnxruntime"
     assert rolled["format"] == "ONNX"                   # a file name the formats table does not know
     assert rep["settings"]["batches"] == [1, 4] and rep["settings"]["threads"] == 1
