@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def plot_curves(history: List[Dict], path, phase_starts: List[int]) -> None:
     plt.close(fig)
 
 
-def _compile(model, optimizer, k: int):
+def _compile(model, optimizer):
     import keras
 
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(),
@@ -188,7 +188,7 @@ def train(args) -> Dict:
         phases = []
 
         def fit(phase_name, optimizer, n_epochs, extra_callbacks=()):
-            _compile(model, optimizer, k)
+            _compile(model, optimizer)
             cbs = [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True),
                    EpochLog.make(phase_name, n_epochs), *extra_callbacks]
             phase_starts.append(len(history))
