@@ -153,8 +153,9 @@ def to_markdown(r: Dict, title: str) -> str:
         L.append(f"| model.int8.onnx Q/DQ, {m} | {q['max_abs_diff']:.2e} | {q['top1_agreement']:.2%} | {q['accuracy']:.2%} | {q['drop_pp']:.2f} |")
         L.append(f"| model.int8cpu.onnx, {m} | {c['max_abs_diff']:.2e} | {c['top1_agreement']:.2%} | {c['accuracy']:.2%} | {c['drop_pp']:.2f} |")
     L += ["", "The Q/DQ rows run onnxruntime at graph optimization level *basic* (the exact Q/DQ arithmetic "
-          "TensorRT implements). At the default level *all* onnxruntime fuses Q/DQ into its own int8 CPU kernels; "
-          "on this AVX2 CPU (no VNNI) their s8s8 path saturates: " + "; ".join(
+          "TensorRT implements). At the default level *all* onnxruntime fuses Q/DQ into its own int8 CPU kernels "
+          "(s8s8 on this AVX2 CPU without VNNI, which can saturate; it did with Q/DQ on layer outputs, before "
+          "they were removed), for comparison: " + "; ".join(
               f"{m}: accuracy {d['qdq_at_ort_level_all']['accuracy']:.2%}, top-1 agreement "
               f"{d['qdq_at_ort_level_all']['top1_agreement']:.2%}" for m, d in r["int8"].items()) + "."]
     L += ["", "Drift gate (validation split, INT8 Q/DQ vs FP32 ONNX) and calibration (train split only):", "",
