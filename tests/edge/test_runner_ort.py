@@ -96,3 +96,31 @@ def test_runner_errors(artifact, tmp_path):
     with pytest.raises(EdgeError, match="no CUDAExecutionProvider|CUDAExecutionProvider"):
         with load_runner(p, providers=["CUDAExecutionProvider"]):
             pass
+
+
+def test_graph_optimization_level_from_metadata(tmp_path):
+    import onnxruntime as ort
+
+    p = tmp_path / "lv.onnx"
+    _softmax_model(str(p))
+    write_meta(p, {"classes": ["a", "b", "c"], "preprocess": Preprocess(8, 8).to_dict(),
+                   "onnxruntime": {"graph_optimization_level": "basic"}})
+    r = load_runner(p)
+    assert r.graph_optimization_level == "basic"
+    assert load_runner(p, graph_optimization_level="all").graph_optimization_level == "all"
+    seen = {}
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, providers=None):
+        seen["level"] = sess_options.graph_optimization_level
+        return real(path, sess_options=sess_options, providers=providers)
+
+    ort.InferenceSession = spy
+    try:
+        with r:
+            pass
+    finally:
+        ort.InferenceSession = real
+    assert seen["level"] == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    with pytest.raises(EdgeError, match="graph_optimization_level"):
+        load_runner(p, graph_optimization_level="fastest")

@@ -10,6 +10,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.runtime.base import Runner, TensorSpec, Timing
 
+_LEVELS = ("disable", "basic", "extended", "layout", "all")
 _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
            "tensor(int8)": "int8", "tensor(int64)": "int64"}
 
@@ -22,15 +23,24 @@ class OnnxRuntimeRunner(Runner):
         providers: Execution providers in order of preference; default CPU. ``"auto"`` picks
             TensorRT → CUDA → CPU among those this onnxruntime build has.
         threads: intra-op threads (0: onnxruntime's default, one per core).
+        graph_optimization_level: ``disable|basic|extended|layout|all``; by default the level the
+            artifact's metadata names (``"onnxruntime": {"graph_optimization_level": ...}``), else
+            onnxruntime's own default (``all``). ``edge-convert`` asks for ``basic`` on the TensorRT
+            Q/DQ model: at ``all`` onnxruntime fuses Q/DQ into its own int8 CPU kernels, which on
+            AVX2 without VNNI can saturate, so the outputs are no longer the Q/DQ arithmetic.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, artifact, meta=None, warmup: int = 2, providers: Optional[Sequence[str]] = None,
-                 threads: int = 0):
+                 threads: int = 0, graph_optimization_level: Optional[str] = None):
         super().__init__(artifact, meta, warmup)
         self.providers = providers
         self.threads = threads
+        level = graph_optimization_level or (self.meta.get("onnxruntime") or {}).get("graph_optimization_level")
+        if level is not None and str(level).lower() not in _LEVELS:
+            raise EdgeError(f"unknown onnxruntime graph_optimization_level {level!r} (one of {', '.join(_LEVELS)})")
+        self.graph_optimization_level = None if level is None else str(level).lower()
         self.session = None
 
     def activate_impl(self) -> None:
@@ -51,6 +61,12 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
         so.log_severity_level = 3
+        if self.graph_optimization_level:
+            lv = ort.GraphOptimizationLevel
+            so.graph_optimization_level = {
+                "disable": lv.ORT_DISABLE_ALL, "basic": lv.ORT_ENABLE_BASIC, "extended": lv.ORT_ENABLE_EXTENDED,
+                "layout": getattr(lv, "ORT_ENABLE_LAYOUT", lv.ORT_ENABLE_EXTENDED), "all": lv.ORT_ENABLE_ALL,
+            }[self.graph_optimization_level]
         try:
             self.session = ort.InferenceSession(str(self.artifact), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
