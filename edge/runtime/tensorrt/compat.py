@@ -34,6 +34,40 @@ def version_of(trt) -> TRTVersion:
     return TRTVersion.parse(trt.__version__)
 
 
+def branch_of(version, purpose: str = "building") -> str:
+    """The API branch of a TensorRT version: ``8.5``, ``8.6``, ``10`` or ``11`` (builder and runtime alike).
+
+    9.x (x86-only previews) behaves like 10.0 for everything used here; 11.x and later take the 11
+    branch.
+
+    Raises:
+        EdgeError: TensorRT older than 8.5 (JetPack < 5.1: no name-based I/O API, no supported Jetson).
+    """
+    from edge.errors import EdgeError
+
+    v = version if isinstance(version, TRTVersion) else TRTVersion.parse(str(version))
+    if (v.major, v.minor) < (8, 5):
+        raise EdgeError(f"TensorRT {v} is too old: {purpose} needs 8.5 or newer (JetPack 5.1+)")
+    if v.major == 8:
+        return "8.5" if v.minor == 5 else "8.6"
+    if v.major in (9, 10):
+        return "10"
+    return "11"
+
+
+def missing_api(trt, names) -> list:
+    """The dotted names (``"BuilderFlag.FP16"``) among ``names`` that the ``trt`` module lacks."""
+    missing = []
+    for dotted in names:
+        obj = trt
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                missing.append(dotted)
+                break
+    return missing
+
+
 # ============================================================================ builder
 # (owned by the converter: network flags, precision, memory pool, profiles, timing cache, DLA)
 #
@@ -78,30 +112,13 @@ def builder_branch(version) -> str:
     Raises:
         EdgeError: TensorRT older than 8.5 (JetPack < 5.1: no supported Jetson runs it).
     """
-    from edge.errors import EdgeError
-
-    v = version if isinstance(version, TRTVersion) else TRTVersion.parse(str(version))
-    if (v.major, v.minor) < (8, 5):
-        raise EdgeError(f"TensorRT {v} is too old: building needs 8.5 or newer (JetPack 5.1+)")
-    if v.major == 8:
-        return "8.5" if v.minor == 5 else "8.6"
-    if v.major in (9, 10):
-        return "10"  # 9.x (x86-only previews) behaves like 10.0 for everything used here
-    return "11"
+    return branch_of(version, "building")
 
 
 def missing_builder_api(trt, branch: str | None = None) -> list:
     """Names of :data:`BUILDER_API` [branch] that the ``trt`` module lacks (empty: all present)."""
     branch = branch or builder_branch(version_of(trt))
-    missing = []
-    for dotted in BUILDER_API[branch]:
-        obj = trt
-        for part in dotted.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                missing.append(dotted)
-                break
-    return missing
+    return missing_api(trt, BUILDER_API[branch])
 
 
 def network_flags(trt, precision: str) -> int:
@@ -242,30 +259,13 @@ def runtime_branch(version) -> str:
     Raises:
         EdgeError: TensorRT older than 8.5 (no name-based I/O API, not on any supported JetPack).
     """
-    from edge.errors import EdgeError
-
-    v = version if isinstance(version, TRTVersion) else TRTVersion.parse(str(version))
-    if (v.major, v.minor) < (8, 5):
-        raise EdgeError(f"TensorRT {v} is too old: the runtime needs 8.5 or newer (JetPack 5.1+)")
-    if v.major == 8:
-        return "8.5" if v.minor == 5 else "8.6"
-    if v.major == 10:
-        return "10"
-    return "11"  # 11.x and later: the 10.x runtime calls (weak typing removal touched only the builder)
+    return branch_of(version, "the runtime")
 
 
 def missing_runtime_api(trt, branch: str | None = None) -> list:
     """Names of :data:`RUNTIME_API` [branch] that the ``trt`` module lacks (empty: all present)."""
     branch = branch or runtime_branch(version_of(trt))
-    missing = []
-    for dotted in RUNTIME_API[branch]:
-        obj = trt
-        for part in dotted.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                missing.append(dotted)
-                break
-    return missing
+    return missing_api(trt, RUNTIME_API[branch])
 
 
 def deserialize_engine(trt, data: bytes, logger=None):
