@@ -6,15 +6,17 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.runners import open_runner, ort_level
+from bench.runners import open_runner
 from edge.errors import EdgeError
 
 
-def test_ort_level_from_metadata():
-    assert ort_level({}) is None
-    assert ort_level({"onnxruntime": {"graph_optimization_level": "Basic"}}) == "basic"
+def test_unknown_level_in_metadata_is_refused(linear_models, tmp_path):
+    shutil.copy(linear_models / "model.onnx", tmp_path / "m.onnx")
+    meta = json.loads((linear_models / "model.onnx.json").read_text())
+    meta["onnxruntime"] = {"graph_optimization_level": "fast"}
+    (tmp_path / "m.onnx.json").write_text(json.dumps(meta))
     with pytest.raises(EdgeError, match="graph_optimization_level"):
-        ort_level({"onnxruntime": {"graph_optimization_level": "fast"}})
+        open_runner(tmp_path / "m.onnx")
 
 
 def test_levelled_runner_uses_the_level_and_gives_the_same_outputs(linear_models, tmp_path):
