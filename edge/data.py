@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import hashlib
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -26,6 +25,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.fsutil import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,6 @@ def _natural_key(p: Path):
     return (head, int(tail)) if tail.isdigit() else (stem, -1)
 
 
-def _hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _canonical_neu(names: Iterable[str]) -> Optional[Dict[str, str]]:
     """Map folder/annotation names to NEU class names if every name is a NEU alias."""
     names = list(names)
@@ -179,7 +175,7 @@ def load_dataset(root: str | os.PathLike, classes: Optional[Sequence[str]] = Non
         ds = ds.remap(classes)
     if hash_files:
         for s in ds.samples:
-            s.sha256 = _hash(s.path)
+            s.sha256 = sha256_file(s.path)
     return ds
 
 
@@ -325,7 +321,7 @@ def make_split(ds: Dataset, seed: int = 42, fractions=(0.70, 0.15, 0.15)) -> Dic
         raise EdgeError(f"split fractions must add up to 1, got {fractions}")
     if not all(s.sha256 for s in ds.samples):
         for s in ds.samples:
-            s.sha256 = s.sha256 or _hash(s.path)
+            s.sha256 = s.sha256 or sha256_file(s.path)
     groups: Dict[str, List[Sample]] = collections.OrderedDict()
     for s in ds.samples:
         groups.setdefault(s.sha256, []).append(s)
