@@ -109,7 +109,43 @@ def iter_batches(paths: Sequence[Path], prep: Preprocess, batch: int) -> Iterato
         yield prep([read_gray(p) for p in paths[i:i + batch]])
 
 
-class ImageReader:
+class _IterableReader:
+    """``__iter__``/``__next__`` over ``get_next()``: onnxruntime >= 1.16 also iterates readers."""
+
+    def get_next(self) -> Optional[Dict[str, np.ndarray]]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        x = self.get_next()
+        if x is None:
+            raise StopIteration
+        return x
+
+
+class ArrayReader(_IterableReader):
+    """A CalibrationDataReader over an in-memory float32 batch (e.g. for the loss debugger).
+
+    Args:
+        input_name: The ONNX input name.
+        x: Preprocessed inputs (N, H, W, C).
+        batch: Images per ``get_next``.
+    """
+
+    def __init__(self, input_name: str, x: np.ndarray, batch: int = 16):
+        self.input_name, self.x, self.batch, self.i = input_name, x, batch, 0
+
+    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
+        if self.i >= len(self.x):
+            return None
+        b = self.x[self.i:self.i + self.batch]
+        self.i += self.batch
+        return {self.input_name: b}
+
+
+class ImageReader(_IterableReader):
     """An ``onnxruntime.quantization.CalibrationDataReader`` over a list of image files.
 
     ``get_next`` returns ``{input_name: float32 batch}`` until the files are used up; images are
@@ -135,16 +171,6 @@ class ImageReader:
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         x = next(self._it, None)
         return None if x is None else {self.input_name: x}
-
-    # onnxruntime >= 1.16 also iterates readers
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        x = self.get_next()
-        if x is None:
-            raise StopIteration
-        return x
 
 
 def chunks(paths: Sequence[Path], size: int) -> Iterator[List[Path]]:

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from calibrate.reader import ArrayReader
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -29,29 +30,6 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import accuracy_score
 
     return float(accuracy_score(labels, probs.argmax(1)))
-
-
-class _ArrayReader:
-    """A CalibrationDataReader over an in-memory batch (for the loss debugger)."""
-
-    def __init__(self, name: str, x: np.ndarray, batch: int = 16):
-        self.name, self.x, self.batch, self.i = name, x, batch, 0
-
-    def get_next(self):
-        if self.i >= len(self.x):
-            return None
-        b = self.x[self.i:self.i + self.batch]
-        self.i += self.batch
-        return {self.name: b}
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item = self.get_next()
-        if item is None:
-            raise StopIteration
-        return item
 
 
 def rank_sensitive_nodes(fp32: str | os.PathLike, qdq: str | os.PathLike, x: np.ndarray,
@@ -89,7 +67,7 @@ def rank_sensitive_nodes(fp32: str | os.PathLike, qdq: str | os.PathLike, x: np.
         for tag, model in (("q", qdq), ("f", fp32)):
             aug = Path(tmp) / f"{tag}_aug.onnx"
             modify_model_output_intermediate_tensors(str(model), str(aug))
-            acts[tag] = collect_activations(str(aug), _ArrayReader(name, x))
+            acts[tag] = collect_activations(str(aug), ArrayReader(name, x))
     qa, fa = acts["q"], acts["f"]
 
     g = onnx.load(str(qdq), load_external_data=False).graph
