@@ -30,7 +30,7 @@ demo: $(STAMP) data
 	rm -rf $(OUT)
 	$(VENV)/bin/edge-train --data $(DATA) --model compact --epochs $(DEMO_EPOCHS) --out $(OUT)/train
 	$(VENV)/bin/edge-convert $(OUT)/train/model.keras --fp16 --int8 --calib-data $(DATA) \
-		--split-file $(OUT)/train/split.csv --calib-size $(DEMO_CALIB) --max-drift $(if $(filter data/neu-sample,$(DATA)),5,0.5) -o $(OUT)/convert
+		--split-file $(OUT)/train/split.csv --calib-size $(DEMO_CALIB) $(if $(filter data/neu-sample,$(DATA)),--max-drift 5 --min-agreement 95,--max-drift 0.5) -o $(OUT)/convert
 	$(VENV)/bin/edge-bench $(OUT)/convert/model.onnx $(OUT)/convert/model.fp16.onnx $(OUT)/convert/model.int8.onnx \
 		--reference $(OUT)/train/model.keras --data $(DATA) --split-file $(OUT)/train/split.csv \
 		--batch 1,8 --iterations 50 --md $(OUT)/bench.md --json $(OUT)/bench.json

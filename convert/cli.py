@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-method", default="entropy", choices=["entropy", "minmax", "percentile"])
     p.add_argument("--calib-chunk", type=int, default=16, help="images per calibrator collect_data call (bounds memory)")
     p.add_argument("--max-drift", type=float, default=0.5, help="allowed INT8 val accuracy drop in percentage points")
+    p.add_argument("--min-agreement", type=float, default=99.0,
+                   help="required INT8 top-1 agreement with FP32 on the val split, percent (0: off)")
+    p.add_argument("--gate-views", type=int, default=4, choices=[1, 2, 4],
+                   help="flipped views of each val image the drift gate measures (1: the images only)")
     p.add_argument("--fp16-tolerance", type=float, default=5e-3,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
     p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc)")
@@ -150,6 +154,8 @@ def convert(args) -> int:
         raise EdgeError(f"--max-batch must be at least 1, got {args.max_batch}")
     if args.max_drift < 0:
         raise EdgeError(f"--max-drift must be >= 0 percentage points, got {args.max_drift:g}")
+    if not 0 <= args.min_agreement <= 100:
+        raise EdgeError(f"--min-agreement must be a percentage in [0, 100], got {args.min_agreement:g}")
     if args.calib_chunk < 1:
         raise EdgeError(f"--calib-chunk must be at least 1, got {args.calib_chunk}")
     if out.exists() and not args.force:
@@ -245,7 +251,8 @@ def convert(args) -> int:
             q8 = stage / formats.by_name("int8").file
             to_qdq_int8(f32, q8, args.calib_method, rr.ranges)
             gate_res = run_gate(f32, q8, lambda exc, dst: to_qdq_int8(f32, dst, args.calib_method, rr.ranges, exclude=exc),
-                                x_val, y_val, max_drift_pp=args.max_drift, say=_say)
+                                x_val, y_val, max_drift_pp=args.max_drift, min_agreement=args.min_agreement,
+                                views=args.gate_views, say=_say)
             excluded = gate_res.excluded
             check_onnx(q8)
             c8 = compare(ref, ort_predict(ort_session(q8, level="basic"), x_check))
@@ -259,8 +266,7 @@ def convert(args) -> int:
                             "checks": {"vs_fp32_onnx": c8}})
             written.append(q8.name)
             _say(f"model.int8.onnx: Q/DQ ({len(s['quantized_nodes'])} quantized, {len(s['float_nodes'])} float weighted nodes), "
-                 f"val drift {gate_res.drift_before_pp:+.2f} -> {gate_res.drift_after_pp:+.2f} pp, "
-                 f"gate {'passed' if gate_res.passed else 'FAILED'}")
+                 f"{gate_res.summary()}, gate {'passed' if gate_res.passed else 'FAILED'}")
 
         if args.int8_cpu:
             from convert.gate import accuracy
@@ -300,9 +306,7 @@ def convert(args) -> int:
         _say(plan.message.format(out=out))
     _say(f"wrote {out}/: {', '.join(written)} in {time.perf_counter() - t_start:.0f} s")
     if gate_res is not None and not gate_res.passed:
-        raise GateFailed(f"INT8 drift {gate_res.drift_after_pp:.2f} pp on the val split exceeds --max-drift "
-                         f"{args.max_drift:g} pp (before the gate {gate_res.drift_before_pp:.2f} pp, "
-                         f"{len(gate_res.excluded)} node(s) left in float); artifacts kept in {out}, "
+        raise GateFailed(f"INT8 drift gate failed: {gate_res.summary()}; artifacts kept in {out}, "
                          f"model.int8.onnx.json marks the gate failed")
     return 0
 

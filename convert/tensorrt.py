@@ -93,6 +93,29 @@ def _device():
     return get_backend("auto").device_info(0)
 
 
+def fp16_kept_nodes(meta: Dict, onnx_path: Path) -> Dict[str, list]:
+    """The nodes (and their output tensors) the FP16 ONNX beside ``onnx_path`` keeps in FP32.
+
+    Read from ``model.fp16.onnx.json`` (``fp16.kept_fp32``), or from ``meta`` itself when it is
+    that file's metadata. Empty when there is no FP16 artifact.
+    """
+    from edge.metadata import read_meta
+
+    src = Path(onnx_path)
+    m16 = meta if meta.get("precision") == "fp16" else None
+    f16 = src.parent / ONNX_BY_PRECISION["fp16"]
+    if m16 is None and f16.is_file() and Path(str(f16) + ".json").is_file():
+        m16 = read_meta(f16)
+    nodes = list(((m16 or {}).get("fp16") or {}).get("kept_fp32") or [])
+    if not nodes:
+        return {"nodes": [], "tensors": []}
+    import onnx
+
+    g = onnx.load(str(src), load_external_data=False).graph
+    tensors = [o for n in g.node if n.name in nodes for o in n.output]
+    return {"nodes": nodes, "tensors": tensors}
+
+
 def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, batch: Optional[int] = None,
                  max_batch: int = 32, workspace_mib: int = 1024, dla: Optional[int] = None,
                  timing_cache: Optional[str] = None, say: Callable[[str], None] = print, trt=None) -> Path:
@@ -139,6 +162,12 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
     compat.set_workspace(trt, config, workspace_mib)
     for flag in compat.precision_flags(trt, precision):
         config.set_flag(flag)
+    pinned = []
+    if precision == "fp16":
+        keep = fp16_kept_nodes(meta, onnx_path)
+        pinned = compat.keep_fp32_layers(trt, network, config, **keep)
+        if pinned:
+            say(f"keeping {len(pinned)} layer(s) in FP32 as model.fp16.onnx does: {', '.join(pinned)}")
     inp = network.get_input(0)
     dims = tuple(int(d) for d in inp.shape)
     if dims[0] == -1:
@@ -172,7 +201,7 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
     emeta.update({"format": "engine", "backend": "tensorrt", "precision": precision,
                   "source_onnx": Path(onnx_path).name,
                   "tensorrt": {"version": str(version), "gpu": dev.name, "compute_capability": dev.compute_capability,
-                               "dla_core": dla, "workspace_mib": workspace_mib,
+                               "dla_core": dla, "workspace_mib": workspace_mib, "fp32_layers": pinned,
                                "profile": None if batch else [1, max_batch, max_batch],
                                "build_seconds": round(time.perf_counter() - t0, 1)}})
     write_meta(out, emeta)

@@ -176,7 +176,7 @@ def test_gate_failure_exits_1_and_keeps_artifacts(tiny_model, sample_dir, tmp_pa
     import convert.gate as gate
 
     def failing(fp32, qdq, quantize, x, y, max_drift_pp=0.5, **kw):
-        r = gate.GateResult(max_drift_pp, 0.9, len(x), steps=[{"excluded": 0, "accuracy": 0.5, "drift_pp": 40.0}])
+        r = gate.GateResult(max_drift_pp, 0.9, len(x), steps=[{"excluded": 0, "accuracy": 0.5, "drift_pp": 40.0, "agreement_pct": 60.0}])
         return r
 
     monkeypatch.setattr(gate, "run_gate", failing)
@@ -184,7 +184,7 @@ def test_gate_failure_exits_1_and_keeps_artifacts(tiny_model, sample_dir, tmp_pa
     rc = main([str(tiny_model), "--int8", "--calib-data", str(sample_dir), "--calib-size", "12",
                "--calib-method", "minmax", "-o", str(out)])
     err = capsys.readouterr().err
-    assert rc == 1 and "40.00 pp" in err and "exceeds --max-drift 0.5" in err
+    assert rc == 1 and "gate failed" in err and "+40.00 pp (budget 0.5)" in err and "60.00 %" in err
     import json
 
     meta = json.loads((out / "model.int8.onnx.json").read_text())

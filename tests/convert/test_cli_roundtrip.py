@@ -23,7 +23,7 @@ from edge.runtime import load_runner  # noqa: E402
 def converted(tiny_model, sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("conv") / "out"
     rc = main([str(tiny_model), "--fp16", "--int8", "--int8-cpu", "--calib-data", str(sample_dir),
-               "--calib-size", "24", "--calib-method", "percentile", "--calib-chunk", "8", "--max-drift", "100",
+               "--calib-size", "24", "--calib-method", "percentile", "--calib-chunk", "8", "--max-drift", "100", "--min-agreement", "0",
                "-o", str(out)])
     assert rc == 0
     return out

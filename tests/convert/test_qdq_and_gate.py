@@ -12,8 +12,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from calibrate.ranges import collect_ranges_from_batches  # noqa: E402
 from convert.export import ort_predict, ort_session  # noqa: E402
-from convert.gate import accuracy, rank_sensitive_nodes, run_gate  # noqa: E402
+from convert.gate import accuracy, flip_views, rank_sensitive_nodes, run_gate  # noqa: E402
 from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8  # noqa: E402
+from edge.errors import EdgeError  # noqa: E402
 
 
 def _conv_gemm_model(path, rng):
@@ -167,7 +168,7 @@ def test_gate_excludes_layers_and_remeasures(outlier):
         calls.append(list(exclude))
         return to_qdq_int8(f32, dst, "minmax", rr.ranges, exclude=exclude)
 
-    res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, say=lambda m: None)
+    res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, say=lambda m: None)
     assert res.drift_before_pp > 20
     assert res.passed and res.drift_after_pp <= 2.0
     assert "mm_b" in res.excluded and len(res.steps) == len(calls) + 1 >= 2
@@ -185,7 +186,7 @@ def test_gate_within_budget_does_nothing(small):
     q = to_qdq_int8(f32, d / "ok.onnx", "minmax", rr.ranges)
     y = ort_predict(ort_session(f32), x).argmax(1)
     res = run_gate(f32, q, lambda e, p: pytest.fail("re-quantized without need"), x, y, max_drift_pp=50,
-                   say=lambda m: None)
+                   min_agreement=0.0, views=1, say=lambda m: None)
     assert res.passed and res.excluded == [] and len(res.steps) == 1
 
 
@@ -193,7 +194,7 @@ def test_gate_reports_failure_when_budget_unreachable(outlier):
     d, f32, x_val, y_val, rr = outlier
     q = to_qdq_int8(f32, d / "fail.onnx", "minmax", rr.ranges)
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
-                   max_drift_pp=0.0, max_rounds=0, say=lambda m: None)
+                   max_drift_pp=0.0, max_rounds=0, min_agreement=0.0, views=1, say=lambda m: None)
     assert not res.passed and res.drift_after_pp > 0 and res.excluded == []
 
 
@@ -240,9 +241,43 @@ def test_gate_never_leaves_more_than_the_allowed_fraction_in_float(outlier):
     q = to_qdq_int8(f32, d / "cap.onnx", "minmax", rr.ranges)
     # budget -1 pp can never be met: the gate must stop at the cap (1 of 3 nodes), not float everything
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
-                   max_drift_pp=-1.0, max_float_frac=0.5, say=lambda m: None)
+                   max_drift_pp=-1.0, max_float_frac=0.5, min_agreement=0.0, views=1, say=lambda m: None)
     assert not res.passed and res.total_weighted == 3 and len(res.excluded) == 1
     assert len(qdq_summary(q)["quantized_nodes"]) == 2
     res0 = run_gate(f32, to_qdq_int8(f32, d / "cap0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("no room"),
-                    x_val, y_val, max_drift_pp=2.0, max_float_frac=0.0, say=lambda m: None)
+                    x_val, y_val, max_drift_pp=2.0, max_float_frac=0.0, min_agreement=0.0, views=1, say=lambda m: None)
     assert not res0.passed and res0.excluded == []
+
+
+def test_gate_acts_on_agreement_when_accuracy_is_within_budget(outlier):
+    """A drift budget that always holds (100 pp) does not let a model through whose top-1 answers
+    differ from FP32's: the agreement criterion alone makes the gate exclude the culprit."""
+    d, f32, x_val, y_val, rr = outlier
+    q = to_qdq_int8(f32, d / "agree.onnx", "minmax", rr.ranges)
+    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
+                   max_drift_pp=100.0, min_agreement=95.0, views=1, say=lambda m: None)
+    assert res.agreement_before < 95.0 <= res.agreement_after
+    assert res.passed and "mm_b" in res.excluded
+    top32 = ort_predict(ort_session(f32), x_val).argmax(1)
+    top8 = ort_predict(ort_session(q, level="basic"), x_val).argmax(1)
+    assert abs(np.mean(top8 == top32) * 100 - res.agreement_after) < 1e-3
+    rep = res.as_dict()
+    assert rep["min_agreement_pct"] == 95.0 and rep["predictions"] == len(x_val)
+    off = run_gate(f32, to_qdq_int8(f32, d / "agree0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("off"),
+                   x_val, y_val, max_drift_pp=100.0, min_agreement=0.0, views=1, say=lambda m: None)
+    assert off.passed and off.excluded == []
+
+
+def test_flip_views_order_and_labels():
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4, 1)
+    v = flip_views(x, 4)
+    assert v.shape == (8, 3, 4, 1) and v.flags.c_contiguous
+    np.testing.assert_array_equal(v[:2], x)
+    np.testing.assert_array_equal(v[2:4], x[:, :, ::-1])      # horizontal
+    np.testing.assert_array_equal(v[4:6], x[:, ::-1])         # vertical
+    np.testing.assert_array_equal(v[6:], x[:, ::-1, ::-1])    # both
+    assert flip_views(x, 1).shape == x.shape and flip_views(x, 2).shape == (4, 3, 4, 1)
+    with pytest.raises(EdgeError, match="1, 2 or 4"):
+        flip_views(x, 3)
+    with pytest.raises(EdgeError, match="NHWC"):
+        flip_views(np.zeros((2, 16), np.float32), 4)

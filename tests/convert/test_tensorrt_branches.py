@@ -159,3 +159,76 @@ def test_from_onnx_needs_the_qdq_model_and_tensorrt(tmp_path, capsys):
     assert main(["--from-onnx", str(art)]) == 2
     err = capsys.readouterr().err
     assert "TensorRT is not installed" in err and len(err.strip().splitlines()) == 1
+
+
+class _Layer:
+    """Stand-in layer: a name, output tensor names, and what our code sets."""
+
+    def __init__(self, name, outs):
+        self.name, self._outs, self.precision, self.out_types = name, outs, None, {}
+        self.num_outputs = len(outs)
+
+    def get_output(self, j):
+        return types.SimpleNamespace(name=self._outs[j])
+
+    def set_output_type(self, j, t):
+        self.out_types[j] = t
+
+
+class _Net:
+    def __init__(self, layers):
+        self.layers, self.num_layers = layers, len(layers)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+
+class _Cfg:
+    def __init__(self):
+        self.flags = []
+
+    def set_flag(self, f):
+        self.flags.append(f)
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "8.6.1", "10.3.0"])
+def test_fp16_keeps_the_fp32_nodes_on_weakly_typed_branches(version):
+    trt = fake_trt(version, DataType=types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF"))
+    trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS = "OBEY"
+    layers = [_Layer("stem_conv", ["t0"]), _Layer("stem_conv_1", ["t0b"]), _Layer("other", ["t1"]),
+              _Layer("renamed_by_parser", ["probs_logits"]), _Layer("stem_convx", ["t3"])]
+    cfg = _Cfg()
+    pinned = compat.keep_fp32_layers(trt, _Net(layers), cfg, nodes=["stem_conv"], tensors=["probs_logits"])
+    assert pinned == ["stem_conv", "stem_conv_1", "renamed_by_parser"]
+    assert all(layers[i].precision == "FLOAT" and layers[i].out_types == {0: "FLOAT"} for i in (0, 1, 3))
+    assert layers[2].precision is None and layers[4].precision is None
+    assert cfg.flags == ["OBEY"]
+    with pytest.raises(EdgeError, match="none of the nodes"):
+        compat.keep_fp32_layers(trt, _Net([_Layer("other", ["t1"])]), _Cfg(), nodes=["gone"])
+    assert compat.keep_fp32_layers(trt, _Net(layers), _Cfg()) == []  # nothing kept: no constraint, no flag
+
+
+def test_fp16_keeps_nothing_on_11_strongly_typed():
+    trt = fake_trt("11.4.0")  # no OBEY flag, no DataType: touching them would raise
+    cfg = _Cfg()
+    layers = [_Layer("stem_conv", ["t0"])]
+    assert compat.keep_fp32_layers(trt, _Net(layers), cfg, nodes=["stem_conv"]) == []
+    assert cfg.flags == [] and layers[0].precision is None
+
+
+def test_fp16_kept_nodes_read_from_the_fp16_metadata(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from convert.tensorrt import fp16_kept_nodes
+    from edge.metadata import write_meta
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["h"], name="a"),
+                           helper.make_node("Relu", ["h"], ["y"], name="b")], "g", [x], [y])
+    onnx.save(helper.make_model(g), str(tmp_path / "model.onnx"))
+    assert fp16_kept_nodes({"precision": "fp32"}, tmp_path / "model.onnx") == {"nodes": [], "tensors": []}
+    (tmp_path / "model.fp16.onnx").write_bytes(b"")
+    write_meta(tmp_path / "model.fp16.onnx", {"precision": "fp16", "fp16": {"kept_fp32": ["b"]}})
+    assert fp16_kept_nodes({"precision": "fp32"}, tmp_path / "model.onnx") == {"nodes": ["b"], "tensors": ["y"]}

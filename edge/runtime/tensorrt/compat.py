@@ -98,10 +98,17 @@ _BUILDER_COMMON = [
 ]
 _MONITOR = ["IProgressMonitor", "IProgressMonitor.phase_start", "IProgressMonitor.step_complete",
             "IProgressMonitor.phase_finish"]
+# Weakly typed branches only: per-layer precision constraints (keep_fp32_layers).
+_CONSTRAINTS = ["BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "INetworkDefinition.num_layers",
+                "INetworkDefinition.get_layer", "ILayer.name", "ILayer.num_outputs", "ILayer.get_output",
+                "ILayer.precision", "ILayer.set_output_type", "DataType.FLOAT"]
 BUILDER_API = {
-    "8.5": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
-    "8.6": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"],
-    "10": _BUILDER_COMMON + ["BuilderFlag.FP16", "BuilderFlag.INT8", "IBuilderConfig.progress_monitor"] + _MONITOR,
+    "8.5": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"]
+    + _CONSTRAINTS,
+    "8.6": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"]
+    + _CONSTRAINTS,
+    "10": _BUILDER_COMMON + ["BuilderFlag.FP16", "BuilderFlag.INT8", "IBuilderConfig.progress_monitor"] + _MONITOR
+    + _CONSTRAINTS,
     "11": _BUILDER_COMMON + ["IBuilderConfig.progress_monitor"] + _MONITOR,
 }
 
@@ -167,6 +174,43 @@ def onnx_for_precision(trt, precision: str) -> str:
     if precision == "fp16":
         return "fp16" if branch == "11" else "fp32"
     return precision
+
+
+def keep_fp32_layers(trt, network, config, nodes=(), tensors=()) -> list:
+    """Pin the layers of the ONNX nodes ``model.fp16.onnx`` keeps in FP32 to FP32 in an FP16 engine.
+
+    8.x / 10.x build the FP16 engine from the FP32 ONNX with the FP16 flag, so TensorRT may run any
+    layer in FP16, including those the converter found FP16 breaks (``fp16.kept_fp32`` in the FP16
+    metadata). Their layers get ``precision`` and output types FLOAT, enforced with
+    ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS`` (8.2+). A layer is matched by its name (the ONNX parser
+    names a node's layer after the node; extra layers of the same node get ``<node>_<n>``) or by
+    an output tensor (the parser keeps ONNX tensor names). 11.x: nothing to do; the strongly typed
+    FP16 ONNX already carries FP32 for those nodes, and the flag does not exist.
+
+    Returns:
+        Names of the constrained layers.
+    """
+    from edge.errors import EdgeError
+
+    nodes, tensors = set(nodes), set(tensors)
+    if not nodes and not tensors:
+        return []
+    if builder_branch(version_of(trt)) == "11":
+        return []
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outs = {layer.get_output(j).name for j in range(layer.num_outputs)}
+        if layer.name in nodes or any(layer.name.startswith(n + "_") for n in nodes) or outs & tensors:
+            layer.precision = trt.DataType.FLOAT
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.DataType.FLOAT)
+            pinned.append(layer.name)
+    if not pinned:
+        raise EdgeError(f"none of the nodes to keep in FP32 ({', '.join(sorted(nodes))}) is a layer of the "
+                        "TensorRT network: was the ONNX changed after edge-convert?")
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return pinned
 
 
 def set_workspace(trt, config, mib: int) -> None:
