@@ -25,6 +25,11 @@ import numpy as np
 from edge.errors import EdgeError, cli_entry
 from train.models import MODELS, spec_of
 
+#: compact: epochs of linear learning-rate warm-up before the cosine decay.
+COMPACT_WARMUP_EPOCHS = 3
+#: compact: label smoothing of the cross-entropy (softer targets; steadier validation loss).
+COMPACT_LABEL_SMOOTHING = 0.1
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="edge-train", description=__doc__.split("\n\n")[0])
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--patience", type=int, default=None, help="early-stopping patience on val loss")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--input-size", type=int, default=None,
-                    help="model input height = width (default: compact 128, backbones 224)")
+                    help="model input height = width (default: compact 160, backbones 224)")
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "none"],
                     help="augmentation preset (default: compact light, backbones seeds)")
     ap.add_argument("--lr", type=float, default=None, help="initial learning rate (phase 1)")
@@ -119,10 +124,10 @@ def plot_curves(history: List[Dict], path, phase_starts: List[int]) -> None:
     plt.close(fig)
 
 
-def _compile(model, optimizer):
+def _compile(model, optimizer, label_smoothing: float = 0.0):
     import keras
 
-    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(),
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy", keras.metrics.AUC(name="auc")])
 
 
@@ -143,7 +148,8 @@ def train(args) -> Dict:
     prep = default_preprocess(args.model, args.input_size)
     epochs = args.epochs or spec.epochs
     ft_epochs = args.fine_tune_epochs or epochs
-    patience = args.patience if args.patience is not None else (10 if args.model == "compact" else 5)
+    # compact: 20, so the noisy validation loss of the high-rate epochs cannot stop the cosine schedule early.
+    patience = args.patience if args.patience is not None else (20 if args.model == "compact" else 5)
     augment = Augment.preset(args.augment or ("light" if args.model == "compact" else "seeds"))
 
     t_start = time.perf_counter()
@@ -187,8 +193,8 @@ def train(args) -> Dict:
         phase_starts: List[int] = []
         phases = []
 
-        def fit(phase_name, optimizer, n_epochs, extra_callbacks=()):
-            _compile(model, optimizer)
+        def fit(phase_name, optimizer, n_epochs, extra_callbacks=(), label_smoothing=0.0):
+            _compile(model, optimizer, label_smoothing)
             cbs = [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True),
                    EpochLog.make(phase_name, n_epochs), *extra_callbacks]
             phase_starts.append(len(history))
@@ -205,9 +211,15 @@ def train(args) -> Dict:
                            "trainable_params": count_params(model)["trainable"]})
 
         if args.model == "compact":
+            # Linear warm-up, then cosine decay to zero over the remaining epochs: with 40 steps per epoch
+            # the validation loss is too noisy for ReduceLROnPlateau, which halved the rate on noise and
+            # left seeds 43/44 under-trained (measured: 97.8 % / 98.9 % vs 99.6 % for seed 42).
             lr = args.lr or 2e-3
-            fit("train", keras.optimizers.Adam(lr), epochs,
-                [keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=0)])
+            warm = min(COMPACT_WARMUP_EPOCHS, max(epochs - 1, 0))
+            sched = keras.optimizers.schedules.CosineDecay(
+                0.0 if warm else lr, decay_steps=max(steps * (epochs - warm), 1),
+                warmup_target=lr if warm else None, warmup_steps=steps * warm)
+            fit("train", keras.optimizers.Adam(sched), epochs, label_smoothing=COMPACT_LABEL_SMOOTHING)
         else:
             lr = args.lr or 1e-3
             decay = dict(decay_steps=steps, decay_rate=0.94)
@@ -230,6 +242,9 @@ def train(args) -> Dict:
                 "input": list(prep.input_shape), "params": params, "batch_size": args.batch_size,
                 "max_epochs": epochs, "fine_tune_epochs": ft_epochs if spec.two_phase else None,
                 "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,
+                "schedule": ({"warmup_epochs": COMPACT_WARMUP_EPOCHS, "decay": "cosine",
+                              "label_smoothing": COMPACT_LABEL_SMOOTHING} if args.model == "compact"
+                             else {"decay": "exponential", "rate_per_epoch": 0.94}),
                 "bn_statistics_from_training_images": bn_init, "phases": phases,
                 "epochs_run": len(history), "wall_time_s": round(wall, 1),
                 "cpu_count": os.cpu_count(), "tools": tool_versions(),

@@ -53,7 +53,7 @@ class ModelSpec:
 
 
 SPECS = {
-    "compact": ModelSpec("compact", 128, 1, "unit", "none", 60, False, 32),
+    "compact": ModelSpec("compact", 160, 1, "unit", "none", 40, False, 32),
     "mobilenetv2": ModelSpec("mobilenetv2", 224, 3, "symmetric", "imagenet", 30, True, 32),
     "resnet50v2": ModelSpec("resnet50v2", 224, 3, "symmetric", "imagenet", 30, True, 32),
     "nasnetmobile": ModelSpec("nasnetmobile", 224, 3, "symmetric", "imagenet", 30, True, 32),
@@ -82,10 +82,10 @@ def spec_of(model: str) -> ModelSpec:
 # --------------------------------------------------------------------------- compact
 
 def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
-                  widths: Tuple[int, ...] = (16, 32, 64, 96, 128), dropout: float = 0.2):
+                  widths: Tuple[int, ...] = (16, 32, 64, 128, 192), dropout: float = 0.2):
     """The compact NEU CNN: strided stem, Conv-BN-ReLU + max-pool stages, GAP, softmax.
 
-    With the default widths it has about 0.19 M parameters and ~40 M multiply-adds at 128x128.
+    With the default widths it has about 0.32 M parameters and ~80 M multiply-adds at 160x160.
 
     Args:
         input_shape: (H, W, C).

@@ -20,9 +20,9 @@ def _n_params(weights):
 
 
 def test_compact_architecture_and_budget():
-    m = models.build_compact((128, 128, 1), K)
+    m = models.build_compact((160, 160, 1), K)
     assert m.count_params() <= 500_000
-    assert m.inputs[0].shape[1:] == (128, 128, 1)
+    assert m.inputs[0].shape[1:] == (160, 160, 1)
     assert m.layers[-1].name == "probs" and m.layers[-1].units == K
     assert m.layers[-1].activation.__name__ == "softmax"
     allowed = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.ReLU,
@@ -36,7 +36,7 @@ def test_compact_architecture_and_budget():
         assert not conv.use_bias
         assert isinstance(m.layers[i + 1], keras.layers.BatchNormalization)
         assert isinstance(m.layers[i + 2], keras.layers.ReLU)
-    x = np.random.default_rng(0).random((3, 128, 128, 1), dtype=np.float32)
+    x = np.random.default_rng(0).random((3, 160, 160, 1), dtype=np.float32)
     p = m(x, training=False).numpy()
     assert p.shape == (3, K)
     np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
