@@ -281,3 +281,21 @@ def test_flip_views_order_and_labels():
         flip_views(x, 3)
     with pytest.raises(EdgeError, match="NHWC"):
         flip_views(np.zeros((2, 16), np.float32), 4)
+
+
+def test_fp16_always_tries_the_node_fed_by_the_input(tmp_path):
+    """The first weighted node is a candidate even when its weights survive FP16 best."""
+    from convert.quantize import _input_consumers
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])
+    w = [numpy_helper.from_array(np.eye(2, dtype=np.float32), f"W{i}") for i in range(3)]
+    nodes = [helper.make_node("Transpose", ["input"], ["t"], perm=[0, 1], name="tr"),
+             helper.make_node("MatMul", ["t", "W0"], ["a"], name="first"),
+             helper.make_node("MatMul", ["a", "W1"], ["b"], name="second"),
+             helper.make_node("MatMul", ["b", "W2"], ["c"], name="third"),
+             helper.make_node("Softmax", ["c"], ["probs"], axis=1, name="softmax")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], w), opset_imports=[helper.make_opsetid("", 17)],
+                          ir_version=8)
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    assert _input_consumers(tmp_path / "m.onnx") == ["first"]
