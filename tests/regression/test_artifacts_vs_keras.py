@@ -28,21 +28,6 @@ KINDS = [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8"), ("int8-cpu", "int
          ("engine-fp32", "fp32"), ("engine-fp16", "fp16"), ("engine-int8", "int8")]
 IDS = [k[0] for k in KINDS]
 
-#: Measured shortfalls of the current converter against the issue's INT8 tolerance (issue 3 stays
-#: open for them). The assertions are unchanged; these cases are expected to fail with an
-#: AssertionError (any other error still fails the suite) until the converter's INT8 improves.
-#: Measured 2026-11-22 on models/neu-compact with edge-convert's defaults (entropy, 500 train images):
-KNOWN_SHORTFALL = {
-    ("full", "int8"): "INT8 Q/DQ loses 3 test images vs Keras' 1: drop 1.11 pp > 1 pp (val drift 0.37 pp passed the gate)",
-    ("full", "int8-cpu"): "CPU int8 (u8s8) loses 1.48 pp on the test split (> 1 pp)",
-    ("sample", "int8-cpu"): "CPU int8 flips In_243 on the 60-image sample: drop 1.67 pp (> 1 pp)",
-}
-
-
-def _kinds(where):
-    return [pytest.param(n, k, id=n, marks=pytest.mark.xfail(raises=AssertionError, strict=False,
-                                                               reason=KNOWN_SHORTFALL[(where, n)]))
-            if (where, n) in KNOWN_SHORTFALL else pytest.param(n, k, id=n) for n, k in KINDS]
 TOL = {"fp32": {"max_abs": 1e-4}, "fp16": {"max_abs": 5e-3}, "int8": {"agreement": 0.98, "drop_pp": 1.0}}
 
 
@@ -108,13 +93,13 @@ def _run(case, reference, name, kind):
     return check(kind, labels, ref, out, classes, files)
 
 
-@pytest.mark.parametrize("name,kind", _kinds("sample"))
+@pytest.mark.parametrize("name,kind", KINDS, ids=IDS)
 def test_sample_artifact_vs_keras(sample_case, sample_reference, name, kind):
     _run(sample_case, sample_reference, name, kind)
     assert len(sample_reference[0]) == 60
 
 
-@pytest.mark.parametrize("name,kind", _kinds("full"))
+@pytest.mark.parametrize("name,kind", KINDS, ids=IDS)
 def test_full_test_split_vs_keras(full_case, full_reference, name, kind):
     _run(full_case, full_reference, name, kind)
     assert len(full_reference[0]) >= 250        # the 15 % test split of 1,800 images
