@@ -7,6 +7,10 @@ Usage::
 
 Runs of the same architecture, weights, input size and epoch budget form one group; a group of more
 than one run also gets mean ± sample standard deviation (ddof=1) of every figure.
+
+``--keep OLD.json`` carries over the rows of an earlier results file whose run folders are no longer on
+disk (their figures are copied as measured, with their ``run`` path; a run given on the command line
+replaces the kept row of the same path).
 """
 
 from __future__ import annotations
@@ -42,6 +46,20 @@ def row_of(run: Path) -> Dict:
         "phases": [{k: p[k] for k in ("phase", "epochs_run", "best_epoch", "seconds")} for p in t.get("phases", [])],
         "cpu_count": t.get("cpu_count"),
     }
+
+
+def kept_rows(path: Path, replaced) -> List[Dict]:
+    """Rows of an earlier ``--json`` output, minus those whose run path is in ``replaced``.
+
+    Raises:
+        EdgeError: the file is missing or is not a results JSON.
+    """
+    try:
+        old = json.loads(Path(path).read_text())
+        rows = old["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EdgeError(f"{path} is not a train.results JSON ({e.__class__.__name__}: {e})") from None
+    return [r for r in rows if r.get("run") not in replaced]
 
 
 def group(rows: List[Dict]) -> List[Dict]:
@@ -92,6 +110,8 @@ def markdown(rows: List[Dict], groups: List[Dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train.results", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="edge-train output folders")
+    ap.add_argument("--keep", metavar="OLD.json",
+                    help="also list the rows of an earlier results JSON (runs given here replace rows of the same path)")
     ap.add_argument("--json", help="write rows and groups here")
     ap.add_argument("--md", help="write the Markdown table here")
     return ap
@@ -103,6 +123,8 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     rows = [row_of(Path(r)) for r in args.runs]
+    if args.keep:
+        rows += kept_rows(Path(args.keep), {r["run"] for r in rows})
     groups = group(rows)
     md = markdown(rows, groups)
     if args.json:

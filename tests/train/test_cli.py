@@ -197,6 +197,26 @@ def test_results_table(trained, tmp_path, capsys):
     assert rc == 2 and "report.json" in err and len(err.splitlines()) == 1
 
 
+def test_results_keep_carries_old_rows(trained, tmp_path, capsys):
+    from train import results
+
+    old = {"runs": [{**results.row_of(trained), "run": "runs/gone", "seed": 7, "accuracy": 0.5},
+                    {**results.row_of(trained), "run": str(trained), "accuracy": 0.1}], "groups": []}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rc = results.main([str(trained), "--keep", str(tmp_path / "old.json"), "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    # the given run replaces the kept row of the same path; the row of the vanished run is copied as it was
+    assert [r["run"] for r in runs] == [str(trained), "runs/gone"]
+    assert runs[0]["accuracy"] == json.loads((trained / "report.json").read_text())["accuracy"]
+    assert runs[1]["accuracy"] == 0.5 and runs[1]["seed"] == 7
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    rc = results.main([str(trained), "--keep", str(tmp_path / "bad.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "not a train.results JSON" in err and len(err.splitlines()) == 1
+
+
 def test_same_seed_same_model(sample_dir, tmp_path):
     from edge.runtime.keras.runner import load_keras_model
 
