@@ -1,6 +1,7 @@
-"""Every TensorRT name our 10.x / 11.x branches call exists in the real tensorrt bindings wheels.
+"""Every TensorRT name our 8.6 / 10.x / 11.x branches call exists in the real tensorrt bindings wheels.
 
-The wheels (tensorrt-cu12-bindings 10.x, tensorrt-cu13-bindings 11.x) install without the
+The wheels (tensorrt-bindings 8.6.1, the last 8.x on PyPI and JetPack 6.0's version;
+tensorrt-cu12-bindings 10.x; tensorrt-cu13-bindings 11.x) install without the
 TensorRT libraries, so ``import`` fails; they ship no .pyi stub either. The names are read from
 the pybind11 extension: every Python-visible class, method, property and enum member name is a
 NUL-terminated string in ``tensorrt.so`` (module-level helpers such as ``nptype`` live in
@@ -25,14 +26,16 @@ from edge.runtime.tensorrt import compat
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".whl"
-WHEELS = {"10": "tensorrt-cu12-bindings>=10,<11", "11": "tensorrt-cu13-bindings>=11,<12"}
+#: branch → (pip requirement, file-name prefix of its wheel). 8.5 (JetPack 5.1) has no PyPI wheel:
+#: its branch differs from 8.6 only in the runtime's profile query, checked against 8.6 and 10 below.
+WHEELS = {"8.6": ("tensorrt-bindings==8.6.1", "tensorrt_bindings-8.6."),
+          "10": ("tensorrt-cu12-bindings>=10,<11", "tensorrt_cu12_bindings-10."),
+          "11": ("tensorrt-cu13-bindings>=11,<12", "tensorrt_cu13_bindings-11.")}
 
 
 def _wheel(branch: str) -> Path:
-    spec = WHEELS[branch]
-    dist = spec.split(">")[0].replace("-", "_")
-    major = branch
-    found = sorted(CACHE.glob(f"{dist}-{major}.*.whl"))
+    spec, prefix = WHEELS[branch]
+    found = sorted(CACHE.glob(f"{prefix}*.whl"))
     if not found:
         CACHE.mkdir(exist_ok=True)
         try:
@@ -40,7 +43,7 @@ def _wheel(branch: str) -> Path:
                                 "-q", "-d", str(CACHE), spec], capture_output=True, text=True, timeout=180)
         except (OSError, subprocess.TimeoutExpired) as e:
             pytest.skip(f"cannot download {spec}: {e}")
-        found = sorted(CACHE.glob(f"{dist}-{major}.*.whl"))
+        found = sorted(CACHE.glob(f"{prefix}*.whl"))
         if r.returncode != 0 or not found:
             last = (r.stderr.strip().splitlines() or ["no wheel for this platform/python"])[-1]
             pytest.skip(f"cannot download {spec}: {last}")
@@ -66,7 +69,7 @@ class WheelAPI:
         return [d for d in dotted_names if not all(self.has(p) for p in d.split("."))]
 
 
-@pytest.fixture(scope="module", params=["10", "11"])
+@pytest.fixture(scope="module", params=list(WHEELS))
 def wheel(request):
     return request.param, WheelAPI(_wheel(request.param))
 
@@ -98,6 +101,10 @@ def test_the_check_can_fail(wheel):
         # 11.x removed EXPLICIT_BATCH and the FP16 builder flag: the 8.x branch would not work there.
         gone = api.missing(compat.BUILDER_API["8.6"])
         assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in gone and "BuilderFlag.FP16" in gone
+    elif branch == "8.6":
+        # 8.6 has no Python IProgressMonitor yet: the 10.x builder branch would not work there.
+        gone = api.missing(compat.BUILDER_API["10"])
+        assert "IProgressMonitor" in gone and "IBuilderConfig.progress_monitor" in gone
     else:
         # 10.x removed the binding-index profile query that the 8.5 runtime branch uses.
         assert "ICudaEngine.get_profile_shape" in api.missing(compat.RUNTIME_API["8.5"])
