@@ -8,7 +8,8 @@ SHARED_NEU = ../shared/data/NEU-CLS
 # The demo runs on the committed 60-image sample (a few minutes); `make demo DATA=data/NEU-CLS`
 # runs the same pipeline on the full set (edge-train's own 40 epochs: about 25 minutes on 2 CPU cores).
 DATA   ?= data/neu-sample
-DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,40)
+# The sample gets 15 epochs; the full set gets edge-train's own default (empty: no --epochs flag).
+DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,)
 DEMO_CALIB ?= $(if $(filter data/neu-sample,$(DATA)),40,500)
 OUT    ?= runs/demo
 
@@ -28,7 +29,7 @@ data:
 
 demo: $(STAMP) data
 	rm -rf $(OUT)
-	$(VENV)/bin/edge-train --data $(DATA) --model compact --epochs $(DEMO_EPOCHS) --out $(OUT)/train
+	$(VENV)/bin/edge-train --data $(DATA) --model compact $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS),) --out $(OUT)/train
 	$(VENV)/bin/edge-convert $(OUT)/train/model.keras --fp16 --int8 --calib-data $(DATA) \
 		--split-file $(OUT)/train/split.csv --calib-size $(DEMO_CALIB) $(if $(filter data/neu-sample,$(DATA)),--max-drift 5 --min-agreement 95,--max-drift 0.5) -o $(OUT)/convert
 	$(VENV)/bin/edge-bench $(OUT)/convert/model.onnx $(OUT)/convert/model.fp16.onnx $(OUT)/convert/model.int8.onnx \
