@@ -26,15 +26,18 @@ def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
     """The report.json metrics (scikit-learn).
 
     Keys: ``accuracy``, ``macro_f1``, ``roc_auc_ovr`` (macro one-vs-rest; None when a class is
-    absent from ``y_true``), ``per_class`` {class: {precision, recall, f1, support}},
-    ``confusion_matrix`` (rows = true class, columns = predicted), ``classes``, ``n``.
+    absent from ``y_true``), ``log_loss`` (mean cross-entropy of the true class, no label smoothing),
+    ``min_true_prob`` (the lowest probability given to an image's true class: how close the least
+    sure image is to a miss, which still tells models apart once accuracy reaches 100 %),
+    ``per_class`` {class: {precision, recall, f1, support}}, ``confusion_matrix`` (rows = true class,
+    columns = predicted), ``classes``, ``n``.
 
     Args:
         y_true: True class indices (N,).
         probs: Class probabilities (N, K).
         classes: The K class names.
     """
-    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
+    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, log_loss,
                                  precision_recall_fscore_support, roc_auc_score)
 
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -62,10 +65,13 @@ def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
         scores = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
         auc = float(roc_auc_score(y_true, scores[:, 1] if k == 2 else scores,
                                   multi_class="ovr", average="macro", labels=labels))
+    norm = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
     rep = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "roc_auc_ovr": auc,
+        "log_loss": float(log_loss(y_true, norm, labels=labels)),
+        "min_true_prob": float(norm[np.arange(len(y_true)), y_true].min()),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(s[i])} for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),

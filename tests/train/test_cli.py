@@ -175,6 +175,9 @@ def test_metrics_report_against_counts():
         assert rep["per_class"][c]["support"] == cm[i].sum()
     assert rep["macro_f1"] == pytest.approx(np.mean([rep["per_class"][c]["f1"] for c in classes]))
     assert 0.5 < rep["roc_auc_ovr"] <= 1.0 and rep["n"] == 8 and rep["classes"] == classes
+    true_p = probs[np.arange(8), y]
+    assert rep["log_loss"] == pytest.approx(-np.log(true_p).mean())
+    assert rep["min_true_prob"] == pytest.approx(true_p.min())
     with pytest.raises(Exception, match="expected 3"):
         evaluate.metrics_report(y, probs[:, :2], classes)
 
