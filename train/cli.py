@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
-from train.models import MODELS, spec_of
+from train.models import COMPACT_POOLS, MODELS, spec_of
 
 #: compact: epochs of linear learning-rate warm-up before the cosine decay.
 COMPACT_WARMUP_EPOCHS = 3
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model input height = width (default: compact 160, backbones 224)")
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "none"],
                     help="augmentation preset (default: compact light, backbones seeds)")
+    ap.add_argument("--pool", default="avg", choices=list(COMPACT_POOLS),
+                    help="compact: global pooling before the classifier, average (default) or average and max")
     ap.add_argument("--lr", type=float, default=None, help="initial learning rate (phase 1)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -62,6 +64,8 @@ def _check_args(args) -> None:
         v = getattr(args, name)
         if v is not None and v < (0 if name == "patience" else 1):
             raise EdgeError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.pool != "avg" and args.model != "compact":
+        raise EdgeError(f"--pool {args.pool} applies to compact only ({args.model} keeps the seeds' GAP head)")
     if args.batch_size < 1:
         raise EdgeError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.lr is not None and not args.lr > 0:
@@ -178,7 +182,7 @@ def train(args) -> Dict:
     onehot = np.eye(k, dtype=np.float32)
     feed = make_feed(x_tr, onehot[y_tr], prep, args.batch_size, augment, args.seed)
     val = (prep(x_va), onehot[y_va])
-    model, base = build(args.model, k, prep, weights)
+    model, base = build(args.model, k, prep, weights, pool=args.pool)
     bn_init = None
     if base is not None and resolve_weights(weights) is None:
         # No pretrained statistics to keep: estimate them once from training images (see init_bn_statistics).
@@ -239,7 +243,8 @@ def train(args) -> Dict:
             "training": {
                 "architecture": args.model, "weights": str(weights), "seed": args.seed,
                 "split_seed": args.split_seed if not args.split_file else None,
-                "input": list(prep.input_shape), "params": params, "batch_size": args.batch_size,
+                "input": list(prep.input_shape), "pool": args.pool if args.model == "compact" else None,
+                "params": params, "batch_size": args.batch_size,
                 "max_epochs": epochs, "fine_tune_epochs": ft_epochs if spec.two_phase else None,
                 "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,
                 "schedule": ({"warmup_epochs": COMPACT_WARMUP_EPOCHS, "decay": "cosine",

@@ -81,9 +81,16 @@ def spec_of(model: str) -> ModelSpec:
 
 # --------------------------------------------------------------------------- compact
 
+#: Global pooling heads of ``compact``: ``avg`` (GAP) or ``avgmax`` (GAP and global max pooling,
+#: concatenated: a small local defect on clean steel - an inclusion, a scratch - is diluted by the
+#: average over the whole image but not by the maximum).
+COMPACT_POOLS = ("avg", "avgmax")
+
+
 def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
-                  widths: Tuple[int, ...] = (16, 32, 64, 128, 192), dropout: float = 0.2):
-    """The compact NEU CNN: strided stem, Conv-BN-ReLU + max-pool stages, GAP, softmax.
+                  widths: Tuple[int, ...] = (16, 32, 64, 128, 192), dropout: float = 0.2,
+                  pool: str = "avg"):
+    """The compact NEU CNN: strided stem, Conv-BN-ReLU + max-pool stages, global pooling, softmax.
 
     With the default widths it has about 0.32 M parameters and ~80 M multiply-adds at 160x160.
 
@@ -92,7 +99,13 @@ def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
         num_classes: K.
         widths: Filters of the stem and of each following stage.
         dropout: Dropout rate before the classifier (inactive at inference, gone after export).
+        pool: One of :data:`COMPACT_POOLS`.
+
+    Raises:
+        EdgeError: an unknown ``pool``.
     """
+    if pool not in COMPACT_POOLS:
+        raise EdgeError(f"unknown compact pooling {pool!r} (one of {', '.join(COMPACT_POOLS)})")
     import keras
     from keras import layers
 
@@ -102,7 +115,11 @@ def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
         x = _conv_bn_relu(x, w, name=f"block{i}")
         if i < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    gap = layers.GlobalAveragePooling2D(name="gap")(x)
+    if pool == "avgmax":
+        x = layers.Concatenate(name="gap_gmp")([gap, layers.GlobalMaxPooling2D(name="gmp")(x)])
+    else:
+        x = gap
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     out = layers.Dense(num_classes, activation="softmax", name="probs")(x)
@@ -277,8 +294,11 @@ def _all_layers(model):
     return out
 
 
-def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None):
-    """Build any architecture. Returns ``(model, base)``; ``base`` is None for ``compact``."""
+def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None, pool: str = "avg"):
+    """Build any architecture. Returns ``(model, base)``; ``base`` is None for ``compact``.
+
+    ``pool`` is compact's global pooling (:data:`COMPACT_POOLS`); the backbones keep the seeds' GAP head.
+    """
     spec = spec_of(model)
     if prep.channels != spec.channels:
         raise EdgeError(f"{model} takes {spec.channels}-channel input, the preprocessing gives {prep.channels}")
@@ -286,7 +306,7 @@ def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str]
     if model == "compact":
         if resolve_weights(weights) == "imagenet":
             raise EdgeError("compact is trained from scratch: it has no ImageNet weights (use --weights none)")
-        m = build_compact(prep.input_shape, num_classes)
+        m = build_compact(prep.input_shape, num_classes, pool=pool)
         w = resolve_weights(weights)
         if w is not None:
             try:
@@ -294,6 +314,8 @@ def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str]
             except Exception as e:  # noqa: BLE001
                 raise EdgeError(f"cannot load weights file {w} into compact: {' '.join(str(e).split())[:200]}") from None
         return m, None
+    if pool != "avg":
+        raise EdgeError(f"{model} keeps the seeds' GAP head: --pool {pool} applies to compact only")
     return build_transfer(model, prep.input_shape, num_classes, weights)
 
 
