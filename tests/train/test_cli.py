@@ -123,6 +123,8 @@ def test_train_bad_inputs(sample_dir, tmp_path, capsys):
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--weights", str(tmp_path / "w.h5"), *base]),
                     "w.h5")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--input-size", "8", *base]), "too small")
+    _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "none",
+                                      "--pool", "avgmax", "--out", str(out)]), "--pool avgmax", "compact only")
     assert not out.exists()
     out.mkdir()
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), *base]), "--force")

@@ -42,6 +42,21 @@ def test_compact_architecture_and_budget():
     np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
 
 
+def test_compact_avgmax_pooling():
+    avg = models.build_compact((64, 64, 1), K)
+    both = models.build_compact((64, 64, 1), K, pool="avgmax")
+    last = both.get_layer("block4_relu").output.shape[-1]
+    # the classifier sees [GAP, GMP]: only its kernel grows, by one row per channel per class
+    assert both.count_params() - avg.count_params() == last * K
+    assert both.get_layer("probs").kernel.shape == (2 * last, K)
+    x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
+    feats = keras.Model(both.inputs, both.get_layer("block4_relu").output)(x).numpy()
+    pooled = keras.Model(both.inputs, both.get_layer("gap_gmp").output)(x).numpy()
+    np.testing.assert_allclose(pooled, np.concatenate([feats.mean((1, 2)), feats.max((1, 2))], 1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(EdgeError, match="unknown compact pooling"):
+        models.build_compact((64, 64, 1), K, pool="sum")
+
+
 def test_build_dispatch_checks_channels_and_weights():
     prep = models.default_preprocess("compact", 64)
     assert prep == Preprocess(64, 64, 1, "unit", "area")
