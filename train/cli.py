@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model input height = width (default: compact 160, backbones 224)")
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "none"],
                     help="augmentation preset (default: compact light, backbones seeds)")
-    ap.add_argument("--pool", default="avg", choices=list(COMPACT_POOLS),
-                    help="compact: global pooling before the classifier, average (default) or average and max")
+    ap.add_argument("--pool", default=None, choices=list(COMPACT_POOLS),
+                    help="compact: global pooling before the classifier, avgmax (average and max "
+                         "concatenated, default) or avg (average only, recipe v2)")
     ap.add_argument("--lr", type=float, default=None, help="initial learning rate (phase 1)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -64,7 +65,7 @@ def _check_args(args) -> None:
         v = getattr(args, name)
         if v is not None and v < (0 if name == "patience" else 1):
             raise EdgeError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    if args.pool != "avg" and args.model != "compact":
+    if args.pool not in (None, "avg") and args.model != "compact":
         raise EdgeError(f"--pool {args.pool} applies to compact only ({args.model} keeps the seeds' GAP head)")
     if args.batch_size < 1:
         raise EdgeError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -243,7 +244,7 @@ def train(args) -> Dict:
             "training": {
                 "architecture": args.model, "weights": str(weights), "seed": args.seed,
                 "split_seed": args.split_seed if not args.split_file else None,
-                "input": list(prep.input_shape), "pool": args.pool if args.model == "compact" else None,
+                "input": list(prep.input_shape), "pool": (args.pool or "avgmax") if args.model == "compact" else None,
                 "params": params, "batch_size": args.batch_size,
                 "max_epochs": epochs, "fine_tune_epochs": ft_epochs if spec.two_phase else None,
                 "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,

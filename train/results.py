@@ -5,7 +5,7 @@ Usage::
     python -m train.results runs/compact-s42 runs/compact-s43 runs/compact-s44 runs/mobilenetv2 \\
         --json docs/results/train.json --md docs/results/train.md
 
-Runs of the same architecture, weights, input size and epoch budget form one group; a group of more
+Runs of the same architecture, weights, input size, epoch budget and (compact) global pooling form one group; a group of more
 than one run also gets mean ± sample standard deviation (ddof=1) of every figure.
 
 ``--keep OLD.json`` carries over the rows of an earlier results file whose run folders are no longer on
@@ -28,6 +28,11 @@ from edge.errors import EdgeError, cli_entry
 FIELDS = ("accuracy", "macro_f1", "roc_auc_ovr", "params", "wall_time_s", "epochs_run")
 
 
+def _pool(r: Dict):
+    """compact's global pooling; runs from before ``--pool`` existed have none recorded and are plain GAP."""
+    return r.get("pool") or ("avg" if r.get("architecture") == "compact" else None)
+
+
 def row_of(run: Path) -> Dict:
     """One run's figures from its report.json."""
     rp = Path(run) / "report.json"
@@ -38,7 +43,7 @@ def row_of(run: Path) -> Dict:
     return {
         "run": str(run), "architecture": t.get("architecture"), "weights": t.get("weights"),
         "seed": t.get("seed"), "input": t.get("input"), "max_epochs": t.get("max_epochs"),
-        "fine_tune_epochs": t.get("fine_tune_epochs"),
+        "fine_tune_epochs": t.get("fine_tune_epochs"), "pool": _pool(t),
         "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "roc_auc_ovr": rep["roc_auc_ovr"],
         "n_test": rep["n"], "errors": int(rep["n"] - np.trace(np.array(rep["confusion_matrix"]))),
         "params": (t.get("params") or {}).get("total"), "wall_time_s": t.get("wall_time_s"),
@@ -63,21 +68,28 @@ def kept_rows(path: Path, replaced) -> List[Dict]:
 
 
 def group(rows: List[Dict]) -> List[Dict]:
-    """Mean ± std per (architecture, weights, input, epoch budget)."""
-    keyf = lambda r: (r["architecture"], r["weights"], tuple(r["input"] or ()), r["max_epochs"], r["fine_tune_epochs"])  # noqa: E731
+    """Mean ± std per (architecture, weights, input, epoch budget, pooling)."""
+    keyf = lambda r: (r["architecture"], r["weights"], tuple(r["input"] or ()), r["max_epochs"], r["fine_tune_epochs"],  # noqa: E731
+                      _pool(r))
     groups: Dict = {}
     for r in rows:
         groups.setdefault(keyf(r), []).append(r)
     out = []
-    for (arch, w, inp, ep, ft), rs in groups.items():
+    for (arch, w, inp, ep, ft, pool), rs in groups.items():
         g = {"architecture": arch, "weights": w, "input": list(inp), "max_epochs": ep, "fine_tune_epochs": ft,
-             "seeds": [r["seed"] for r in rs], "runs": len(rs)}
+             "pool": pool, "seeds": [r["seed"] for r in rs], "runs": len(rs)}
         for f in FIELDS:
             vals = [r[f] for r in rs if r[f] is not None]
             if vals:
                 g[f] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
         out.append(g)
     return out
+
+
+def _name(r: Dict) -> str:
+    """The model column: the architecture, and compact's pooling where it is not plain GAP."""
+    pool = _pool(r)
+    return r["architecture"] if pool in (None, "avg") else f"{r['architecture']} ({pool})"
 
 
 def _pm(g: Dict, f: str, fmt: str, scale: float = 1.0) -> str:
@@ -93,7 +105,7 @@ def markdown(rows: List[Dict], groups: List[Dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         auc = "n/a" if r["roc_auc_ovr"] is None else f"{r['roc_auc_ovr']:.5f}"
-        lines.append(f"| {r['architecture']} | {r['weights']} | {'x'.join(map(str, r['input'] or []))} | {r['seed']} "
+        lines.append(f"| {_name(r)} | {r['weights']} | {'x'.join(map(str, r['input'] or []))} | {r['seed']} "
                      f"| {r['accuracy']:.2%} | {r['errors']}/{r['n_test']} | {r['macro_f1']:.4f} | {auc} "
                      f"| {r['params'] / 1e6:.3f} M | {r['epochs_run']} | {r['wall_time_s'] / 60:.1f} min |")
     multi = [g for g in groups if g["runs"] > 1]
@@ -101,7 +113,7 @@ def markdown(rows: List[Dict], groups: List[Dict]) -> str:
         lines += ["", "| model | seeds | test acc (mean ± std) | macro F1 | ROC-AUC | params | train time (s) |",
                   "|---|---|---|---|---|---|---|"]
         for g in multi:
-            lines.append(f"| {g['architecture']} | {', '.join(map(str, g['seeds']))} | {_pm(g, 'accuracy', '.2f', 100)} % "
+            lines.append(f"| {_name(g)} | {', '.join(map(str, g['seeds']))} | {_pm(g, 'accuracy', '.2f', 100)} % "
                          f"| {_pm(g, 'macro_f1', '.4f')} | {_pm(g, 'roc_auc_ovr', '.5f')} | {_pm(g, 'params', '.0f')} "
                          f"| {_pm(g, 'wall_time_s', '.0f')} |")
     return "\n".join(lines) + "\n"

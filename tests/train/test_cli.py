@@ -195,11 +195,28 @@ def test_results_table(trained, tmp_path, capsys):
     assert res["runs"][0]["params"] == rep["training"]["params"]["total"]
     g = res["groups"][0]
     assert g["runs"] == 2 and g["accuracy"]["mean"] == pytest.approx(rep["accuracy"]) and g["accuracy"]["std"] == 0
-    assert "| compact |" in (tmp_path / "r.md").read_text()
+    pool = rep["training"]["pool"]
+    assert res["runs"][0]["pool"] == pool and g["pool"] == pool
+    assert ("| compact |" if pool == "avg" else f"| compact ({pool}) |") in (tmp_path / "r.md").read_text()
     capsys.readouterr()
     rc = results.main([str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "report.json" in err and len(err.splitlines()) == 1
+
+
+def test_results_groups_by_pooling(trained):
+    from train import results
+
+    r = results.row_of(trained)
+    # rows of results files older than --pool have no "pool": they are plain-GAP compact runs
+    rows = [{**r, "pool": "avg", "seed": 1, "accuracy": 0.9}, {**r, "pool": None, "seed": 2, "accuracy": 0.8},
+            {**r, "pool": "avgmax", "seed": 3, "accuracy": 1.0}]
+    rows[1].pop("pool")
+    gs = results.group(rows)
+    assert sorted((g["pool"], g["runs"]) for g in gs) == [("avg", 2), ("avgmax", 1)]
+    assert [g["accuracy"]["mean"] for g in gs if g["pool"] == "avg"] == [pytest.approx(0.85)]
+    md = results.markdown(rows, gs)
+    assert "| compact (avgmax) | none |" in md and md.count("| compact | none |") == 2
 
 
 def test_results_keep_carries_old_rows(trained, tmp_path, capsys):

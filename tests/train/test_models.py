@@ -23,11 +23,11 @@ def test_compact_architecture_and_budget():
     m = models.build_compact((160, 160, 1), K)
     assert m.count_params() <= 500_000
     assert m.inputs[0].shape[1:] == (160, 160, 1)
-    assert m.layers[-1].name == "probs" and m.layers[-1].units == K
+    assert m.layers[-1].name == "probs" and m.outputs[0].shape[1:] == (K,)
     assert m.layers[-1].activation.__name__ == "softmax"
     allowed = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.ReLU,
-               keras.layers.MaxPooling2D, keras.layers.GlobalAveragePooling2D, keras.layers.Dropout,
-               keras.layers.Dense)
+               keras.layers.MaxPooling2D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D,
+               keras.layers.Add, keras.layers.Activation, keras.layers.Dropout, keras.layers.Dense)
     assert all(isinstance(layer, allowed) for layer in m.layers), [type(layer).__name__ for layer in m.layers]
     convs = [layer for layer in m.layers if isinstance(layer, keras.layers.Conv2D)]
     assert not any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in m.layers)
@@ -43,18 +43,48 @@ def test_compact_architecture_and_budget():
 
 
 def test_compact_avgmax_pooling():
-    avg = models.build_compact((64, 64, 1), K)
-    both = models.build_compact((64, 64, 1), K, pool="avgmax")
-    last = both.get_layer("block4_relu").output.shape[-1]
+    avg = models.build_compact((64, 64, 1), K, pool="avg")
+    both = models.build_compact((64, 64, 1), K)  # the default
+    kinds = lambda m: [type(layer).__name__ for layer in m.layers]  # noqa: E731
+    assert [t for t in kinds(avg) if "Global" in t] == ["GlobalAveragePooling2D"]
+    assert "GlobalMaxPooling2D" in kinds(both) and "Concatenate" not in kinds(both)  # one INT8 scale each
+    c = both.get_layer("block4_relu").output.shape[-1]
     # the classifier sees [GAP, GMP]: only its kernel grows, by one row per channel per class
-    assert both.count_params() - avg.count_params() == last * K
-    assert both.get_layer("probs").kernel.shape == (2 * last, K)
+    assert both.count_params() - avg.count_params() == c * K
     x = np.random.default_rng(0).random((2, 64, 64, 1), dtype=np.float32)
     feats = keras.Model(both.inputs, both.get_layer("block4_relu").output)(x).numpy()
-    pooled = keras.Model(both.inputs, both.get_layer("gap_gmp").output)(x).numpy()
-    np.testing.assert_allclose(pooled, np.concatenate([feats.mean((1, 2)), feats.max((1, 2))], 1), rtol=1e-5, atol=1e-6)
+    (wa, b), (wm,) = both.get_layer("logits_gap").get_weights(), both.get_layer("logits_gmp").get_weights()
+    logits = feats.mean((1, 2)) @ wa + feats.max((1, 2)) @ wm + b
+    ref = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(both(x, training=False).numpy(), ref / ref.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
     with pytest.raises(EdgeError, match="unknown compact pooling"):
         models.build_compact((64, 64, 1), K, pool="sum")
+
+
+def _concat_head_model(shape=(64, 64, 1)):
+    """The recipe-v4 trial form: Dense(softmax) on Concatenate([gap, gmp])."""
+    trunk = models.build_compact(shape, K, pool="avg")
+    x = trunk.get_layer("block4_relu").output
+    cat = keras.layers.Concatenate(name="gap_gmp")([keras.layers.GlobalAveragePooling2D(name="gap")(x),
+                                                    keras.layers.GlobalMaxPooling2D(name="gmp")(x)])
+    out = keras.layers.Dense(K, activation="softmax", name="probs")(keras.layers.Dropout(0.2, name="dropout")(cat))
+    m = keras.Model(trunk.inputs, out, name="compact")
+    rng = np.random.default_rng(1)
+    m.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) if "variance" not in w.path
+                   else rng.uniform(0.5, 2, w.shape).astype(np.float32) for w in m.weights])
+    return m
+
+
+def test_split_concat_head_is_the_same_function():
+    old = _concat_head_model()
+    new = models.split_concat_head(old)
+    assert "Concatenate" not in [type(layer).__name__ for layer in new.layers]
+    x = np.random.default_rng(0).random((4, 64, 64, 1), dtype=np.float32)
+    p_old, p_new = old(x, training=False).numpy(), new(x, training=False).numpy()
+    assert p_old.std() > 0.01  # random weights that do not give a flat softmax
+    np.testing.assert_allclose(p_new, p_old, atol=1e-5)
+    with pytest.raises(EdgeError, match="no concatenated avgmax head"):
+        models.split_concat_head(models.build_compact((64, 64, 1), K))
 
 
 def test_build_dispatch_checks_channels_and_weights():
@@ -185,3 +215,37 @@ def test_count_params_splits_trainable():
     assert c["total"] == m.count_params()
     assert c["trainable"] == _head_params(base.output.shape[-1])
     assert c["non_trainable"] == c["total"] - c["trainable"]
+
+
+def test_split_head_cli(sample_dir, tmp_path, capsys):
+    import json
+
+    from edge.data import load_dataset, load_images, make_split, write_split_csv
+    from edge.runtime.keras.runner import load_keras_model
+    from train import split_head
+
+    src, dst = tmp_path / "old", tmp_path / "new"
+    src.mkdir()
+    old = _concat_head_model()
+    old.save(src / "model.keras")
+    prep = Preprocess(64, 64, 1, "unit", "area")
+    prep.save(src / "preprocess.json")
+    ds = load_dataset(sample_dir)
+    write_split_csv(src / "split.csv", ds, make_split(ds))
+    (src / "classes.json").write_text(json.dumps(ds.classes))
+    (src / "report.json").write_text(json.dumps({"accuracy": 0.5, "data": str(sample_dir), "training": {}}))
+    assert split_head.main([str(src), str(dst)]) == 0
+    rep = json.loads((dst / "report.json").read_text())
+    assert rep["accuracy"] == 0.5 and rep["model"] == str(dst / "model.keras")
+    assert rep["training"]["head"]["max_abs_prob_diff_val"] <= split_head.MAX_DIFF
+    assert {"preprocess.json", "split.csv", "model.keras"} <= {p.name for p in dst.iterdir()}
+    x = prep(np.stack([prep.resize(im) for im in load_images(ds)]))
+    new = load_keras_model(dst / "model.keras")
+    np.testing.assert_allclose(new.predict(x, verbose=0), old.predict(x, verbose=0), atol=1e-5)
+    capsys.readouterr()
+    for argv, needle in (([str(src), str(dst)], "--force"), ([str(dst), str(tmp_path / "x")], "no concatenated"),
+                         ([str(tmp_path / "none"), str(tmp_path / "y")], "not an edge-train output folder")):
+        assert split_head.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
