@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
-from train.models import COMPACT_POOLS, MODELS, spec_of
+from train.models import COMPACT_DEFAULT_POOL, COMPACT_POOLS, MODELS, spec_of
 
 #: compact: epochs of linear learning-rate warm-up before the cosine decay.
 COMPACT_WARMUP_EPOCHS = 3
@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "none"],
                     help="augmentation preset (default: compact light, backbones seeds)")
     ap.add_argument("--pool", default=None, choices=list(COMPACT_POOLS),
-                    help="compact: global pooling before the classifier, avgmax (average and max "
-                         "concatenated, default) or avg (average only, recipe v2)")
+                    help="compact: global pooling before the classifier, avgmax (average and max, "
+                         "one Dense each; default, recipe v4) or avg (average only, recipe v2)")
     ap.add_argument("--lr", type=float, default=None, help="initial learning rate (phase 1)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -244,7 +244,7 @@ def train(args) -> Dict:
             "training": {
                 "architecture": args.model, "weights": str(weights), "seed": args.seed,
                 "split_seed": args.split_seed if not args.split_file else None,
-                "input": list(prep.input_shape), "pool": (args.pool or "avgmax") if args.model == "compact" else None,
+                "input": list(prep.input_shape), "pool": (args.pool or COMPACT_DEFAULT_POOL) if args.model == "compact" else None,
                 "params": params, "batch_size": args.batch_size,
                 "max_epochs": epochs, "fine_tune_epochs": ft_epochs if spec.two_phase else None,
                 "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,

@@ -55,6 +55,7 @@ def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
     y_pred = probs.argmax(1)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = sorted(set(y_true.tolist()))
+    scores = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)  # rows summing to 1
     auc: Optional[float]
     auc_note = None
     if len(present) < k:
@@ -62,16 +63,14 @@ def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[s
         missing = [classes[i] for i in labels if i not in present]
         auc_note = f"undefined: no samples of {', '.join(missing)}"
     else:
-        scores = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
         auc = float(roc_auc_score(y_true, scores[:, 1] if k == 2 else scores,
                                   multi_class="ovr", average="macro", labels=labels))
-    norm = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
     rep = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "roc_auc_ovr": auc,
-        "log_loss": float(log_loss(y_true, norm, labels=labels)),
-        "min_true_prob": float(norm[np.arange(len(y_true)), y_true].min()),
+        "log_loss": float(log_loss(y_true, scores, labels=labels)),
+        "min_true_prob": float(scores[np.arange(len(y_true)), y_true].min()),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(s[i])} for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
