@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flipped views of each val image the drift gate measures (1: the images only)")
     p.add_argument("--fp16-tolerance", type=float, default=5e-3,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
-    p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc)")
+    p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc | qdq-u8u8-pc)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (13-17 parse on TensorRT 8.5)")
@@ -278,7 +278,8 @@ def convert(args) -> int:
 
             variant = args.int8_cpu_format or DEFAULT_CPU_VARIANT
             c8c = stage / formats.by_name("int8-cpu").file
-            to_cpu_int8(f32, c8c, args.calib_method, rr.ranges, exclude=excluded, variant=variant)
+            to_cpu_int8(f32, c8c, args.calib_method, rr.ranges, exclude=excluded, variant=variant,
+                        input_range=prep.value_range)
             check_onnx(c8c)
             acc32 = accuracy(ort_predict(ort_session(f32), x_val), y_val)
             accc = accuracy(ort_predict(ort_session(c8c), x_val), y_val)

@@ -188,8 +188,8 @@ def to_qdq_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
                      op_types=TRT_OP_TYPES, exclude=exclude, extra=TRT_EXTRA_OPTIONS)
 
 
-#: CPU int8 variants that can be measured (``--int8-cpu-format``); the default is the one found
-#: fastest on this machine's x86 CPU (AVX2, no VNNI), see docs/results/convert.md.
+#: CPU int8 variants that can be measured (``--int8-cpu-format``); the default is chosen on the
+#: validation split (docs/results/cpu-int8-trial.md).
 CPU_VARIANTS = {
     # onnxruntime's recommendation for x86 without VNNI: uint8 activations, int8 weights, 7-bit
     # weights (reduce_range) to avoid saturation in the u8s8 AVX2 kernels, per-tensor weights.
@@ -197,6 +197,10 @@ CPU_VARIANTS = {
     "qoperator-u8s8": dict(fmt="qoperator", act="uint8", weight="int8", per_channel=False, reduce_range=True),
     # per-channel weights: depthwise convolutions (MobileNetV2) lose too much with one scale per tensor
     "qdq-u8s8-pc": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True),
+    # uint8 weights (symmetric: zero point 128), full 8 bits, per channel: MLAS's u8u8 kernels widen
+    # to 16 bits before multiplying, so there is no vpmaddubsw saturation and no need for 7-bit
+    # weights. (8-bit *int8* weights without reduce_range saturate: 92 % val accuracy, v4 compact.)
+    "qdq-u8u8-pc": dict(fmt="qdq", act="uint8", weight="uint8", per_channel=True, reduce_range=False),
 }
 #: per-channel: measured on the v2 compact model (val split, minmax ranges), per-tensor weights lost
 #: 2.96 pp (97.04 %) and per-channel 0.74 pp (99.26 %), at the same CPU latency.
@@ -204,15 +208,30 @@ DEFAULT_CPU_VARIANT = "qdq-u8s8-pc"
 
 
 def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ranges: Dict[str, Sequence[float]],
-                exclude: Iterable[str] = (), variant: str = DEFAULT_CPU_VARIANT) -> Path:
-    """The onnxruntime CPU int8 model (uint8 activations, int8 weights)."""
+                exclude: Iterable[str] = (), variant: str = DEFAULT_CPU_VARIANT,
+                input_range: Optional[Sequence[float]] = None) -> Path:
+    """The onnxruntime CPU int8 model (uint8 activations; int8 or uint8 weights by ``variant``).
+
+    Args:
+        src: FP32 ONNX model.
+        dst: Output path (written atomically).
+        method: Calibration method the ranges came from.
+        ranges: ``{tensor: (low, high)}`` from the calibration record (symmetric, made for TensorRT).
+        exclude: Nodes left in float (the drift gate's choice for the Q/DQ model).
+        variant: One of :data:`CPU_VARIANTS`.
+        input_range: ``(low, high)`` the preprocessing can give the graph input
+            (:attr:`edge.preprocess.Preprocess.value_range`); a non-negative input then gets the
+            uint8 range [0, high] instead of the symmetric one.
+    """
     if variant not in CPU_VARIANTS:
         raise EdgeError(f"unknown CPU int8 variant {variant!r} (one of {', '.join(CPU_VARIANTS)})")
     v = dict(CPU_VARIANTS[variant])
     # uint8 activations: onnxruntime drops Relu/Clip after a quantized op when the Q clamps the
     # same range, which is only right if the range starts at the activation's lower bound. The
     # symmetric calibration gives Relu outputs (-a, a); clamp them to their true domain first.
-    ranges = clamp_activation_ranges(src, ranges)
+    # The same clamp on the input and the poolings of non-negative tensors gives them all 8 bits
+    # (with (-a, a) a uint8 zero point of 128 leaves 7).
+    ranges = clamp_activation_ranges(src, ranges, input_range=input_range)
     # The node that makes the probabilities stays float: a quantized softmax would round them to
     # steps of 1/256 and clip them at the calibrated maximum.
     exclude = list(exclude) + output_nodes(src)
@@ -221,11 +240,24 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
                      exclude=exclude, extra={"WeightSymmetric": True})
 
 
-def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[float]]) -> Dict[str, List[float]]:
-    """Ranges with Relu outputs clamped to [0, hi] and Clip outputs to the clip bounds.
+#: Ops whose output is non-negative when their (first / every) input is: pooling, reductions that
+#: pick or average, and pure data movement.
+NONNEG_PRESERVING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin",
+                     "ReduceMean", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Identity",
+                     "Concat"}
 
-    These are the activations' mathematical domains (not statistics): a ReLU output is never
-    negative. Without this, symmetric ranges make onnxruntime's removal of Relu/Clip wrong.
+
+def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[float]],
+                            input_range: Optional[Sequence[float]] = None) -> Dict[str, List[float]]:
+    """Ranges clamped to the tensors' mathematical domains.
+
+    * Relu outputs: [0, hi]; Clip outputs: the clip bounds.
+    * Non-negative tensors: [0, hi]: the graph input when ``input_range`` starts at 0 or above,
+      Relu/Softmax/Sigmoid outputs, and the outputs of :data:`NONNEG_PRESERVING` ops whose data
+      inputs are all non-negative (a max pooling of Relu outputs, the global average of one).
+
+    These are domains (what a tensor can hold), not statistics. Without them, symmetric ranges make
+    onnxruntime's removal of Relu/Clip wrong, and give non-negative uint8 tensors zero point 128.
     """
     import onnx
     from onnx import numpy_helper
@@ -235,14 +267,22 @@ def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[
     consts = {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
               for a in n.attribute if a.name == "value"}
     out = {k: [float(v[0]), float(v[1])] for k, v in ranges.items()}
+    nonneg = set()
+    if input_range is not None and float(input_range[0]) >= 0.0:
+        nonneg.update(i.name for i in g.input if i.name not in inits)
     for n in g.node:
-        t = n.output[0] if n.output else None
+        if not n.output:
+            continue
+        data = [i for i in n.input if i and i not in inits and i not in consts]
+        data = data[:1] if n.op_type not in ("Concat",) else data
+        if n.op_type in ("Relu", "Softmax", "Sigmoid") or (n.op_type in NONNEG_PRESERVING and data
+                                                            and all(i in nonneg for i in data)):
+            nonneg.add(n.output[0])
+        t = n.output[0]
         if t not in out:
             continue
         lo, hi = out[t]
-        if n.op_type == "Relu":
-            out[t] = [0.0, max(hi, 0.0)]
-        elif n.op_type == "Clip":
+        if n.op_type == "Clip":
             def bound(i):
                 if len(n.input) > i and n.input[i]:
                     v = inits.get(n.input[i], consts.get(n.input[i]))
@@ -258,6 +298,11 @@ def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[
             lo = max(lo, cmin) if cmin is not None else lo
             hi = min(hi, cmax) if cmax is not None else hi
             out[t] = [lo, max(hi, lo)]
+            if lo >= 0.0:
+                nonneg.add(t)
+    for t in nonneg:
+        if t in out:
+            out[t] = [max(out[t][0], 0.0), max(out[t][1], 0.0)]
     return out
 
 

@@ -120,7 +120,8 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
     variants = {}
     for v in CPU_VARIANTS:
         p = main.parent / f".{main.name}-{v}.onnx"
-        to_cpu_int8(main / "model.onnx", p, rec["method"], rec["ranges"], exclude=excluded, variant=v)
+        to_cpu_int8(main / "model.onnx", p, rec["method"], rec["ranges"], exclude=excluded, variant=v,
+                    input_range=prep.value_range)
         variants[v] = p
     sessions = {"fp32": ort_session(main / "model.onnx")}
     sessions.update({f"int8-cpu {v}": ort_session(p) for v, p in variants.items()})

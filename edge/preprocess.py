@@ -60,6 +60,12 @@ class Preprocess:
         """(H, W, C) of one model input."""
         return (self.height, self.width, self.channels)
 
+    @property
+    def value_range(self) -> tuple:
+        """(low, high) of every input value this preprocessing can produce (from uint8 pixels 0..255)."""
+        a, b = SCALES[self.scale]
+        return (min(b, 255 * a + b), max(b, 255 * a + b))
+
     def resize(self, img: np.ndarray) -> np.ndarray:
         """Grayscale uint8 (H, W) at the model size (BGR/BGRA frames are converted to gray)."""
         import cv2

@@ -109,6 +109,53 @@ def test_cpu_int8_keeps_probabilities_float(small):
     assert np.abs(ort_predict(ort_session(c), x) - ref).max() < 0.1
 
 
+def test_domains_clamp_non_negative_tensors(small):
+    """Relu outputs and what pools/reshapes them are [0, hi]; the input only when its range says so."""
+    from convert.quantize import clamp_activation_ranges
+
+    _, f32, _, rr = small
+    assert rr.ranges["gap"][0] < 0 and rr.ranges["input"][0] < 0    # symmetric minmax: (-a, a)
+    unknown = clamp_activation_ranges(f32, rr.ranges)
+    assert unknown["r1"] == [0.0, rr.ranges["r1"][1]] and unknown["gap"][0] == 0.0 and unknown["flat"][0] == 0.0
+    assert unknown["input"][0] < 0 and unknown["nchw"][0] < 0      # no input range: nothing assumed
+    assert unknown["g"] == list(rr.ranges["g"])                     # a Gemm output can be negative
+    unit = clamp_activation_ranges(f32, rr.ranges, input_range=(0.0, 1.0))
+    assert unit["input"] == [0.0, rr.ranges["input"][1]] and unit["nchw"][0] == 0.0
+    signed = clamp_activation_ranges(f32, rr.ranges, input_range=(-1.0, 1.0))
+    assert signed["input"][0] < 0
+
+
+def _zero_points(path):
+    g = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    return {n.input[0]: inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+
+def test_cpu_int8_gives_non_negative_activations_all_eight_bits(small):
+    d, f32, x, rr = small
+    zp = _zero_points(to_cpu_int8(f32, d / "cpu-unit.onnx", "minmax", rr.ranges, input_range=(0.0, 1.0)))
+    assert zp["nchw"] == 0 and zp["gap"] == 0 and zp["flat"] == 0   # the conv1 input, the pooled features
+    assert zp["g"] == 128                                              # a Gemm output keeps its sign
+    zp_unknown = _zero_points(to_cpu_int8(f32, d / "cpu-unk.onnx", "minmax", rr.ranges))
+    assert zp_unknown["nchw"] == 128 and zp_unknown["gap"] == 0
+
+
+def test_cpu_int8_u8u8_weights_are_uint8_full_range(small):
+    """qdq-u8u8-pc: uint8 weights with zero point 128 per channel, 8 bits (no reduce_range), close to FP32."""
+    d, f32, x, rr = small
+    c = to_cpu_int8(f32, d / "u8u8.onnx", "minmax", rr.ranges, variant="qdq-u8u8-pc", input_range=(0.0, 1.0))
+    g = onnx.load(str(c)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    w1q = next(a for n, a in inits.items() if n.startswith("w1") and a.dtype == np.uint8 and a.ndim == 4)
+    zps = [a for n, a in inits.items() if n.startswith("w1") and "zero_point" in n]
+    assert zps and np.all(zps[0] == 128) and zps[0].size == 4          # per output channel
+    assert w1q.max() - w1q.min() > 128                                  # uses more than 7 bits
+    ref = ort_predict(ort_session(f32), x)
+    assert np.abs(ort_predict(ort_session(c), x) - ref).max() < 0.1
+    with pytest.raises(EdgeError, match="unknown CPU int8 variant"):
+        to_cpu_int8(f32, d / "bad.onnx", "minmax", rr.ranges, variant="qdq-u4u4")
+
+
 # ----------------------------------------------------------------------------- drift gate
 
 def _outlier_model(path, rng, k=4):

@@ -20,6 +20,7 @@ def test_scales_map_uint8_range(scale):
     a, b = SCALES[scale]
     assert x.dtype == np.float32 and x.shape == (1, 2, 2, 1)
     assert x.min() == pytest.approx(b) and x.max() == pytest.approx(255 * a + b)
+    assert p.value_range == pytest.approx((x.min(), x.max()))   # what the CPU int8 converter relies on
 
 
 def test_unit_and_symmetric_values():
