@@ -195,15 +195,19 @@ CPU_VARIANTS = {
     # weights (reduce_range) to avoid saturation in the u8s8 AVX2 kernels, per-tensor weights.
     "qdq-u8s8": dict(fmt="qdq", act="uint8", weight="int8", per_channel=False, reduce_range=True),
     "qoperator-u8s8": dict(fmt="qoperator", act="uint8", weight="int8", per_channel=False, reduce_range=True),
-    # per-channel weights: depthwise convolutions (MobileNetV2) lose too much with one scale per tensor
+    # per-channel weights: depthwise convolutions (MobileNetV2) lose too much with one scale per tensor;
+    # on the v2 compact model (val, minmax) per-tensor weights lost 2.96 pp and per-channel 0.74 pp
     "qdq-u8s8-pc": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True),
     # uint8 weights (symmetric: zero point 128), full 8 bits, per channel: MLAS's u8u8 kernels widen
     # to 16 bits before multiplying, so there is no vpmaddubsw saturation and no need for 7-bit
     # weights. (8-bit *int8* weights without reduce_range saturate: 92 % val accuracy, v4 compact.)
     "qdq-u8u8-pc": dict(fmt="qdq", act="uint8", weight="uint8", per_channel=True, reduce_range=False),
 }
-#: per-channel: measured on the v2 compact model (val split, minmax ranges), per-tensor weights lost
-#: 2.96 pp (97.04 %) and per-channel 0.74 pp (99.26 %), at the same CPU latency.
+#: qdq-u8s8-pc stays the default: the CPU int8 trial (docs/results/cpu-int8-trial.md) found qdq-u8u8-pc
+#: never less accurate on val and closer to FP32 (mean max-abs prob diff 0.0246 vs 0.0281 over 4
+#: compact models x 3 calibration methods), but not faster than FP32 (v4 seed 42, four interleaved
+#: runs: batch 1 1.01x, 0.77x, 1.15x, 1.02x; batch 8 0.95x, 1.28x, 1.29x, 1.29x), and a CPU int8
+#: model is there to be fast (qdq-u8s8-pc: 0.66-0.77x at batch 1 in the same runs).
 DEFAULT_CPU_VARIANT = "qdq-u8s8-pc"
 
 
@@ -245,6 +249,37 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
 NONNEG_PRESERVING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin",
                      "ReduceMean", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Identity",
                      "Concat"}
+
+
+def with_float_inputs(path: str | os.PathLike, nodes: Iterable[str]) -> List[str]:
+    """``nodes`` plus what must stay float so that their activation inputs really are float.
+
+    In onnxruntime's QDQ CPU format every quantized op also quantizes its output, so leaving a
+    node in float (``nodes_to_exclude``) still hands it a Q/DQ-rounded input whenever the op that
+    feeds it is quantized: an outlier channel in that input still wipes out the others. This walks
+    back from each node's data inputs through the ops that feed it, up to and including the
+    previous weighted layer (Conv/Gemm/MatMul), and returns them too. (The TensorRT Q/DQ model puts
+    Q/DQ on the inputs of weighted layers only, so there excluding the node itself is enough.)
+    """
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in g.node for o in n.output}
+    out = list(dict.fromkeys(nodes))
+    seen = set(out)
+    todo = [n for n in g.node if n.name in seen]
+    while todo:
+        n = todo.pop()
+        for t in n.input:
+            p = producer.get(t)
+            if not t or t in consts or p is None or p.op_type == "Constant" or p.name in seen:
+                continue
+            seen.add(p.name)
+            out.append(p.name)
+            if p.op_type not in TRT_OP_TYPES:
+                todo.append(p)   # not a weighted layer: keep walking back
+    return out
 
 
 def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[float]],
