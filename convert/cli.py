@@ -199,6 +199,7 @@ def convert(args) -> int:
         _say("note: no --calib-data: the FP32 check runs on random images, not real ones")
 
     gate_res = None
+    cpu_gate = None
     written: List[str] = []
     with staged_dir(out, force=args.force) as stage:
         # -- FP32
@@ -273,25 +274,38 @@ def convert(args) -> int:
                  f"{gate_res.summary()}, gate {'passed' if gate_res.passed else 'FAILED'}")
 
         if args.int8_cpu:
-            from convert.gate import accuracy
-            from convert.quantize import DEFAULT_CPU_VARIANT, to_cpu_int8
+            from convert.gate import run_gate
+            from convert.quantize import DEFAULT_CPU_VARIANT, to_cpu_int8, with_float_inputs
 
             variant = args.int8_cpu_format or DEFAULT_CPU_VARIANT
             c8c = stage / formats.by_name("int8-cpu").file
-            to_cpu_int8(f32, c8c, args.calib_method, rr.ranges, exclude=excluded, variant=variant,
-                        input_range=prep.value_range)
+            from_qdq = list(excluded)   # what the Q/DQ gate left in float starts in float here too
+
+            def cpu_int8(exc, dst):
+                # a gate choice here also keeps in float the ops feeding it (with_float_inputs)
+                return to_cpu_int8(f32, dst, args.calib_method, rr.ranges,
+                                   exclude=from_qdq + with_float_inputs(f32, exc), variant=variant,
+                                   input_range=prep.value_range)
+
+            cpu_int8([], c8c)
+            # The same gate, on the CPU model as it is deployed (onnxruntime level "all": its fused
+            # int8 kernels, where u8s8 saturation would show). A QOperator model has no Q/DQ nodes to
+            # rank, so the gate can only measure it.
+            cpu_gate = run_gate(f32, c8c, cpu_int8, x_val, y_val, max_drift_pp=args.max_drift,
+                                min_agreement=args.min_agreement, views=args.gate_views, say=_say, level="all",
+                                name="CPU int8 gate")
             check_onnx(c8c)
-            acc32 = accuracy(ort_predict(ort_session(f32), x_val), y_val)
-            accc = accuracy(ort_predict(ort_session(c8c), x_val), y_val)
             cc = compare(ref, ort_predict(ort_session(c8c), x_check))
-            write_meta(c8c, {**base, "precision": "int8-cpu", "calibration": calib_meta,
-                             "quantization": {"variant": variant, "excluded_nodes": excluded},
-                             "drift": {"split": "val", "fp32_accuracy": acc32, "accuracy": accc,
-                                       "drift_pp": round((acc32 - accc) * 100, 3)},
+            last = cpu_gate.steps[-1]
+            write_meta(c8c, {**base, "precision": "int8-cpu", "calibration": calib_meta, "drift_gate": cpu_gate.as_dict(),
+                             "quantization": {"variant": variant,
+                                              "excluded_nodes": from_qdq + with_float_inputs(f32, cpu_gate.excluded),
+                                              "excluded_by_qdq_gate": from_qdq, "excluded_by_cpu_gate": cpu_gate.excluded},
+                             "drift": {"split": "val", "views": cpu_gate.views, "fp32_accuracy": cpu_gate.fp32_accuracy,
+                                       "accuracy": last["accuracy"], "drift_pp": last["drift_pp"]},
                              "checks": {"vs_fp32_onnx": cc}})
             written.append(c8c.name)
-            _say(f"model.int8cpu.onnx: {variant}, val accuracy {accc:.2%} (fp32 {acc32:.2%}), "
-                 f"top-1 agreement {cc['top1_agreement']:.1%}")
+            _say(f"model.int8cpu.onnx: {variant}, {cpu_gate.summary()}, gate {'passed' if cpu_gate.passed else 'FAILED'}")
 
         # -- TensorRT engines
         if plan.build:
@@ -310,9 +324,13 @@ def convert(args) -> int:
     if plan.message:
         _say(plan.message.format(out=out))
     _say(f"wrote {out}/: {', '.join(written)} in {time.perf_counter() - t_start:.0f} s")
-    if gate_res is not None and not gate_res.passed:
-        raise GateFailed(f"INT8 drift gate failed: {gate_res.summary()}; artifacts kept in {out}, "
-                         f"model.int8.onnx.json marks the gate failed")
+    failed = [(n, g) for n, g in (("model.int8.onnx", gate_res), ("model.int8cpu.onnx", cpu_gate))
+              if g is not None and not g.passed]
+    if failed:
+        raise GateFailed("; ".join(f"{'INT8' if n == 'model.int8.onnx' else 'CPU int8'} drift gate failed: {g.summary()}"
+                                   for n, g in failed)
+                         + f"; artifacts kept in {out}, " + " and ".join(f"{n}.json" for n, _ in failed)
+                         + " mark" + ("s" if len(failed) == 1 else "") + " the gate failed")
     return 0
 
 

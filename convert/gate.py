@@ -142,6 +142,7 @@ class GateResult:
     passed: bool = False
     ranking: List[Dict] = field(default_factory=list)
     total_weighted: Optional[int] = None
+    level: str = "basic"
 
     @property
     def drift_before_pp(self) -> float:
@@ -180,13 +181,15 @@ class GateResult:
                 "drift_before_pp": self.drift_before_pp, "drift_after_pp": self.drift_after_pp,
                 "agreement_before_pct": self.agreement_before, "agreement_after_pct": self.agreement_after,
                 "excluded_nodes": list(self.excluded), "passed": self.passed,
-                "weighted_nodes": self.total_weighted, "steps": self.steps, "ranking": self.ranking[:20]}
+                "weighted_nodes": self.total_weighted, "ort_graph_optimization_level": self.level,
+                "steps": self.steps, "ranking": self.ranking[:20]}
 
 
 def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable[[Sequence[str], Path], Path],
              x_val: np.ndarray, y_val: np.ndarray, max_drift_pp: float = 0.5, max_rounds: int = 8,
              rank_images: int = 12, max_float_frac: float = 0.5, min_agreement: float = 99.0,
-             views: int = GATE_VIEWS, say: Callable[[str], None] = print) -> GateResult:
+             views: int = GATE_VIEWS, say: Callable[[str], None] = print, level: str = "basic",
+             name: str = "drift gate") -> GateResult:
     """Measure the drift and agreement of ``qdq`` and, if either fails, exclude sensitive nodes and re-quantize.
 
     Args:
@@ -205,6 +208,10 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
             in float. Beyond it INT8 buys little and an "INT8" model that is mostly float would
             pass a gate it did not earn: the gate stops and fails instead (ship FP16).
         say: Progress output (one line per round).
+        level: onnxruntime graph optimization level the INT8 model is measured at: ``basic`` for the
+            TensorRT Q/DQ model (the exact Q/DQ arithmetic), ``all`` for the CPU int8 model (the
+            fused int8 kernels it is deployed with, saturation included).
+        name: How the progress lines call this gate.
 
     Returns:
         The :class:`GateResult`; ``qdq`` holds the last model measured.
@@ -218,11 +225,11 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
     x_val, y_val = flip_views(x_val, views), np.tile(np.asarray(y_val), views)
     top32 = ort_predict(ort_session(fp32), x_val).argmax(1)
     acc32 = float(np.mean(top32 == y_val))
-    res = GateResult(max_drift_pp, acc32, n_images, min_agreement=min_agreement, views=views)
+    res = GateResult(max_drift_pp, acc32, n_images, min_agreement=min_agreement, views=views, level=level)
     qdq = Path(qdq)
 
     def measure(excluded):
-        top = ort_predict(ort_session(qdq, level="basic"), x_val).argmax(1)
+        top = ort_predict(ort_session(qdq, level=level), x_val).argmax(1)
         acc = float(np.mean(top == y_val))
         step = {"excluded": len(excluded), "accuracy": acc, "drift_pp": round((acc32 - acc) * 100.0, 3),
                 "agreement_pct": round(float(np.mean(top == top32)) * 100.0, 3)}
@@ -230,7 +237,7 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
         return step
 
     step = measure([])
-    say(f"drift gate: {n_images} val images x {views} views, accuracy fp32 {acc32:.2%}, int8 {step['accuracy']:.2%} "
+    say(f"{name}: {n_images} val images x {views} views, accuracy fp32 {acc32:.2%}, int8 {step['accuracy']:.2%} "
         f"(drift {step['drift_pp']:+.2f} pp, budget {max_drift_pp:g} pp), top-1 agreement {step['agreement_pct']:.2f} % "
         f"(at least {min_agreement:g} %)")
     excluded: List[str] = []
@@ -247,14 +254,14 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
             res.total_weighted = len(ranking)
         room = int(res.total_weighted * max_float_frac) - len(excluded)
         if room <= 0:
-            say(f"drift gate: stopping: {len(excluded)} of {res.total_weighted} weighted nodes already in float "
+            say(f"{name}: stopping: {len(excluded)} of {res.total_weighted} weighted nodes already in float "
                 f"(limit {max_float_frac:.0%})")
             break
         new = [r["node"] for r in ranking[:min(k, room)]]
         excluded += new
         quantize(excluded, qdq)
         step = measure(excluded)
-        say(f"drift gate: left {len(excluded)} node(s) in float ({', '.join(new)}): drift {step['drift_pp']:+.2f} pp, "
+        say(f"{name}: left {len(excluded)} node(s) in float ({', '.join(new)}): drift {step['drift_pp']:+.2f} pp, "
             f"agreement {step['agreement_pct']:.2f} %")
         k *= 2
     res.excluded = excluded

@@ -101,6 +101,7 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
         q_all = ort_predict(ort_session(out / "model.int8.onnx"), x)
         c = ort_predict(ort_session(out / "model.int8cpu.onnx"), x)
         meta = read_meta(out / "model.int8.onnx")
+        cmeta = read_meta(out / "model.int8cpu.onnx")
         rec = read_record(out / "model.int8.calib.json")
         res["int8"][m] = {
             "qdq": {**compare(ref, q), "accuracy": accuracy(q, y), "drop_pp": round((acc_keras - accuracy(q, y)) * 100, 3)},
@@ -109,6 +110,10 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
             "gate": {k: meta["drift_gate"].get(k) for k in (
                 "split", "val_images", "views", "max_drift_pp", "min_agreement_pct", "fp32_accuracy", "drift_before_pp",
                 "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "excluded_nodes", "passed")},
+            "cpu_gate": {k: (cmeta.get("drift_gate") or {}).get(k) for k in (
+                "drift_before_pp", "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "excluded_nodes",
+                "passed")} | {"variant": cmeta["quantization"]["variant"],
+                              "excluded_nodes": cmeta["quantization"]["excluded_nodes"]},
             "calibration": {"images": rec["images"]["size"], "per_class": rec["images"]["per_class"],
                             "seconds": rec["collection"]["seconds"], "peak_rss_mb": rec["collection"]["peak_rss_mb"],
                             "rss_before_mb": rec["collection"]["rss_before_mb"], "chunk": rec["collection"]["chunk"],
@@ -116,7 +121,7 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
         }
     # CPU latency: FP32 vs CPU int8 variants vs the TensorRT Q/DQ model, interleaved.
     rec = read_record(main / "model.int8.calib.json")
-    excluded = read_meta(main / "model.int8.onnx")["drift_gate"]["excluded_nodes"]
+    excluded = read_meta(main / "model.int8cpu.onnx")["quantization"]["excluded_nodes"]   # both gates' choice
     variants = {}
     for v in CPU_VARIANTS:
         p = main.parent / f".{main.name}-{v}.onnx"
@@ -175,6 +180,14 @@ def to_markdown(r: Dict, title: str) -> str:
                  f"{', '.join(g['excluded_nodes'][:6])}{' ...' if len(g['excluded_nodes']) > 6 else ''} | "
                  f"{'passed' if g['passed'] else 'FAILED'} (budget {g['max_drift_pp']:g} pp{'' if g.get('min_agreement_pct') is None else ', ' + format(g['min_agreement_pct'], 'g') + ' %'}) | {c['images']} | {c['seconds']:.1f} | "
                  f"{c['peak_rss_mb']:.0f} | {c['rss_before_mb']:.0f} |")
+    cg = {m: d["cpu_gate"] for m, d in r["int8"].items() if d.get("cpu_gate", {}).get("drift_before_pp") is not None}
+    if cg:
+        L += ["", "CPU int8 gate (same split, views and budget, `model.int8cpu.onnx` at onnxruntime level *all*; "
+              "it starts from the nodes the Q/DQ gate left in float): " + "; ".join(
+                  f"{m} ({g['variant']}): drift {g['drift_before_pp']:.2f} -> {g['drift_after_pp']:.2f} pp, agreement "
+                  f"{pct(g.get('agreement_before_pct'))} -> {pct(g.get('agreement_after_pct'))}, "
+                  f"{len(g['excluded_nodes'])} node(s) in float, {'passed' if g['passed'] else 'FAILED'}"
+                  for m, g in cg.items()) + "."]
     L += ["", f"CPU latency on this machine ({r['machine']['cpu']}, {r['machine']['cores']} cores, shared), onnxruntime "
           "CPU EP, median ms per call, all models measured interleaved in one run (ratio to FP32 in brackets):", "",
           "| model | batch 1 | batch 8 |", "|---|---|---|"]
@@ -200,7 +213,7 @@ Reading the tables:
 * Calibration uses a stratified 500-image subset of the **train** split only; the drift gate measures on the **validation** split; nothing is tuned on the test split.
 * Peak RSS is the whole `edge-convert` process (TensorFlow included: ~800 MiB before calibration starts), with the calibrator fed 16 images per `collect_data` call.
 * The TensorRT Q/DQ model is evaluated by onnxruntime at graph optimization level *basic* (plain Q/DQ arithmetic = what TensorRT computes with int32 accumulation). See the note under each table for level *all*.
-* `model.int8cpu.onnx` is the CPU format (uint8 activations, int8 7-bit weights, QDQ; ORT's recommendation for x86 without VNNI). The default is `qdq-u8s8-pc` (per-channel weights): on the v2 compact model per-tensor weights (`qdq-u8s8`) lost 2.96 pp of validation accuracy and per-channel 0.74 pp, at the same latency within noise (table below).
+* `model.int8cpu.onnx` is the CPU format (uint8 activations, int8 7-bit weights, QDQ; ORT's recommendation for x86 without VNNI; non-negative tensors such as the `unit`-scaled input, Relu outputs and their poolings get the uint8 range [0, max]). The default is `qdq-u8s8-pc` (per-channel weights): on the v2 compact model per-tensor weights (`qdq-u8s8`) lost 2.96 pp of validation accuracy and per-channel 0.74 pp, at the same latency within noise (table below). `qdq-u8u8-pc` (8-bit uint8 weights) is more accurate but no faster than FP32 here: [cpu-int8-trial.md](cpu-int8-trial.md).
 """
 
 

@@ -189,3 +189,33 @@ def test_gate_failure_exits_1_and_keeps_artifacts(tiny_model, sample_dir, tmp_pa
 
     meta = json.loads((out / "model.int8.onnx.json").read_text())
     assert meta["drift_gate"]["passed"] is False and (out / "model.int8.onnx").is_file()
+
+
+def test_cpu_gate_failure_exits_1_and_says_which_gate(tiny_model, sample_dir, tmp_path, capsys, monkeypatch):
+    """Wiring only: the Q/DQ gate passes, the CPU int8 gate (measured at level all) fails: exit 1,
+    the message names the CPU gate and its metadata file, both artifacts kept."""
+    import json
+
+    import convert.gate as gate
+
+    levels = []
+
+    def by_level(fp32, qdq, quantize, x, y, max_drift_pp=0.5, level="basic", **kw):
+        levels.append(level)
+        bad = level == "all"
+        return gate.GateResult(max_drift_pp, 0.9, len(x), passed=not bad, level=level,
+                               steps=[{"excluded": 0, "accuracy": 0.5 if bad else 0.9,
+                                       "drift_pp": 40.0 if bad else 0.0, "agreement_pct": 60.0 if bad else 100.0}])
+
+    monkeypatch.setattr(gate, "run_gate", by_level)
+    out = tmp_path / "o"
+    rc = main([str(tiny_model), "--int8", "--int8-cpu", "--calib-data", str(sample_dir), "--calib-size", "12",
+               "--calib-method", "minmax", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert levels == ["basic", "all"]
+    assert rc == 1 and "CPU int8 drift gate failed" in err and "model.int8cpu.onnx.json marks the gate failed" in err
+    assert "INT8 drift gate failed" not in err
+    cmeta = json.loads((out / "model.int8cpu.onnx.json").read_text())
+    assert cmeta["drift_gate"]["passed"] is False and cmeta["drift"]["drift_pp"] == 40.0
+    assert json.loads((out / "model.int8.onnx.json").read_text())["drift_gate"]["passed"] is True
+    assert (out / "model.int8.onnx").is_file() and (out / "model.int8cpu.onnx").is_file()

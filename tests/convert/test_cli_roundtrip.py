@@ -96,6 +96,14 @@ def test_int8_round_trips(converted, val_images):
     meta = read_meta(converted / "model.int8.onnx")
     assert meta["calibration"]["split"] == "train" and meta["calibration"]["size"] == 24
     assert meta["drift_gate"]["passed"] is True and meta["drift_gate"]["split"] == "val"
+    assert meta["drift_gate"]["ort_graph_optimization_level"] == "basic"
+    # the CPU model has its own gate, measured as it runs (level all), on the same val views
+    cmeta = read_meta(converted / "model.int8cpu.onnx")
+    cg = cmeta["drift_gate"]
+    assert cg["passed"] is True and cg["split"] == "val" and cg["ort_graph_optimization_level"] == "all"
+    assert cg["predictions"] == meta["drift_gate"]["predictions"] and cg["steps"][0]["excluded"] == 0
+    assert cmeta["quantization"]["excluded_nodes"][:len(meta["drift_gate"]["excluded_nodes"])] == meta["drift_gate"]["excluded_nodes"]
+    assert cmeta["drift"]["views"] == cg["views"] and cmeta["drift"]["drift_pp"] == cg["steps"][-1]["drift_pp"]
 
 
 def test_calibration_record(converted, tiny_model):

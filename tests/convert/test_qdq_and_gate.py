@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from calibrate.ranges import collect_ranges_from_batches  # noqa: E402
 from convert.export import ort_predict, ort_session  # noqa: E402
 from convert.gate import accuracy, flip_views, rank_sensitive_nodes, run_gate  # noqa: E402
-from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8  # noqa: E402
+from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8, with_float_inputs  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 
 
@@ -125,6 +125,14 @@ def test_domains_clamp_non_negative_tensors(small):
     assert signed["input"][0] < 0
 
 
+def test_with_float_inputs_walks_back_to_the_previous_weighted_layer(small):
+    _, f32, _, _ = small
+    assert with_float_inputs(f32, ["conv2"]) == ["conv2", "relu1", "conv1"]
+    assert with_float_inputs(f32, ["gemm"]) == ["gemm", "flat", "gap", "relu2", "conv2"]
+    assert with_float_inputs(f32, ["conv1"]) == ["conv1", "to_nchw"]      # then the graph input: stop
+    assert with_float_inputs(f32, []) == []
+
+
 def _zero_points(path):
     g = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -226,6 +234,24 @@ def test_gate_excludes_layers_and_remeasures(outlier):
     assert abs((1.0 - meas) * 100 - res.drift_after_pp) < 1e-3  # drift is rounded to 3 decimals
     rep = res.as_dict()
     assert rep["drift_before_pp"] > rep["drift_after_pp"] and rep["excluded_nodes"] == res.excluded
+
+
+def test_gate_on_the_cpu_int8_model_at_level_all(outlier):
+    """The same gate judges the CPU int8 model (uint8 activations) as onnxruntime runs it."""
+    d, f32, x_val, y_val, rr = outlier
+    c = to_cpu_int8(f32, d / "model.int8cpu.onnx", "minmax", rr.ranges)
+    assert accuracy(ort_predict(ort_session(c), x_val), y_val) < 0.8  # the outlier breaks it too
+    # in the CPU format mm_a quantizes its output h, so mm_b alone in float still gets a rounded h
+    alone = to_cpu_int8(f32, d / "alone.onnx", "minmax", rr.ranges, exclude=["mm_b"])
+    assert accuracy(ort_predict(ort_session(alone), x_val), y_val) < 0.8
+    assert with_float_inputs(f32, ["mm_b"]) == ["mm_b", "mm_a"] and with_float_inputs(f32, ["mm_a"]) == ["mm_a"]
+    res = run_gate(f32, c, lambda e, p: to_cpu_int8(f32, p, "minmax", rr.ranges, exclude=with_float_inputs(f32, e)),
+                   x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, say=lambda m: None, level="all",
+                   name="CPU int8 gate")
+    assert res.drift_before_pp > 20 and res.passed and res.drift_after_pp <= 2.0
+    assert res.excluded == ["mm_b"] and res.as_dict()["ort_graph_optimization_level"] == "all"
+    meas = accuracy(ort_predict(ort_session(c), x_val), y_val)
+    assert abs((1.0 - meas) * 100 - res.drift_after_pp) < 1e-3
 
 
 def test_gate_within_budget_does_nothing(small):
