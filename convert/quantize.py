@@ -205,9 +205,9 @@ CPU_VARIANTS = {
 }
 #: qdq-u8s8-pc stays the default: the CPU int8 trial (docs/results/cpu-int8-trial.md) found qdq-u8u8-pc
 #: never less accurate on val and closer to FP32 (mean max-abs prob diff 0.0246 vs 0.0281 over 4
-#: compact models x 3 calibration methods), but not faster than FP32 (v4 seed 42, four interleaved
-#: runs: batch 1 1.01x, 0.77x, 1.15x, 1.02x; batch 8 0.95x, 1.28x, 1.29x, 1.29x), and a CPU int8
-#: model is there to be fast (qdq-u8s8-pc: 0.66-0.77x at batch 1 in the same runs).
+#: compact models x 3 calibration methods), but not faster than FP32 (v4 seed 42, five interleaved
+#: runs: batch 1 1.01x, 0.77x, 1.15x, 1.02x, 1.38x; batch 8 0.95x, 1.28x, 1.29x, 1.29x, 1.05x), and a
+#: CPU int8 model is there to be fast (qdq-u8s8-pc: 0.60-0.77x at batch 1 in the same runs).
 DEFAULT_CPU_VARIANT = "qdq-u8s8-pc"
 
 
