@@ -6,7 +6,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 SHARED_NEU = ../shared/data/NEU-CLS
 # The demo runs on the committed 60-image sample (a few minutes); `make demo DATA=data/NEU-CLS`
-# runs the same pipeline on the full set (edge-train's own 40 epochs: about 25 minutes on 2 CPU cores).
+# runs the same pipeline on the full set (edge-train's own 40 epochs: about 27-31 minutes on 2 CPU cores).
 DATA   ?= data/neu-sample
 # The sample gets 15 epochs; the full set gets edge-train's own default (empty: no --epochs flag).
 DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,)
