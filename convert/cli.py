@@ -324,13 +324,13 @@ def convert(args) -> int:
     if plan.message:
         _say(plan.message.format(out=out))
     _say(f"wrote {out}/: {', '.join(written)} in {time.perf_counter() - t_start:.0f} s")
-    failed = [(n, g) for n, g in (("model.int8.onnx", gate_res), ("model.int8cpu.onnx", cpu_gate))
+    failed = [(label, art, g) for label, art, g in (("INT8", "model.int8.onnx", gate_res),
+                                                     ("CPU int8", "model.int8cpu.onnx", cpu_gate))
               if g is not None and not g.passed]
     if failed:
-        raise GateFailed("; ".join(f"{'INT8' if n == 'model.int8.onnx' else 'CPU int8'} drift gate failed: {g.summary()}"
-                                   for n, g in failed)
-                         + f"; artifacts kept in {out}, " + " and ".join(f"{n}.json" for n, _ in failed)
-                         + " mark" + ("s" if len(failed) == 1 else "") + " the gate failed")
+        why = "; ".join(f"{label} drift gate failed: {g.summary()}" for label, _, g in failed)
+        marks = " and ".join(f"{art}.json" for _, art, _ in failed) + (" marks" if len(failed) == 1 else " mark")
+        raise GateFailed(f"{why}; artifacts kept in {out}, {marks} the gate failed")
     return 0
 
 

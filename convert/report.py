@@ -110,10 +110,11 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
             "gate": {k: meta["drift_gate"].get(k) for k in (
                 "split", "val_images", "views", "max_drift_pp", "min_agreement_pct", "fp32_accuracy", "drift_before_pp",
                 "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "excluded_nodes", "passed")},
+            # excluded_nodes: all the CPU model keeps in float (both gates' choices and what feeds them)
             "cpu_gate": {k: (cmeta.get("drift_gate") or {}).get(k) for k in (
-                "drift_before_pp", "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "excluded_nodes",
-                "passed")} | {"variant": cmeta["quantization"]["variant"],
-                              "excluded_nodes": cmeta["quantization"]["excluded_nodes"]},
+                "drift_before_pp", "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "passed")}
+                        | {"variant": cmeta["quantization"]["variant"],
+                           "excluded_nodes": cmeta["quantization"]["excluded_nodes"]},
             "calibration": {"images": rec["images"]["size"], "per_class": rec["images"]["per_class"],
                             "seconds": rec["collection"]["seconds"], "peak_rss_mb": rec["collection"]["peak_rss_mb"],
                             "rss_before_mb": rec["collection"]["rss_before_mb"], "chunk": rec["collection"]["chunk"],

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         raise EdgeError(f"{src} is not an edge-train output folder (needs model.keras and report.json)")
     if dst.exists() and not args.force:
         raise EdgeError(f"{dst} exists (use --force to replace it)")
-    from edge.data import load_dataset, load_images, read_split_csv
+    from edge.data import load_images, select
     from edge.fsutil import staged_dir, write_json
     from edge.metadata import read_meta, write_meta
     from edge.preprocess import Preprocess
@@ -54,9 +54,8 @@ def main(argv=None) -> int:
 
     rep = json.loads((src / "report.json").read_text())
     prep = Preprocess.load(src / "preprocess.json")
-    ds = load_dataset(args.data or rep["data"])
-    val = ds.subset(read_split_csv(src / "split.csv", ds), "val")
-    x = prep(np.stack([prep.resize(im) for im in load_images(val)]))
+    val = select(args.data or rep["data"], "val", split_file=src / "split.csv")
+    x = prep(list(load_images(val)))
     old = load_keras_model(src / "model.keras")
     new = split_concat_head(old)
     diff = float(np.abs(old.predict(x, verbose=0) - new.predict(x, verbose=0)).max())
