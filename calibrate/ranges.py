@@ -182,8 +182,3 @@ def tensors_data(method: str, ranges: Dict[str, Sequence[float]]):
     return TensorsData(_ort_method(method), {
         k: TensorData(lowest=np.array(v[0], dtype=np.float32), highest=np.array(v[1], dtype=np.float32))
         for k, v in ranges.items()})
-
-
-def ranges_list(ranges: Dict[str, Sequence[float]]) -> List[str]:
-    """Tensor names, sorted (for stable records)."""
-    return sorted(ranges)

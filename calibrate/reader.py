@@ -145,34 +145,6 @@ class ArrayReader(_IterableReader):
         return {self.input_name: b}
 
 
-class ImageReader(_IterableReader):
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over a list of image files.
-
-    ``get_next`` returns ``{input_name: float32 batch}`` until the files are used up; images are
-    decoded lazily, one batch at a time.
-
-    Args:
-        paths: Image files.
-        prep: The model's preprocessing.
-        input_name: The ONNX input name.
-        batch: Images per ``get_next``.
-    """
-
-    def __init__(self, paths: Sequence[Path], prep: Preprocess, input_name: str, batch: int = 8):
-        self.paths = [Path(p) for p in paths]
-        self.prep = prep
-        self.input_name = input_name
-        self.batch = batch
-        self.rewind()
-
-    def rewind(self) -> None:
-        self._it = iter_batches(self.paths, self.prep, self.batch)
-
-    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
-        x = next(self._it, None)
-        return None if x is None else {self.input_name: x}
-
-
 def chunks(paths: Sequence[Path], size: int) -> Iterator[List[Path]]:
     """Split ``paths`` into lists of ``size`` (the unit of one ``collect_data`` call)."""
     for i in range(0, len(paths), size):

@@ -68,12 +68,3 @@ def by_name(name: str) -> Format:
 def onnx_formats() -> List[Format]:
     """The ONNX rows, in the order they are made."""
     return [f for f in FORMATS if f.fmt == "onnx"]
-
-
-def format_of_file(path) -> Optional[Format]:
-    """The ONNX format whose file name is ``path``'s name (None for other files)."""
-    name = Path(path).name
-    for f in onnx_formats():
-        if f.file == name:
-            return f
-    return None

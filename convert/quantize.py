@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 TRT_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 #: TensorRT quantizes MatMul weights (K, N) along N, the output channels.
 PER_CHANNEL_AXIS = {"MatMul": 1}
-#: Ops that can be left in float by the drift gate.
-QUANTIZABLE_CPU = None  # onnxruntime's default set
-
 TRT_EXTRA_OPTIONS = {
     "ActivationSymmetric": True,      # zero point 0 on activations: TensorRT supports only symmetric
     "WeightSymmetric": True,          # zero point 0 on weights

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from calibrate import reader as reader_mod
-from calibrate.reader import ImageReader, calibration_set
+from calibrate.reader import calibration_set
 from calibrate.record import make_record, read_record, write_record
 from edge.data import NEU_CLASSES, load_dataset, make_split, write_split_csv
 from edge.errors import EdgeError
@@ -128,16 +128,6 @@ def test_chunked_minmax_equals_one_pass(sample_dir, split_csv, tiny_onnx):
         mlo, mhi = one.ranges[k]
         m = max(abs(mlo), abs(mhi))
         assert np.isfinite(lo) and np.isfinite(hi) and -m - 1e-5 <= lo <= hi <= m + 1e-5
-
-
-def test_image_reader_batches(sample_dir):
-    paths = sorted(Path(sample_dir).glob("*.bmp"))[:10]
-    r = ImageReader(paths, Preprocess(32, 32), "input", batch=4)
-    sizes = []
-    while (b := r.get_next()) is not None:
-        assert b["input"].dtype == np.float32 and b["input"].shape[1:] == (32, 32, 1)
-        sizes.append(len(b["input"]))
-    assert sizes == [4, 4, 2]
 
 
 def test_record_round_trip_and_errors(tmp_path):

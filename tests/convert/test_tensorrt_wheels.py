@@ -24,6 +24,9 @@ import pytest
 
 from edge.runtime.tensorrt import compat
 
+#: pip downloads the wheels: not in the default run (`pytest -m network`; .ci/run runs it).
+pytestmark = pytest.mark.network
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".whl"
 #: branch → (pip requirement, file-name prefix of its wheel). 8.5 (JetPack 5.1) has no PyPI wheel:

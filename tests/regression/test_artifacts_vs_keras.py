@@ -39,7 +39,7 @@ KNOWN_SHORTFALL = {
 
 
 def _kinds(where):
-    return [pytest.param(n, k, id=n, marks=pytest.mark.xfail(raises=AssertionError, strict=False,
+    return [pytest.param(n, k, id=n, marks=pytest.mark.xfail(raises=AssertionError, strict=True,
                                                                reason=KNOWN_SHORTFALL[(where, n)]))
             if (where, n) in KNOWN_SHORTFALL else pytest.param(n, k, id=n) for n, k in KINDS]
 
