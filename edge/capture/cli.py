@@ -10,59 +10,40 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import List, Optional
 
 from edge.errors import cli_entry
 
 PROG = "edge-capture"
+#: Exit code when the stop deadline passed before the queued work was done.
+EXIT_DEADLINE = 3
+#: Seconds past the stop deadline after which the process exits whatever blocks it.
+HARD_GRACE_S = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags: one per row of :data:`edge.capture.config.SETTINGS`, plus --config and -v."""
+    from edge.capture.config import add_arguments
+
     p = argparse.ArgumentParser(PROG, description="Classify tiles of camera/video frames and log defect events "
-                                "(JSONL), with Prometheus metrics. Flags override the --config file.",
+                                "(JSONL), with Prometheus metrics. Flags override the --config file. Exit codes: "
+                                "0 done, 2 bad input, 3 stopped at the stop deadline with work unfinished "
+                                "(what was flushed is kept), 130 interrupted.",
                                 argument_default=argparse.SUPPRESS)
-    p.add_argument("--model", help="artifact with its metadata JSON (.onnx, .engine, .keras)")
-    p.add_argument("--source", help="v4l2:///dev/video0, csi://0, rtsp://..., gst://PIPELINE, file://video.mp4, "
-                   "file://dir/, or a plain path")
     p.add_argument("--config", help="TOML (or YAML with PyYAML) file with the same settings")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's input size)")
-    p.add_argument("--stride", type=int, help="step between tiles (default: the tile size)")
-    p.add_argument("--roi", help="x,y,w,h region of the frame to tile (default: whole frame)")
-    p.add_argument("--batch", type=int, help="tiles per inference call (default 16)")
-    p.add_argument("--threshold", type=float, help="top probability below this marks a tile uncertain (default 0.5)")
-    p.add_argument("--events", help="JSONL events file (default events.jsonl)")
-    p.add_argument("--log-all", dest="log_all", action="store_true", help="log every tile, not only defects")
-    p.add_argument("--probs", action="store_true", help="add all class probabilities to each event")
-    p.add_argument("--save-crops", dest="save_crops", help="folder for PNG crops of defect tiles (<event id>_<label>.png)")
-    p.add_argument("--ok-classes", dest="ok_classes", help="comma-separated 'no defect' classes, logged only with "
-                   "--log-all (NEU has none: every tile is a defect class)")
-    p.add_argument("--metrics", help="serve /metrics and /healthz on HOST:PORT (e.g. 127.0.0.1:9108)")
-    p.add_argument("--realtime", action="store_true", help="pace a file source at its frame rate, dropping stale frames")
-    p.add_argument("--queue", type=int, help="frames the grab queue holds (default 2)")
-    p.add_argument("--rotate-mb", dest="rotate_mb", type=float, help="rotate the events file at this size (default 64)")
-    p.add_argument("--rotate-keep", dest="rotate_keep", type=int, help="rotated events files kept (default 5)")
-    p.add_argument("--flush-interval", dest="flush_interval", type=float, help="seconds between event flushes (default 1)")
-    p.add_argument("--max-frames", dest="max_frames", type=int, help="stop after this many frames")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "keras"], help="runner (default: from metadata)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (0: its default)")
-    p.add_argument("--cuda-backend", dest="cuda_backend", choices=["auto", "cuda-python", "pycuda"],
-                   help="CUDA memory backend of the TensorRT runner")
-    p.add_argument("--cuda-graph", dest="cuda_graph", action="store_true",
-                   help="TensorRT: capture the engine launch into a CUDA graph")
-    p.add_argument("--zero-copy", dest="zero_copy", action="store_true",
-                   help="TensorRT on Jetson: bind mapped pinned memory to the engine (no copies)")
-    p.add_argument("--width", type=int, help="CSI capture width (default 1920)")
-    p.add_argument("--height", type=int, help="CSI capture height (default 1080)")
-    p.add_argument("--fps", type=int, help="CSI capture rate / image-folder rate for --realtime (default 30)")
-    p.add_argument("--reconnect-initial", dest="reconnect_initial", type=float,
-                   help="first reconnect backoff in s, doubled per failed attempt (default 0.5)")
-    p.add_argument("--reconnect-max", dest="reconnect_max", type=float, help="longest reconnect backoff in s (default 10)")
-    p.add_argument("--max-reconnects", dest="max_reconnects", type=int, help="give up after N failed attempts in a row")
-    p.add_argument("--summary", help="also write the final summary as JSON to this file")
+    add_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
+
+
+def _hard_exit(after: float) -> None:
+    print(f"{PROG}: error: still not stopped {after:g} s after the stop request; exiting (events flushed "
+          f"so far are kept)", file=sys.stderr, flush=True)
+    os._exit(EXIT_DEADLINE)
 
 
 @cli_entry(PROG)
@@ -80,8 +61,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     daemon = CaptureDaemon(cfg)
 
     def on_signal(signum, _frame):
-        logging.getLogger(PROG).warning("%s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if daemon.stop_requested:
+            logging.getLogger(PROG).warning("%s again: abandoning the queued work", name)
+            daemon.abort()
+            return
+        logging.getLogger(PROG).warning("%s: stopping (deadline %g s)", name, cfg.stop_timeout)
         daemon.request_stop()
+        # last resort when something blocks past the deadline (a hung disk or driver): exit anyway
+        t = threading.Timer(cfg.stop_timeout + HARD_GRACE_S, _hard_exit, args=(cfg.stop_timeout + HARD_GRACE_S,))
+        t.daemon = True
+        t.start()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -91,7 +81,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             signal.signal(s, h)
     print(f"{PROG}: {summary_line(summary)}", file=sys.stderr, flush=True)
     if cfg.summary:
-        write_json(cfg.summary, summary)
+        try:
+            write_json(cfg.summary, summary)
+        except OSError as e:
+            logging.getLogger(PROG).warning("cannot write the summary %s: %s", cfg.summary, e.strerror or e)
+    if summary.get("stopped_at_deadline"):
+        print(f"{PROG}: error: stopped at the {cfg.stop_timeout:g} s stop deadline with work unfinished "
+              f"({summary.get('frames_skipped_by_reason', {}).get('stopped', 0)} frame(s) abandoned); "
+              f"events flushed: {summary.get('events', 0)}", file=sys.stderr, flush=True)
+        return EXIT_DEADLINE
     return 0
 
 

@@ -1,83 +1,269 @@
-"""edge-capture settings: defaults ← config file (TOML, or YAML when PyYAML is installed) ← flags."""
+"""edge-capture settings: defaults ← config file (TOML, or YAML when PyYAML is installed) ← flags.
+
+Every setting is one row of :data:`SETTINGS`: its type, default, range or choices and help. The
+command-line flags are generated from the table and the config file is checked against the same
+table, so a value is validated in one place whichever way it came in, and a bad one is refused with
+a one-line error naming the key. To add a setting, add one :class:`Setting` row (and use
+``cfg.<name>`` where it matters); the flag, the config key and the checks follow.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from edge.errors import EdgeError
 
+#: Value kinds of a setting: int, float, bool, str, path (relative to the config file), list (of
+#: strings; "a,b" on the command line), roi ("x,y,w,h" or [x, y, w, h]), address (HOST:PORT).
+KINDS = ("int", "float", "bool", "str", "path", "list", "roi", "address")
 
-@dataclass
-class CaptureConfig:
-    """Every setting of the daemon; a config file uses the same names (``-`` or ``_``).
 
-    Example TOML::
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the daemon (a flag ``--name-with-dashes`` and a config key ``name``).
 
-        model = "/opt/steel-edge/model.int8.onnx"
-        source = "csi://0"
-        tile = 200
-        stride = 200
-        roi = [0, 140, 1920, 800]
-        batch = 16
-        threshold = 0.6
-        events = "/var/lib/steel-edge/events/events.jsonl"
-        metrics = "127.0.0.1:9108"
+    Attributes:
+        name: The key (``snake_case``).
+        kind: One of :data:`KINDS`.
+        default: The default (None: unset / optional).
+        help: One line for ``--help``.
+        min: Smallest value accepted (ints, floats; for lists and paths: not used).
+        max: Largest value accepted.
+        gt: The value must be strictly greater than this (e.g. 0 for "positive").
+        choices: The values accepted (str).
+        required: The daemon cannot run without it.
+        metavar: Shown in ``--help``.
     """
 
-    model: Optional[str] = None
-    source: Optional[str] = None
-    tile: Optional[int] = None            # default: the model's input size
-    stride: Optional[int] = None          # default: the tile size
-    roi: Optional[Any] = None             # "x,y,w,h" or [x, y, w, h]
-    batch: int = 16
-    threshold: float = 0.5
-    events: str = "events.jsonl"
-    log_all: bool = False
-    probs: bool = False
-    save_crops: Optional[str] = None
-    ok_classes: List[str] = field(default_factory=list)  # "no defect" classes: not logged without --log-all
-    metrics: Optional[str] = None         # HOST:PORT for /metrics and /healthz
-    realtime: bool = False
-    queue: int = 2
-    rotate_mb: float = 64.0
-    rotate_keep: int = 5
-    flush_interval: float = 1.0
-    max_frames: Optional[int] = None
-    backend: str = "auto"
-    threads: int = 0
-    cuda_backend: str = "auto"
-    cuda_graph: bool = False              # TensorRT: replay the engine launch as a CUDA graph
-    zero_copy: bool = False               # TensorRT on Jetson: mapped pinned memory, no copies
-    width: int = 1920                     # CSI capture size and rate
-    height: int = 1080
-    fps: int = 30
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 10.0
-    max_reconnects: Optional[int] = None
-    summary: Optional[str] = None         # write the final summary as JSON here
+    name: str
+    kind: str
+    default: Any = None
+    help: str = ""
+    min: Optional[float] = None
+    max: Optional[float] = None
+    gt: Optional[float] = None
+    choices: Optional[Tuple[str, ...]] = None
+    required: bool = False
+    metavar: Optional[str] = None
 
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def describe(self) -> str:
+        """What the setting accepts, e.g. ``an integer >= 1``."""
+        base = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                "path": "a path", "list": "a list of names", "roi": "x,y,w,h", "address": "HOST:PORT"}[self.kind]
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        parts = []
+        if self.gt is not None:
+            parts.append(f"> {self.gt:g}")
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return base + (" " + " and ".join(parts) if parts else "")
 
 
-NAMES = {f.name for f in fields(CaptureConfig)}
+S = Setting
+#: The one table of settings (order = order in ``--help``).
+SETTINGS: List[Setting] = [
+    S("model", "path", None, "artifact with its metadata JSON (.onnx, .engine, .keras)", required=True),
+    S("source", "str", None, "v4l2:///dev/video0, csi://0, rtsp://..., gst://PIPELINE, file://video.mp4, "
+      "file://dir/, or a plain path", required=True),
+    S("tile", "int", None, "tile size in pixels (default: the model's input size)", min=1, max=65535),
+    S("stride", "int", None, "step between tiles (default: the tile size)", min=1, max=65535),
+    S("roi", "roi", None, "x,y,w,h region of the frame to tile (default: whole frame)"),
+    S("batch", "int", 16, "tiles per inference call; also the chunk a frame is processed in (default 16)",
+      min=1, max=4096),
+    S("threshold", "float", 0.5, "top probability below this marks a tile uncertain (default 0.5)", min=0, max=1),
+    S("events", "path", "events.jsonl", "JSONL events file (default events.jsonl)"),
+    S("log_all", "bool", False, "log every tile, not only defects"),
+    S("probs", "bool", False, "add all class probabilities to each event"),
+    S("save_crops", "path", None, "folder for PNG crops of defect tiles (<event id>_<label>.png), within the "
+      "--crops-* budget"),
+    S("crops_max_mb", "float", 1024.0, "crops budget: delete the oldest crops beyond this many MB (default 1024)",
+      gt=0),
+    S("crops_max_age", "float", None, "delete crops older than this many hours (default: no age limit)", gt=0),
+    S("crops_per_minute", "int", 60, "crops saved per defect class per minute at most (default 60; 0: none)",
+      min=0, max=1_000_000),
+    S("ok_classes", "list", [], "comma-separated 'no defect' classes, logged only with --log-all "
+      "(NEU has none: every tile is a defect class)"),
+    S("metrics", "address", None, "serve /metrics and /healthz on HOST:PORT (e.g. 127.0.0.1:9108)"),
+    S("realtime", "bool", False, "pace a file source at its frame rate, dropping stale frames"),
+    S("queue", "int", 2, "frames the grab queue holds (default 2)", min=1, max=1000),
+    S("rotate_mb", "float", 64.0, "rotate the events file at this size in MB (default 64)", gt=0),
+    S("rotate_keep", "int", 5, "rotated events files kept (default 5; events in deleted files are counted as "
+      "dropped, reason rotation)", min=0, max=10000),
+    S("flush_interval", "float", 1.0, "seconds between event flushes (default 1)", gt=0, max=3600),
+    S("retry_events", "int", 100_000, "events kept in memory while the disk refuses them, retried at every flush "
+      "(default 100000; beyond it the oldest are dropped and counted)", min=0, max=10_000_000),
+    S("max_frames", "int", None, "stop after this many frames", min=1),
+    S("backend", "str", "auto", "runner (default: from metadata)",
+      choices=("auto", "onnxruntime", "tensorrt", "keras")),
+    S("threads", "int", 0, "ONNX Runtime intra-op threads (0: its default)", min=0, max=1024),
+    S("cuda_backend", "str", "auto", "CUDA memory backend of the TensorRT runner",
+      choices=("auto", "cuda-python", "pycuda")),
+    S("cuda_graph", "bool", False, "TensorRT: capture the engine launch into a CUDA graph"),
+    S("zero_copy", "bool", False, "TensorRT on Jetson: bind mapped pinned memory to the engine (no copies)"),
+    S("width", "int", 1920, "CSI capture width (default 1920)", min=1, max=65535),
+    S("height", "int", 1080, "CSI capture height (default 1080)", min=1, max=65535),
+    S("fps", "int", 30, "CSI capture rate / image-folder rate for --realtime (default 30)", min=1, max=10000),
+    S("reconnect_initial", "float", 0.5, "first reconnect backoff in s, doubled per failed attempt (default 0.5)",
+      gt=0, max=3600),
+    S("reconnect_max", "float", 10.0, "longest reconnect backoff in s (default 10)", gt=0, max=86400),
+    S("max_reconnects", "int", None, "give up after N failed attempts in a row", min=0),
+    S("open_timeout", "float", 10.0, "network/camera source: seconds to wait when opening (default 10)",
+      gt=0, max=3600),
+    S("read_timeout", "float", 5.0, "network/camera source: seconds to wait for a frame before the source counts "
+      "as lost (default 5)", gt=0, max=3600),
+    S("stale_after", "float", 10.0, "/healthz turns red when no frame arrived for this many seconds (default 10)",
+      gt=0, max=86400),
+    S("stop_timeout", "float", 10.0, "seconds after SIGTERM to finish queued work; beyond it the daemon exits "
+      "with code 3 keeping what it flushed (default 10)", gt=0, max=3600),
+    S("summary", "path", None, "also write the final summary as JSON to this file"),
+]
+del S
+
+BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
+NAMES = set(BY_NAME)
+
+
+def _to_dict(self) -> Dict[str, Any]:
+    return asdict(self)
+
+
+#: The settings as a dataclass (one field per row of :data:`SETTINGS`, with its default).
+CaptureConfig = make_dataclass(
+    "CaptureConfig",
+    [(s.name, Any, field(default_factory=(lambda d=s.default: list(d)) if isinstance(s.default, list)
+                         else (lambda d=s.default: d))) for s in SETTINGS],
+    namespace={"to_dict": _to_dict, "__doc__": "Every setting of the daemon (see SETTINGS); a config file uses "
+               "the same names (``-`` or ``_``)."},
+)
+CaptureConfig.__module__ = __name__
+
+
+def _fail(where: str, s: Setting, value: Any) -> EdgeError:
+    shown = repr(value) if not isinstance(value, str) or len(value) < 80 else repr(value[:77] + "...")
+    return EdgeError(f"{where}{s.name} must be {s.describe()}, got {shown}")
+
+
+def coerce(s: Setting, value: Any, where: str = "", from_text: bool = False) -> Any:
+    """Check (and convert) one value of setting ``s``.
+
+    Args:
+        s: The setting.
+        value: The value (None: unset, allowed for settings without a default or optional ones).
+        where: Prefix of the error message (``"--tile: "``, ``"capture.toml: "``).
+        from_text: The value came from the command line: strings are parsed ("16" → 16).
+
+    Raises:
+        EdgeError: one line naming the key, what it must be, and what it got.
+    """
+    if value is None:
+        return None
+    k = s.kind
+    if k == "bool":
+        if isinstance(value, bool):
+            return value
+        raise _fail(where, s, value)
+    if k in ("int", "float"):
+        v = value
+        if isinstance(v, str) and from_text:
+            try:
+                v = int(v) if k == "int" else float(v)
+            except ValueError:
+                raise _fail(where, s, value) from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _fail(where, s, value)
+        if k == "int":
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise _fail(where, s, value)
+                v = int(v)
+        else:
+            v = float(v)
+            if not math.isfinite(v):
+                raise _fail(where, s, value)
+        if ((s.min is not None and v < s.min) or (s.max is not None and v > s.max)
+                or (s.gt is not None and v <= s.gt)):
+            raise _fail(where, s, value)
+        return v
+    if k in ("str", "path", "address"):
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise _fail(where, s, value)
+        if s.choices and value not in s.choices:
+            raise _fail(where, s, value)
+        if k == "address":
+            from edge.capture.metrics import parse_address
+
+            try:
+                parse_address(value)
+            except EdgeError as e:
+                raise EdgeError(f"{where}{s.name}: {e}") from None
+        return value
+    if k == "list":
+        if isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) and c for c in value):
+            raise _fail(where, s, value)
+        return list(value)
+    if k == "roi":
+        from edge.capture.tiling import parse_roi
+
+        if not isinstance(value, (str, list, tuple)) or (not isinstance(value, str)
+                                                          and not all(type(c) is int for c in value)):
+            raise _fail(where, s, value)
+        try:
+            if parse_roi(value) is None:
+                return None
+            return value if isinstance(value, str) else list(value)
+        except EdgeError as e:
+            raise EdgeError(f"{where}{s.name}: {e}") from None
+    raise AssertionError(f"unknown kind {k}")  # pragma: no cover (a bad row of SETTINGS)
+
+
+def validate(cfg, where: str = "") -> Any:
+    """Check every field of a :class:`CaptureConfig` against the table (in place); return it.
+
+    Also the checks between settings: a model and a source are given; ``reconnect_initial`` is not
+    above ``reconnect_max``.
+    """
+    for s in SETTINGS:
+        setattr(cfg, s.name, coerce(s, getattr(cfg, s.name), where))
+    if not cfg.model:
+        raise EdgeError("no model: give --model (or model = ... in the config file)")
+    if not cfg.source:
+        raise EdgeError("no source: give --source (or source = ... in the config file)")
+    if cfg.reconnect_initial > cfg.reconnect_max:
+        raise EdgeError(f"{where}reconnect_initial ({cfg.reconnect_initial:g} s) must not exceed reconnect_max "
+                        f"({cfg.reconnect_max:g} s)")
+    return cfg
 
 
 def load_config_file(path: str | os.PathLike) -> Dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config into a dict of known keys.
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config into a dict of checked values.
 
     A ``[capture]`` table (TOML) / ``capture:`` mapping (YAML) is used when present, else the top level.
+    Relative paths are taken relative to the config file.
 
     Raises:
-        EdgeError: missing file, parse error, unknown keys, or YAML without PyYAML.
+        EdgeError: missing file, parse error, unknown keys, a value of the wrong type or out of
+            range, or YAML without PyYAML.
     """
     path = Path(path)
     if not path.is_file():
         raise EdgeError(f"config file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgeError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
@@ -104,30 +290,47 @@ def load_config_file(path: str | os.PathLike) -> Dict[str, Any]:
     unknown = sorted(set(out) - NAMES)
     if unknown:
         raise EdgeError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-    base = Path(path).resolve().parent
-    for k in ("model", "events", "save_crops", "summary"):  # relative paths are relative to the config file
-        if isinstance(out.get(k), str) and out[k] and not os.path.isabs(out[k]):
-            out[k] = str(base / out[k])
+    where = f"{path.name}: "
+    out = {k: coerce(BY_NAME[k], v, where) for k, v in out.items()}
+    base = path.resolve().parent
+    for k, v in out.items():  # relative paths are relative to the config file
+        if BY_NAME[k].kind == "path" and v and not os.path.isabs(v):
+            out[k] = str(base / v)
     return out
 
 
-def merge(file_values: Dict[str, Any], cli_values: Dict[str, Any]) -> CaptureConfig:
-    """Defaults, overridden by the config file, overridden by the flags actually given."""
+def add_arguments(parser) -> None:
+    """Add one flag per row of :data:`SETTINGS` to an argparse parser (values checked by :func:`merge`)."""
+    for s in SETTINGS:
+        kw: Dict[str, Any] = {"dest": s.name, "help": s.help}
+        if s.kind == "bool":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = s.metavar or (s.name.upper() if not s.choices else None)
+            if s.choices:
+                kw["choices"] = list(s.choices)
+        parser.add_argument(s.flag, **kw)
+
+
+def merge(file_values: Dict[str, Any], cli_values: Dict[str, Any]):
+    """Defaults, overridden by the config file, overridden by the flags actually given; all checked.
+
+    Raises:
+        EdgeError: an unknown key or a bad value (one line naming the key).
+    """
     cfg = CaptureConfig()
-    for src in (file_values, cli_values):
-        for k, v in src.items():
-            if v is not None:
-                setattr(cfg, k, v)
-    if isinstance(cfg.ok_classes, str):
-        cfg.ok_classes = [c for c in cfg.ok_classes.split(",") if c]
-    if not cfg.model:
-        raise EdgeError("no model: give --model (or model = ... in the config file)")
-    if not cfg.source:
-        raise EdgeError("no source: give --source (or source = ... in the config file)")
-    if cfg.batch < 1:
-        raise EdgeError(f"--batch must be >= 1, got {cfg.batch}")
-    if not 0.0 <= cfg.threshold <= 1.0:
-        raise EdgeError(f"--threshold must be in [0, 1], got {cfg.threshold}")
-    if cfg.queue < 1:
-        raise EdgeError(f"--queue must be >= 1, got {cfg.queue}")
-    return cfg
+    for k, v in file_values.items():
+        if k not in BY_NAME:
+            raise EdgeError(f"unknown setting {k}")
+        if v is not None:
+            setattr(cfg, k, coerce(BY_NAME[k], v, "config: "))
+    for k, v in cli_values.items():
+        if k not in BY_NAME:
+            raise EdgeError(f"unknown setting {k}")
+        if v is not None:
+            setattr(cfg, k, coerce(BY_NAME[k], v, f"{BY_NAME[k].flag}: ", from_text=True))
+    return validate(cfg)
+
+
+__all__ = ["CaptureConfig", "SETTINGS", "Setting", "add_arguments", "coerce", "load_config_file", "merge",
+           "validate"]

@@ -149,7 +149,11 @@ class ImageFolderSource(Source):
             raise EndOfStream()
         f = self.files[self._i]
         self._i += 1
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        self.frame_name = f.name
+        try:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            img = None
         if img is None or img.size == 0:
             log.warning("skipping unreadable frame %s", f.name)
             return None
@@ -171,18 +175,25 @@ _APIS = {"any": "CAP_ANY", "v4l2": "CAP_V4L2", "gstreamer": "CAP_GSTREAMER", "ff
 class CaptureSource(Source):
     """An OpenCV ``VideoCapture`` (video file, V4L2, RTSP, GStreamer)."""
 
-    def __init__(self, spec: SourceSpec):
+    def __init__(self, spec: SourceSpec, open_timeout: Optional[float] = None, read_timeout: Optional[float] = None):
         self.spec = spec
         self.live = spec.live
         self.name = spec.uri
         self.cap = None
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
 
     def open(self) -> None:
         import cv2
 
         target = int(self.spec.target) if self.spec.target.isdigit() else self.spec.target
         api = getattr(cv2, _APIS.get(self.spec.api, "CAP_ANY"))
-        cap = cv2.VideoCapture(target, api)
+        params = []
+        if self.live and self.spec.api in ("ffmpeg", "any"):  # network streams: bounded open and read waits
+            if self.open_timeout and hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC"):
+                params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000)]
+            if self.read_timeout and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
+                params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        cap = cv2.VideoCapture(target, api, params) if params else cv2.VideoCapture(target, api)
         if not cap.isOpened():
             cap.release()
             if self.spec.api == "gstreamer" and "GStreamer:                   NO" in cv2.getBuildInformation():
@@ -215,11 +226,12 @@ class CaptureSource(Source):
             self.cap = None
 
 
-def open_source(spec: SourceSpec, fps: Optional[float] = None) -> Source:
-    """The :class:`Source` for a spec."""
+def open_source(spec: SourceSpec, fps: Optional[float] = None, open_timeout: Optional[float] = None,
+                read_timeout: Optional[float] = None) -> Source:
+    """The :class:`Source` for a spec (timeouts in seconds: network streams' open and read waits)."""
     if spec.kind == "images":
         return ImageFolderSource(spec.target, fps)
-    return CaptureSource(spec)
+    return CaptureSource(spec, open_timeout=open_timeout, read_timeout=read_timeout)
 
 
 @dataclass
@@ -231,6 +243,7 @@ class Frame:
     t_read: float     # time.monotonic() when read (latency start)
     image: np.ndarray
     prepared: object = None  # what Grabber.prepare made of the image in the grab thread (file sources)
+    name: Optional[str] = None  # the file name of an image-folder frame (named when skipped)
 
 
 class _End:
@@ -348,15 +361,17 @@ class Grabber:
                 self._index += 1
                 self._wait, self._failures = self.reconnect_initial, 0  # delivering again: reset the backoff
                 self.metrics.inc("frames_read")
+                self.metrics.frame_seen()
                 if img is None or getattr(img, "size", 0) == 0:
                     self.metrics.inc("frames_corrupt")
+                    self.metrics.inc("frames_skipped", 1, {"reason": "undecodable"})
                     continue
                 if period:  # --realtime: deliver at the source's frame rate
                     t_next += period
                     delay = t_next - time.monotonic()
                     if delay > 0:
                         self.stop_event.wait(delay)
-                fr = Frame(idx, time.time(), time.monotonic(), img)
+                fr = Frame(idx, time.time(), time.monotonic(), img, name=getattr(self.source, "frame_name", None))
                 if self.prepare is not None:
                     fr.prepared = self.prepare(img)
                 self._put(fr)

@@ -49,7 +49,7 @@ def _processed(url):
         with urllib.request.urlopen(url, timeout=1) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith("edge_capture_frames_processed_total "):
-                    return int(line.split()[1])
+                    return int(float(line.split()[1]))
     except OSError:
         return -1
     return -1

@@ -51,8 +51,11 @@ def test_http_endpoints_and_health_states():
         m.running = m.connected = True
         m.inc("frames_processed", 3)
         code, _, body = _get(srv.url + "/healthz")
-        assert code == 200 and json.loads(body) == {"status": "ok", "running": True, "source_connected": True,
-                                                    "frames_processed": 3}
+        h = json.loads(body)
+        assert code == 200 and h["status"] == "ok" and h["frames_processed"] == 3 and h["problems"] == []
+        m.add_health_check("events", lambda: "disk full")
+        code, _, body = _get(srv.url + "/healthz")
+        assert code == 503 and json.loads(body)["status"] == "degraded" and "events: disk full" in body
         assert _get(srv.url + "/nope")[0] == 404
     finally:
         srv.close()
