@@ -4,6 +4,8 @@ Example:
     edge-capture --model runs/convert-compact/model.int8.onnx --source file://line.mp4 \\
         --tile 200 --stride 200 --batch 16 --threshold 0.5 --events out/events.jsonl --log-all \\
         --metrics 127.0.0.1:9108
+    edge-capture --model model.int8.onnx --source csi://0 --events /var/lib/steel-edge/events.jsonl \\
+        --mqtt mqtt://plant-broker:1883/steel --line hsm1 --camera top
 """
 
 from __future__ import annotations

@@ -127,6 +127,20 @@ SETTINGS: List[Setting] = [
     S("stop_timeout", "float", 10.0, "seconds after SIGTERM to finish queued work; beyond it the daemon exits "
       "with code 3 keeping what it flushed (default 10)", gt=0, max=3600),
     S("summary", "path", None, "also write the final summary as JSON to this file"),
+    # -- the plant: events over MQTT (edge.capture.mqtt; the events file is the store-and-forward spool) --
+    S("mqtt", "str", None, "publish events at QoS 1 to mqtt[s]://[user[:password]@]host[:port]/PREFIX "
+      "(topics PREFIX/<line>/<camera>/events, .../status, .../metrics)", metavar="URL"),
+    S("line", "str", None, "line name (one MQTT topic level; needed with --mqtt)"),
+    S("camera", "str", None, "camera name (one MQTT topic level; needed with --mqtt)"),
+    S("mqtt_password_file", "path", None, "file holding the broker password (else $EDGE_MQTT_PASSWORD); "
+      "never logged"),
+    S("mqtt_ca", "path", None, "CA bundle for mqtts://"),
+    S("mqtt_cert", "path", None, "client certificate for mqtts://"),
+    S("mqtt_key", "path", None, "client key for mqtts://"),
+    S("mqtt_metrics_interval", "float", 10.0, "seconds between .../metrics messages (default 10; 0: none)",
+      min=0, max=86400),
+    S("mqtt_drain", "float", 3.0, "seconds a stopping daemon keeps sending its MQTT backlog (default 3; the rest "
+      "stays in the spool for the next start)", min=0, max=3600),
 ]
 del S
 
@@ -241,6 +255,10 @@ def validate(cfg, where: str = "") -> Any:
         raise EdgeError("no model: give --model (or model = ... in the config file)")
     if not cfg.source:
         raise EdgeError("no source: give --source (or source = ... in the config file)")
+    if cfg.mqtt:
+        from edge.capture.mqtt import check_config
+
+        check_config(cfg)
     if cfg.reconnect_initial > cfg.reconnect_max:
         raise EdgeError(f"{where}reconnect_initial ({cfg.reconnect_initial:g} s) must not exceed reconnect_max "
                         f"({cfg.reconnect_max:g} s)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -73,6 +74,9 @@ class CaptureDaemon:
         self._last_skip_warn: Dict[str, float] = {}
         self.last_skip: Optional[str] = None
         self.elapsed_s = 0.0
+        self.publisher = None
+        # each event carries this run id, so (run, id) is unique across restarts (MQTT consumers dedup on it)
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         self.stopped_at_deadline = False
 
     def request_stop(self) -> None:
@@ -171,6 +175,12 @@ class CaptureDaemon:
                         fn=lambda: writer.pending)
             m.add_health_check("events", lambda: writer.error)
             try:
+                if cfg.mqtt:  # the publisher tails the events file in its own thread
+                    from edge.capture.mqtt import publisher_for
+
+                    self.publisher = publisher_for(cfg, runner, self.run_id, self.summary)
+                    self.publisher.attach(m)
+                    self.publisher.start()
                 if cfg.metrics:
                     self.server = MetricsServer(m, cfg.metrics)
                     log.info("metrics on %s/metrics", self.server.url)
@@ -212,6 +222,8 @@ class CaptureDaemon:
             finally:
                 m.running = False
                 writer.close()
+                if self.publisher is not None:
+                    self.publisher.stop(cfg.mqtt_drain)
                 if self.server is not None:
                     self.server.close()
         if self.grabber is not None and self.grabber.error is not None and not self.stopped_at_deadline:
@@ -327,8 +339,8 @@ class CaptureDaemon:
                 continue
             x, y, w, h = boxes[k]
             eid = f"{frame.index:08d}-{k:04d}"
-            ev = {"id": eid, "frame": frame.index, "ts": round(frame.ts, 6), "tile": [x, y, w, h], "label": label,
-                  "confidence": round(conf, 6), "uncertain": unc}
+            ev = {"id": eid, "run": self.run_id, "frame": frame.index, "ts": round(frame.ts, 6), "tile": [x, y, w, h],
+                  "label": label, "confidence": round(conf, 6), "uncertain": unc}
             if cfg.probs:
                 ev["probs"] = [round(float(v), 6) for v in p]
             self.writer.write(ev)
@@ -343,6 +355,9 @@ class CaptureDaemon:
         s["events_file"] = str(self.cfg.events)
         s["events_pending"] = self.writer.pending if self.writer is not None else 0
         s["stopped_at_deadline"] = self.stopped_at_deadline
+        s["run"] = self.run_id
+        if self.publisher is not None:
+            s["mqtt"] = self.publisher.stats()
         return s
 
 
