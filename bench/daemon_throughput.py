@@ -1,14 +1,17 @@
-"""Daemon end-to-end throughput (tiles/s) vs the bare runner on the same batches, in one run.
+"""Daemon end-to-end throughput (tiles/s) vs the bare runner on the same tiles, in one run, with a per-stage profile.
 
-The bare runner gets the tile batches the daemon makes (per frame, chunks of ``--batch``),
-already decoded, cut and preprocessed, and only ``runner.infer`` is timed. The daemon reads the
-same source from disk (decode in the grab thread, tiling, the model's preprocessing, inference,
-events JSONL with --log-all). Rounds alternate bare/daemon in ABBA order so both see the same
-machine load; the medians and the per-round (paired) ratios are reported.
+The bare runner gets the batches the daemon makes (per frame, chunks of ``--batch``), already
+decoded, cut and prepared in the artifact's input form (float preprocessed, or uint8 tiles for an
+artifact with the preprocessing in its graph), and only ``runner.infer`` is timed. The daemon reads
+the same source from disk (decode, tiling, preprocessing, inference, JSONL events). Rounds
+alternate bare/daemon in ABBA order so both see the same machine load; the medians and the
+per-round (paired) ratios are reported, and the daemon's per-stage time per frame (decode, tiling,
+preprocessing, inference, events: each stage's own thread time, the stages overlap) with the
+tiles/s each stage alone could sustain.
 
 Example:
-    python -m bench.daemon_throughput --model runs/convert-compact/model.int8.onnx \\
-        --source runs/line/line.avi --tile 200 --batch 8 --rounds 5 -o docs/results/daemon_throughput.json
+    python -m bench.daemon_throughput --model runs/convert-compact-u8/model.int8cpu.onnx \\
+        --source raw://runs/line-tp/frames.npy --batch 16 --rounds 4 -o docs/results/daemon_throughput.json --key raw
 """
 
 from __future__ import annotations
@@ -30,25 +33,30 @@ from edge.errors import EdgeError, cli_entry
 PROG = "daemon_throughput"
 
 
-def _batches(model: str, source: str, tile: Optional[int], stride: Optional[int], roi, batch: int, threads: int):
-    """Decode the source and build the exact batches the daemon will run."""
-    from edge.capture.sources import END, Grabber, open_source, parse_source
-    from edge.capture.metrics import Metrics
-    from edge.capture.tiling import cut, parse_roi, tile_grid, to_gray
-    from edge.metadata import preprocess_of, read_meta
+def _config(model, source, tile, stride, roi, batch, threads, backend, log_all, events):
+    from edge.capture.config import CaptureConfig
 
-    prep = preprocess_of(read_meta(model))
-    g = Grabber(open_source(parse_source(source)), Metrics(), queue_size=64).start()
+    return CaptureConfig(model=model, source=source, tile=tile, stride=stride, roi=roi, batch=batch,
+                         log_all=log_all, events=str(events), backend=backend, threads=threads, queue=8)
+
+
+def bare_batches(runner, cfg) -> tuple:
+    """Decode the source and build, with the daemon's own code, the exact batches it will run."""
+    from edge.capture.daemon import CaptureDaemon
+    from edge.capture.metrics import Metrics
+    from edge.capture.sources import END, Grabber
+
+    d = CaptureDaemon(cfg, runner=runner)
+    d.runner = runner
+    g = Grabber(d._make_source(), Metrics(), queue_size=64).start()
     out: List[np.ndarray] = []
     frames = 0
     while True:
         item = g.queue.get()
         if item is END:
             break
-        gray = to_gray(item.image)
-        boxes = tile_grid(gray.shape[1], gray.shape[0], tile or (prep.width, prep.height), stride, parse_roi(roi))
-        tiles = cut(gray, boxes)
-        out += [prep(tiles[a:a + batch]) for a in range(0, len(tiles), batch)]
+        w = d.prepare(item)
+        out += [np.array(b) for b in w.batches]  # own copies: independent of the source's buffers
         frames += 1
     if g.error:
         raise g.error
@@ -56,22 +64,24 @@ def _batches(model: str, source: str, tile: Optional[int], stride: Optional[int]
 
 
 def measure(model: str, source: str, tile: Optional[int] = None, stride: Optional[int] = None, roi=None,
-            batch: int = 8, threads: int = 0, rounds: int = 5, backend: str = "auto") -> Dict:
-    from edge.capture.config import CaptureConfig
-    from edge.capture.daemon import CaptureDaemon
+            batch: int = 16, threads: int = 0, rounds: int = 4, backend: str = "auto", log_all: bool = True) -> Dict:
+    from bench.environment import cpu_model
+    from edge.capture.daemon import STAGES, CaptureDaemon
     from edge.runtime import load_runner
 
     load0 = [round(v, 2) for v in os.getloadavg()]
-    batches, frames = _batches(model, source, tile, stride, roi, batch, threads)
-    tiles = sum(len(b) for b in batches)
-    if not tiles:
-        raise EdgeError(f"{source} gave no tiles")
     opts = {"threads": threads} if threads else {}
-    bare, daemon, daemon_summaries = [], [], []
     work = Path(tempfile.mkdtemp(prefix="daemon-tp-"))
+    bare, daemon, runs = [], [], []
     with load_runner(model, backend=backend, **opts) as r:
+        batches, frames = bare_batches(r, _config(model, source, tile, stride, roi, batch, threads, backend,
+                                                  log_all, work / "unused.jsonl"))
+        tiles = sum(len(b) for b in batches)
+        if not tiles:
+            raise EdgeError(f"{source} gave no tiles")
         for b in batches[:3]:
             r.infer(b)  # warm caches beyond the runner's own warm-up
+
         def run_bare():
             t0 = time.perf_counter()
             for b in batches:
@@ -81,32 +91,50 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
         for k in range(rounds):
             if k % 2 == 0:  # ABBA order: neither side always runs first
                 run_bare()
-            cfg = CaptureConfig(model=model, source=source, tile=tile, stride=stride, roi=roi, batch=batch,
-                                log_all=True, events=str(work / f"events{k}.jsonl"), backend=backend,
-                                threads=threads, queue=8)
-            d = CaptureDaemon(cfg)
+            d = CaptureDaemon(_config(model, source, tile, stride, roi, batch, threads, backend, log_all,
+                                      work / f"events{k}.jsonl"))
             s = d.run()  # its own runner, loaded before the timed loop starts
-            if s["tiles"] != tiles or s["events"] != tiles:
+            if s["tiles"] != tiles or (log_all and s["events"] != tiles):
                 raise EdgeError(f"daemon classified {s['tiles']} tiles / {s['events']} events, expected {tiles}")
             daemon.append(s["tiles"] / s["elapsed_s"])
-            daemon_summaries.append({k2: s[k2] for k2 in ("frames_processed", "tiles", "events", "elapsed_s",
-                                                           "latency_mean_ms", "latency_p99_ms")})
+            runs.append({k2: s[k2] for k2 in ("frames_processed", "tiles", "events", "elapsed_s", "latency_mean_ms",
+                                             "latency_p99_ms", "stages_ms_per_frame")})
             if k % 2 == 1:
                 run_bare()
+    for p in work.iterdir():
+        p.unlink()
+    work.rmdir()
     med_b, med_d = statistics.median(bare), statistics.median(daemon)
-    paired = [d / b for d, b in zip(daemon, bare)]  # each round: daemon right after bare, same load
-    return {"model": model, "source": source, "frames": frames, "tiles": tiles, "batch": batch,
-            "batches": len(batches), "threads": threads or "onnxruntime default", "rounds": rounds,
+    paired = [d / b for d, b in zip(daemon, bare)]
+    tpf = tiles / frames
+    stage_ms = {st: round(statistics.median(run["stages_ms_per_frame"][st] for run in runs), 3) for st in STAGES}
+    wall_ms = round(statistics.median(run["elapsed_s"] for run in runs) * 1e3 / frames, 3)
+    return {"model": model, "input_form": r.input_form, "source": source, "frames": frames, "tiles": tiles,
+            "tiles_per_frame": tpf, "batch": batch, "batches": len(batches), "log_all": log_all,
+            "threads": threads or "onnxruntime default", "rounds": rounds,
             "bare_tiles_per_s": [round(v, 1) for v in bare], "daemon_tiles_per_s": [round(v, 1) for v in daemon],
             "bare_median": round(med_b, 1), "daemon_median": round(med_d, 1), "ratio": round(med_d / med_b, 3),
             "paired_ratios": [round(v, 3) for v in paired], "median_paired_ratio": round(statistics.median(paired), 3),
+            "profile_ms_per_frame": stage_ms, "daemon_wall_ms_per_frame": wall_ms,
+            "profile_tiles_per_s": {st: (round(tpf / (ms / 1e3), 1) if ms else None) for st, ms in stage_ms.items()},
             "loadavg_before": load0, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-            "daemon_runs": daemon_summaries,
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count()},
-            "definition": "daemon: tiles / wall time of the daemon loop (decode in the grab thread, tiling, "
-                          "preprocessing, inference, JSONL events with --log-all), model loading excluded; bare: "
-                          "tiles / wall time of runner.infer over the same preprocessed batches"}
+            "daemon_runs": runs,
+            "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count()},
+            "definition": "daemon: tiles / wall time of the daemon pipeline (decode in the grab thread, tiling and "
+                          "preprocessing in the prepare thread, inference in the main thread, JSONL events in the emit "
+                          "thread), model loading excluded; bare: tiles / wall time of runner.infer over the same "
+                          "prepared batches; profile: each stage's own time per frame (median over rounds; the stages "
+                          "run in parallel threads, so they add up to more than the wall time)"}
+
+
+def profile_lines(res: Dict) -> List[str]:
+    """The per-stage profile as printed lines."""
+    lines = [f"  {'stage':<14}{'ms/frame':>10}{'tiles/s alone':>16}"]
+    for st, ms in res["profile_ms_per_frame"].items():
+        tps = res["profile_tiles_per_s"][st]
+        lines.append(f"  {st:<14}{ms:>10.3f}{(f'{tps:,.0f}' if tps else '-'):>16}")
+    lines.append(f"  {'wall (daemon)':<14}{res['daemon_wall_ms_per_frame']:>10.3f}{res['daemon_median']:>16,.0f}")
+    return lines
 
 
 @cli_entry(PROG)
@@ -119,19 +147,25 @@ def main(argv=None) -> int:
     ap.add_argument("--tile", type=int)
     ap.add_argument("--stride", type=int)
     ap.add_argument("--roi")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--no-log-all", dest="log_all", action="store_false",
+                    help="daemon without --log-all (NEU has no 'ok' class: every tile is still an event)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--key", help="store the result under this key of an existing JSON output (merge)")
     a = ap.parse_args(argv)
-    res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend)
+    if a.rounds < 1:
+        raise EdgeError(f"--rounds must be >= 1, got {a.rounds}")
+    res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend, a.log_all)
     from bench.synthline import merge_into
 
     write_json(a.output, merge_into(a.output, a.key, res))
     print(f"{PROG}: daemon {res['daemon_median']} tiles/s vs bare runner {res['bare_median']} tiles/s "
-          f"(ratio {res['ratio']}, median paired ratio {res['median_paired_ratio']}) over {res['tiles']} tiles x {res['rounds']} rounds → {a.output}")
+          f"(ratio {res['ratio']}, median paired ratio {res['median_paired_ratio']}) over {res['tiles']} tiles x "
+          f"{res['rounds']} rounds → {a.output}")
+    print("\n".join(profile_lines(res)))
     return 0
 
 

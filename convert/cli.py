@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16-tolerance", type=float, default=5e-3,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
     p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc | qdq-u8u8-pc)")
+    p.add_argument("--uint8-tiles", type=int, default=0, metavar="SIZE",
+                   help="ONNX artifacts (and engines) take uint8 gray SIZE x SIZE tiles (NHWC) and do the resize and "
+                        "scaling in the graph (convert/fold.py); 0: float input, host preprocessing (default 0)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (13-17 parse on TensorRT 8.5)")
@@ -106,6 +109,16 @@ def _val_inputs(args, classes, prep, split_file: Path, limit: Optional[int] = No
     return x, y
 
 
+def load_val_images(args, classes, split_file: Path, limit: Optional[int] = None) -> np.ndarray:
+    """The uint8 val images of :func:`_val_inputs`, not preprocessed (the uint8-tile checks)."""
+    from edge.data import load_images, select, stratified_subset
+
+    ds = select(args.calib_data, "val", split_file=split_file, classes=classes)
+    if limit is not None and len(ds.samples) > limit:
+        ds = stratified_subset(ds, limit, seed=0)
+    return load_images(ds.samples)
+
+
 def _check_out_parent(out: Path) -> None:
     """Fail now, not after minutes of work, if OUTDIR cannot be created."""
     p = out.resolve().parent
@@ -160,6 +173,8 @@ def convert(args) -> int:
         raise EdgeError(f"--check-images must be >= 0 (0: the whole val split), got {args.check_images}")
     if not 0 <= args.min_agreement <= 100:
         raise EdgeError(f"--min-agreement must be a percentage in [0, 100], got {args.min_agreement:g}")
+    if args.uint8_tiles < 0:
+        raise EdgeError(f"--uint8-tiles must be a tile size in pixels (0: off), got {args.uint8_tiles}")
     if args.calib_chunk < 1:
         raise EdgeError(f"--calib-chunk must be at least 1, got {args.calib_chunk}")
     if out.exists() and not args.force:
@@ -306,6 +321,15 @@ def convert(args) -> int:
                              "checks": {"vs_fp32_onnx": cc}})
             written.append(c8c.name)
             _say(f"model.int8cpu.onnx: {variant}, {cpu_gate.summary()}, gate {'passed' if cpu_gate.passed else 'FAILED'}")
+
+        # -- preprocessing folded into the graphs, after every float-input check and gate
+        if args.uint8_tiles:
+            from convert.fold import fold_artifacts
+
+            raw = (load_val_images(args, classes, split_file, args.check_images or None) if args.calib_data else
+                   np.random.default_rng(0).integers(0, 256, (8, args.uint8_tiles, args.uint8_tiles), dtype=np.uint8))
+            fold_artifacts(stage, [f for f in written if f.endswith(".onnx")], (args.uint8_tiles, args.uint8_tiles),
+                           raw, check_from if args.calib_data else "8 random tiles", say=_say)
 
         # -- TensorRT engines
         if plan.build:

@@ -9,6 +9,8 @@ Schema (keys every stage relies on)::
       "precision": "fp32" | "fp16" | "int8" | "int8-cpu",
       "classes": ["crazing", ...],
       "input": {"name": "input", "shape": [-1, H, W, C], "dtype": "float32", "layout": "NHWC"},
+                                             # uint8-tile artifacts: "shape": [-1, th, tw, 1], "dtype": "uint8",
+                                             # "form": "uint8_tiles", "tile": [th, tw] (see input_form)
       "output": {"name": "probs", "shape": [-1, K]},
       "preprocess": {... edge.preprocess.Preprocess.to_dict() ...},
       "source_model": {"path": "...", "sha256": "..."},
@@ -79,6 +81,24 @@ def preprocess_of(meta: Dict[str, Any]) -> Preprocess:
     if "preprocess" not in meta:
         raise EdgeError(f"metadata of {meta.get('artifact', '?')} has no preprocessing")
     return Preprocess.from_dict(meta["preprocess"])
+
+
+def input_form(meta: Dict[str, Any]) -> tuple:
+    """``("float", None)`` or ``("uint8_tiles", (tile_h, tile_w))``: what an artifact's input takes.
+
+    ``"input": {"form": "uint8_tiles", "tile": [h, w], "dtype": "uint8", ...}`` marks an artifact
+    whose graph does the preprocessing (``edge-convert --uint8-tiles``); anything else is float.
+    """
+    inp = meta.get("input") or {}
+    form = inp.get("form", "float") if isinstance(inp, dict) else "float"
+    if form == "float":
+        return "float", None
+    if form != "uint8_tiles":
+        raise EdgeError(f"metadata of {meta.get('artifact', '?')}: unknown input form {form!r} (float or uint8_tiles)")
+    tile = inp.get("tile")
+    if not (isinstance(tile, (list, tuple)) and len(tile) == 2 and all(isinstance(v, int) and v > 0 for v in tile)):
+        raise EdgeError(f"metadata of {meta.get('artifact', '?')}: uint8_tiles input needs \"tile\": [height, width], got {tile!r}")
+    return "uint8_tiles", (int(tile[0]), int(tile[1]))
 
 
 def classes_of(meta: Dict[str, Any]) -> List[str]:

@@ -94,6 +94,14 @@ class Preprocess:
         if out is None:
             out = np.empty((n, self.height, self.width, self.channels), dtype=np.float32)
         a, b = SCALES[self.scale]
+        if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[1:] == (self.height, self.width):
+            # gray images already at the model size: the whole batch in one vectorized step
+            np.multiply(images, a, out=out[..., 0], dtype=np.float32, casting="unsafe")
+            if b:
+                out[..., 0] += b
+            for c in range(1, self.channels):
+                out[..., c] = out[..., 0]
+            return out
         for i, img in enumerate(images):
             g = self.resize(np.asarray(img))
             np.multiply(g, a, out=out[i, :, :, 0], dtype=np.float32, casting="unsafe")
@@ -125,3 +133,62 @@ class Preprocess:
         if not path.is_file():
             raise EdgeError(f"preprocessing file {path} does not exist")
         return cls.from_dict(json.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class TileInput:
+    """Gray uint8 tiles → the uint8 NHWC batch of an artifact that preprocesses in its graph.
+
+    Such an artifact (``edge-convert --uint8-tiles``) takes the camera's tiles as they are,
+    ``uint8 (N, height, width, 1)``; the resize to the network's input and the scaling run inside
+    the model. The host only packs the tiles (one uint8 copy into the batch, or none when
+    ``out`` is already the batch). A tile of another size is resized to ``height`` x ``width``
+    with ``interpolation`` first (OpenCV), BGR/BGRA images are converted to gray.
+
+    Attributes:
+        height: Tile height the artifact takes.
+        width: Tile width the artifact takes.
+        interpolation: Resize method for images that are not ``height`` x ``width``.
+    """
+
+    height: int
+    width: int
+    interpolation: str = "area"
+    channels: int = 1
+    dtype: str = "uint8"
+
+    @property
+    def input_shape(self) -> tuple:
+        """(H, W, 1) of one input."""
+        return (self.height, self.width, 1)
+
+    def resize(self, img: np.ndarray) -> np.ndarray:
+        """Gray uint8 (height, width) (BGR/BGRA converted, other sizes resized)."""
+        return Preprocess(self.height, self.width, 1, "raw", self.interpolation).resize(img)
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """Pack tiles into a uint8 batch (N, height, width, 1).
+
+        Args:
+            images: uint8 array (N, h, w) / (N, h, w, 1) / (h, w), or a list of tiles (views are fine).
+            out: Optional uint8 array (N, height, width, 1) to write into (e.g. a pinned host buffer).
+        """
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+            arr = images[None] if images.ndim == 2 else images
+            if arr.ndim == 3:
+                arr = arr[..., None]
+            if arr.ndim == 4 and arr.shape[1:] == self.input_shape:
+                if out is None:
+                    return np.ascontiguousarray(arr)
+                out[...] = arr
+                return out
+            images = list(arr[..., 0] if arr.ndim == 4 and arr.shape[-1] == 1 else arr)
+        n = len(images)
+        if out is None:
+            out = np.empty((n, self.height, self.width, 1), dtype=np.uint8)
+        for i, img in enumerate(images):
+            img = np.asarray(img)
+            if img.dtype != np.uint8:
+                raise EdgeError(f"tile {i} is {img.dtype}: an artifact with preprocessing in its graph takes uint8 tiles")
+            out[i, :, :, 0] = self.resize(img)
+        return out

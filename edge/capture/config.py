@@ -75,7 +75,7 @@ S = Setting
 SETTINGS: List[Setting] = [
     S("model", "path", None, "artifact with its metadata JSON (.onnx, .engine, .keras)", required=True),
     S("source", "str", None, "v4l2:///dev/video0, csi://0, rtsp://..., gst://PIPELINE, file://video.mp4, "
-      "file://dir/, or a plain path", required=True),
+      "file://dir/, raw://frames.npy (uint8 N x H x W), or a plain path", required=True),
     S("tile", "int", None, "tile size in pixels (default: the model's input size)", min=1, max=65535),
     S("stride", "int", None, "step between tiles (default: the tile size)", min=1, max=65535),
     S("roi", "roi", None, "x,y,w,h region of the frame to tile (default: whole frame)"),
@@ -114,6 +114,8 @@ SETTINGS: List[Setting] = [
     S("width", "int", 1920, "CSI capture width (default 1920)", min=1, max=65535),
     S("height", "int", 1080, "CSI capture height (default 1080)", min=1, max=65535),
     S("fps", "int", 30, "CSI capture rate / image-folder rate for --realtime (default 30)", min=1, max=10000),
+    S("hw_decode", "str", None, "Jetson: decode rtsp:// or an H.264/H.265 file with nvv4l2decoder + nvvidconv "
+      "(GStreamer) instead of OpenCV's FFmpeg", choices=("h264", "h265")),
     S("reconnect_initial", "float", 0.5, "first reconnect backoff in s, doubled per failed attempt (default 0.5)",
       gt=0, max=3600),
     S("reconnect_max", "float", 10.0, "longest reconnect backoff in s (default 10)", gt=0, max=86400),

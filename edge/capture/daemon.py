@@ -1,9 +1,22 @@
-"""The capture daemon: frames → tiles → the model's own preprocessing → runner → events.
+"""The capture daemon: frames → tiles → the model's input → runner → events, as an overlapped pipeline.
 
-The main thread classifies; a grab thread (:class:`edge.capture.sources.Grabber`) reads the
-source. ``request_stop()`` (called from the SIGTERM/SIGINT handler) stops the grabbing; the
-frames already queued are still classified, the events flushed, and :meth:`CaptureDaemon.run`
-returns the summary.
+Four threads, each one stage, joined by small bounded queues, so frame k+1 is decoded, tiled and
+prepared while frame k is classified and frame k-1's events are written::
+
+    grab      source.read() (decode)                      → frames queue (live: latest-frame drops)
+    prepare   gray, tiles as strided views, the batch      → work queue (2)
+    main      runner.infer_batches (the only stage that must be fast)  → results queue
+    emit      labels, metrics, JSONL events, crops, hooks
+
+cv2 (decode, resize), numpy copies and onnxruntime release the GIL, so on two cores the stages
+really overlap. A frame's tiles are packed with one copy into one batch array per frame (uint8
+tiles for an artifact with the preprocessing in its graph, else the host preprocessing writes the
+float batch); the runner's batches are slices of it (views). ``request_stop()`` (SIGTERM/SIGINT)
+stops the grabbing; the frames already read still go through every stage (until
+``cfg.stop_timeout``; past it the rest is abandoned and counted), the events are flushed, and
+:meth:`CaptureDaemon.run` returns the summary. A frame that cannot be tiled, preprocessed or
+classified is skipped and counted (``frames_skipped_total{reason}``). :attr:`CaptureDaemon.stages`
+times each stage (decode, tiling, preprocessing, inference, events) per frame.
 """
 
 from __future__ import annotations
@@ -13,7 +26,8 @@ import queue
 import secrets
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -22,21 +36,16 @@ from edge.capture.crops import CropStore
 from edge.capture.events import EventWriter
 from edge.capture.metrics import Metrics, MetricsServer
 from edge.capture.sources import END, Frame, Grabber, Source, open_source, parse_source
-from edge.capture.tiling import cut, parse_roi, tile_grid, to_gray
+from edge.capture.tiling import Grid, parse_roi, tile_grid, to_gray
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
+#: The stages :class:`StageClock` times, in pipeline order.
+STAGES = ("decode", "tiling", "preprocessing", "inference", "events")
 
-def classify_tiles(probs: np.ndarray, classes: List[str], threshold: float):
-    """Per tile: (class index, label, confidence, uncertain) from probabilities (N, K)."""
-    idx = probs.argmax(axis=1)
-    conf = probs[np.arange(len(probs)), idx]
-    return [(int(i), classes[int(i)], float(c), bool(c < threshold)) for i, c in zip(idx, conf)]
-
-
-#: Preprocessed batches the grab thread prepares ahead for one frame at most (bounded memory);
-#: the tiles beyond are preprocessed chunk by chunk while the frame is processed.
+#: Batches the prepare stage makes ahead for one frame at most (bounded memory); the tiles beyond
+#: are prepared chunk by chunk while the frame is classified.
 PREPARE_MAX_BATCHES = 64
 
 
@@ -48,11 +57,116 @@ class SkipFrame(Exception):
         self.reason = reason
 
 
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+def classify_tiles(probs: np.ndarray, classes: List[str], threshold: float):
+    """Per tile: (class index, label, confidence, uncertain) from probabilities (N, K)."""
+    idx = probs.argmax(axis=1)
+    conf = probs[np.arange(len(probs)), idx]
+    return [(int(i), classes[int(i)], float(c), bool(c < threshold)) for i, c in zip(idx, conf)]
+
+
+class StageClock:
+    """Seconds spent per stage (each stage is timed by the one thread that runs it)."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {k: 0.0 for k in STAGES}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+
+    def per_frame_ms(self, frames: int) -> Dict[str, Optional[float]]:
+        """Mean milliseconds per frame of each stage."""
+        return {k: (round(v * 1e3 / frames, 3) if frames else None) for k, v in self.seconds.items()}
+
+
+class _TimedSource(Source):
+    """A source whose ``read`` (the decode) is timed into a :class:`StageClock`."""
+
+    def __init__(self, source: Source, clock: StageClock):
+        self._src, self._clock = source, clock
+
+    def __getattr__(self, name):
+        return getattr(self._src, name)
+
+    @property
+    def live(self):
+        return self._src.live
+
+    @property
+    def name(self):
+        return self._src.name
+
+    @property
+    def fps(self):
+        return self._src.fps
+
+    def open(self) -> None:
+        self._src.open()
+
+    def read(self):
+        t0 = time.perf_counter()
+        try:
+            return self._src.read()
+        finally:
+            self._clock.add("decode", time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._src.close()
+
+
+@dataclass
+class Work:
+    """One frame on its way through the pipeline."""
+
+    frame: Frame
+    grid: Grid
+    gray: np.ndarray
+    batches: List[np.ndarray] = field(default_factory=list)   # <= cfg.batch tiles each (views of one array)
+    probs: Optional[np.ndarray] = None
+
+    @property
+    def boxes(self):
+        return self.grid.boxes
+
+
+class _Stage(threading.Thread):
+    """A pipeline thread: ``fn(item)`` for each item of ``inq`` until END; results into ``outq``.
+
+    On an error it records it, asks the daemon to stop, and keeps draining ``inq`` (so no stage
+    upstream blocks forever) before passing END on.
+    """
+
+    def __init__(self, name: str, inq: "queue.Queue", outq: Optional["queue.Queue"], fn: Callable, on_error):
+        super().__init__(name=name, daemon=True)
+        self.inq, self.outq, self.fn, self.on_error = inq, outq, fn, on_error
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        while True:
+            item = self.inq.get()
+            if item is END:
+                break
+            if self.error is not None:
+                continue
+            try:
+                out = self.fn(item)
+                if self.outq is not None and out is not None:
+                    self.outq.put(out)
+            except BaseException as e:  # surfaced by CaptureDaemon.run
+                self.error = e
+                self.on_error(e)
+        if self.outq is not None:
+            self.outq.put(END)
+
+
 class CaptureDaemon:
     """Runs one capture session.
 
     Args:
-        cfg: The settings (checked against :data:`edge.capture.config.SETTINGS`).
+        cfg: The settings.
         source: A ready :class:`Source` (tests, custom cameras); default from ``cfg.source``.
         runner: A runner (not yet active); default ``load_runner(cfg.model, ...)``.
     """
@@ -69,21 +183,23 @@ class CaptureDaemon:
         self.grabber: Optional[Grabber] = None
         self.writer: Optional[EventWriter] = None
         self.crops: Optional[CropStore] = None
-        self._grids: Dict[tuple, list] = {}
+        self._grids: Dict[tuple, Grid] = {}
         self._grid_errors: Dict[tuple, str] = {}
         self._last_skip_warn: Dict[str, float] = {}
         self.last_skip: Optional[str] = None
+        self.stages = StageClock()
         self.elapsed_s = 0.0
         self.publisher = None
         # each event carries this run id, so (run, id) is unique across restarts (MQTT consumers dedup on it)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         self.stopped_at_deadline = False
+        self._t_expire = time.monotonic()
 
     def request_stop(self) -> None:
         """Stop grabbing, drain, flush and return (safe to call from a signal handler).
 
-        The queued frames are still classified until ``cfg.stop_timeout`` seconds have passed;
-        then the rest is abandoned (counted as ``frames_skipped_total{reason="stopped"}``).
+        The frames already read are still classified until ``cfg.stop_timeout`` seconds have
+        passed; then the rest is abandoned (counted as ``frames_skipped_total{reason="stopped"}``).
         """
         if not self._stop.is_set():
             self._deadline = time.monotonic() + float(self.cfg.stop_timeout)
@@ -120,19 +236,30 @@ class CaptureDaemon:
         return load_runner(self.cfg.model, backend=self.cfg.backend, **opts)
 
     def _make_source(self) -> Source:
-        spec = parse_source(self.cfg.source, self.cfg.width, self.cfg.height, self.cfg.fps)
-        return open_source(spec, fps=self.cfg.fps if spec.kind == "images" else None,
+        spec = parse_source(self.cfg.source, self.cfg.width, self.cfg.height, self.cfg.fps,
+                            hw_decode=self.cfg.hw_decode)
+        return open_source(spec, fps=self.cfg.fps if spec.kind in ("images", "raw") else None,
                            open_timeout=self.cfg.open_timeout, read_timeout=self.cfg.read_timeout)
 
-    def grid(self, width: int, height: int):
-        """The tile boxes of a frame size; :class:`SkipFrame` when such a frame cannot be tiled."""
+    def _tile_size(self) -> tuple:
+        """(w, h) of a tile: --tile, else what the artifact takes (its tile size, or its input size)."""
+        hi = self.runner.host_input
+        if self.runner.input_form == "uint8_tiles":
+            if self.cfg.tile and (self.cfg.tile, self.cfg.tile) != (hi.width, hi.height):
+                raise EdgeError(f"--tile {self.cfg.tile}: {self.cfg.model} takes {hi.width}x{hi.height} uint8 tiles "
+                                "(preprocessing in the graph); use that tile size or a float-input artifact")
+        return (self.cfg.tile, self.cfg.tile) if self.cfg.tile else (hi.width, hi.height)
+
+    def grid(self, width: int, height: int) -> Grid:
+        """The tile grid of a ``width`` x ``height`` frame (cached per size); :class:`SkipFrame` when
+        such a frame cannot be tiled."""
         key = (width, height)
         if key in self._grid_errors:
             raise SkipFrame("too_small", self._grid_errors[key])
         if key not in self._grids:
-            tile = self.cfg.tile or (self._prep.width, self._prep.height)
             try:
-                self._grids[key] = tile_grid(width, height, tile, self.cfg.stride, parse_roi(self.cfg.roi))
+                self._grids[key] = Grid(tile_grid(width, height, self._tile_size(), self.cfg.stride,
+                                                  parse_roi(self.cfg.roi)))
             except EdgeError as e:
                 if len(self._grid_errors) < 64:
                     self._grid_errors[key] = str(e)
@@ -142,7 +269,7 @@ class CaptureDaemon:
     def _count(self, name: str, n: int = 1, labels=None) -> None:
         self.metrics.inc(name, n, labels)
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the pipeline -----------------------------------------------------------------
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         runner = self._runner if self._runner is not None else self._make_runner()
@@ -152,6 +279,8 @@ class CaptureDaemon:
             self.runner = runner
             self._prep = runner.preprocess
             self.classes = runner.classes
+            if cfg.tile or runner.input_form == "uint8_tiles":
+                self._tile_size()  # a tile size the artifact cannot take: refused before any frame
             unknown_ok = [c for c in cfg.ok_classes if c not in self.classes]
             if unknown_ok:
                 raise EdgeError(f"--ok-classes {', '.join(unknown_ok)} not among the model's classes {self.classes}")
@@ -174,6 +303,7 @@ class CaptureDaemon:
             m.add_gauge("events_pending", "Events in memory waiting to be written (retried while the disk refuses)",
                         fn=lambda: writer.pending)
             m.add_health_check("events", lambda: writer.error)
+            stages: List[_Stage] = []
             try:
                 if cfg.mqtt:  # the publisher tails the events file in its own thread
                     from edge.capture.mqtt import publisher_for
@@ -184,41 +314,29 @@ class CaptureDaemon:
                 if cfg.metrics:
                     self.server = MetricsServer(m, cfg.metrics)
                     log.info("metrics on %s/metrics", self.server.url)
-                self.grabber = g = Grabber(source, m, cfg.queue, realtime=cfg.realtime,
+                self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
                                            reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
-                                           max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames,
-                                           prepare=self.prepare)
+                                           max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
+                work_q: "queue.Queue" = queue.Queue(maxsize=2)
+                result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
+                prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
+                emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
+                stages = [prep, emit]
                 m.running = True
                 t0 = time.perf_counter()
                 g.start()
-                stopping = False
-                t_expire = time.monotonic()
-                while True:
-                    if self._stop.is_set() and not stopping:
-                        stopping = True
-                        if self._deadline is None:
-                            self._deadline = time.monotonic() + float(cfg.stop_timeout)
-                        log.info("stop requested: draining %d queued frame(s)", g.queue.qsize())
-                        g.stop()
-                    if stopping and self._past_deadline():
-                        break
-                    try:
-                        item = g.queue.get(timeout=0.05)
-                    except queue.Empty:
-                        continue
-                    m.queue_depth = g.queue.qsize()
-                    if item is END:
-                        break
-                    self.process(item)
-                    if self.crops is not None and time.monotonic() - t_expire > 60:
-                        t_expire = time.monotonic()
-                        self.crops.expire()
+                prep.start()
+                emit.start()
+                try:
+                    self._classify_loop(g, work_q, result_q)
+                finally:
+                    result_q.put(END)
+                    emit.join()
                 self.elapsed_s = time.perf_counter() - t0
+                prep.join(5.0)
                 if self._abort.is_set():
                     self.stopped_at_deadline = True
-                    self._abandon_queue(g)
-                else:
-                    g.join(5.0)
+                g.join(5.0)
             finally:
                 m.running = False
                 writer.close()
@@ -226,6 +344,9 @@ class CaptureDaemon:
                     self.publisher.stop(cfg.mqtt_drain)
                 if self.server is not None:
                     self.server.close()
+        for st in stages:
+            if st.error is not None:
+                raise st.error if isinstance(st.error, EdgeError) else EdgeError(f"{st.name} stage failed: {st.error}")
         if self.grabber is not None and self.grabber.error is not None and not self.stopped_at_deadline:
             err = self.grabber.error
             raise err if isinstance(err, EdgeError) else EdgeError(f"source failed: {err}")
@@ -235,19 +356,65 @@ class CaptureDaemon:
                             f"{self.last_skip}")
         return self.summary()
 
-    def _abandon_queue(self, g: Grabber) -> None:
-        """After the deadline: count the frames still queued as skipped and let the grab thread go."""
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
+    def _stage_failed(self, err: BaseException) -> None:
+        log.error("pipeline stage failed: %s", err)
+        self._stop.set()
+
+    def _classify_loop(self, g: Grabber, work_q: "queue.Queue", result_q: "queue.Queue") -> None:
+        """The main thread: classify each prepared frame and hand it to the emit stage.
+
+        After a stop it goes on until END (every frame read is classified) unless the stop
+        deadline passes: then the frames still coming are counted as skipped, not classified.
+        """
+        stopping = False
+        while True:
+            if self._stop.is_set() and not stopping:
+                stopping = True
+                if self._deadline is None:
+                    self._deadline = time.monotonic() + float(self.cfg.stop_timeout)
+                log.info("stop requested: draining %d queued frame(s)", g.queue.qsize())
+                g.stop()
             try:
-                item = g.queue.get(timeout=0.05)
+                work = work_q.get(timeout=0.05)
             except queue.Empty:
-                if not g._thread.is_alive():
-                    break
+                if stopping:
+                    self._past_deadline()
                 continue
-            if item is END:
-                break
-            self.metrics.inc("frames_skipped", 1, {"reason": "stopped"})
+            if work is END:
+                return
+            self.metrics.queue_depth = g.queue.qsize()
+            if stopping and self._past_deadline():
+                self._skip(work.frame, "stopped", "stop deadline passed before it was classified")
+                continue
+            try:
+                self.classify(work)
+            except SkipFrame as e:
+                self._skip(work.frame, e.reason, str(e))
+                continue
+            except BaseException:
+                self._stop.set()   # drain the pipeline (so no thread blocks), then raise
+                self._abort.set()
+                g.stop()
+                self._drain(work_q)
+                raise
+            result_q.put(work)
+
+    @staticmethod
+    def _drain(q: "queue.Queue") -> None:
+        while True:
+            if q.get() is END:
+                return
+
+    def _prepare_item(self, frame) -> Optional[Work]:
+        self.metrics.frame_seen()
+        if self._abort.is_set():
+            self._skip(frame, "stopped", "stop deadline passed before it was prepared")
+            return None
+        try:
+            return self.prepare(frame)
+        except SkipFrame as e:
+            self._skip(frame, e.reason, str(e))
+            return None
 
     def _skip(self, frame: Frame, reason: str, message: str) -> None:
         name = getattr(frame, "name", None) or f"frame {frame.index}"
@@ -259,99 +426,128 @@ class CaptureDaemon:
             log.warning("skipping %s (%s): %s; %d frame(s) skipped so far", name, reason,
                         " ".join(str(message).split()), self.metrics.get("frames_skipped"))
 
-    def _tiles(self, image: np.ndarray):
-        """Gray frame and its tile boxes, or :class:`SkipFrame`."""
+    # -- per frame: prepare → classify → emit ------------------------------------------------
+    def prepare(self, frame: Frame) -> Work:
+        """Gray frame → tiles (strided views) → the frame's batches in the model's input form.
+
+        Raises:
+            SkipFrame: the frame cannot be tiled or preprocessed.
+        """
+        t0 = time.perf_counter()
         try:
-            gray = to_gray(image)
+            gray = to_gray(frame.image)
             if gray.ndim != 2 or gray.size == 0:
-                raise ValueError(f"frame of shape {tuple(image.shape)} is not an image")
+                raise ValueError(f"frame of shape {tuple(frame.image.shape)} is not an image")
+        except Exception as e:  # OpenCV and numpy raise their own types for malformed frames
+            raise SkipFrame("bad_image", _why(e)) from None
+        grid = self.grid(gray.shape[1], gray.shape[0])
+        t1 = time.perf_counter()
+        b = self.cfg.batch
+        ahead = min(len(grid), b * PREPARE_MAX_BATCHES)
+        batch = self.make_batch(grid, gray, 0, ahead)
+        work = Work(frame, grid, gray, [batch[a:a + b] for a in range(0, ahead, b)])
+        t2 = time.perf_counter()
+        self.stages.add("tiling", t1 - t0)
+        self.stages.add("preprocessing", t2 - t1)
+        return work
+
+    def make_batch(self, grid: Grid, gray: np.ndarray, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+        """Tiles ``start:stop`` of the frame in one array, as the runner takes them.
+
+        The whole frame of a uint8-tile artifact is one copy (:meth:`Grid.pack`); otherwise the
+        host preprocessing writes the float batch from the tile views.
+        """
+        stop = len(grid) if stop is None else stop
+        hi = self.runner.host_input
+        try:
+            if (start, stop) == (0, len(grid)) and self.runner.input_form == "uint8_tiles" \
+                    and (grid.tile_h, grid.tile_w) == (hi.height, hi.width):
+                return grid.pack(gray)
+            return hi(grid.tiles(gray)[start:stop])
+        except Exception as e:
+            raise SkipFrame("preprocess", _why(e)) from None
+
+    def _chunks(self, work: Work):
+        """The frame's batches: those prepared ahead, then the rest made one by one; stops past the deadline."""
+        b = self.cfg.batch
+        for n, a in enumerate(range(0, len(work.grid), b)):
+            if n and self._past_deadline():
+                raise SkipFrame("stopped", f"stopped after {a} of {len(work.grid)} tiles")
+            if n < len(work.batches):
+                yield work.batches[n]
+            else:
+                t0 = time.perf_counter()
+                chunk = self.make_batch(work.grid, work.gray, a, min(a + b, len(work.grid)))
+                self.stages.add("preprocessing", time.perf_counter() - t0)
+                yield chunk
+
+    def classify(self, work: Work) -> Work:
+        """Probabilities (N, K) of the frame's tiles, chunk by chunk through the runner's streamed path
+        (``infer_batches``: the TensorRT runner double-buffers it).
+
+        Raises:
+            SkipFrame: inference failed, or the stop deadline passed between chunks.
+        """
+        t0 = time.perf_counter()
+        try:
+            parts = list(self.runner.infer_batches(self._chunks(work)))
         except SkipFrame:
             raise
-        except Exception as e:  # OpenCV and numpy raise their own types for malformed frames
-            raise SkipFrame("bad_image", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        return gray, self.grid(gray.shape[1], gray.shape[0])
-
-    def _preprocess(self, tiles) -> np.ndarray:
-        try:
-            return self._prep(tiles)
         except Exception as e:
-            raise SkipFrame("preprocess", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise SkipFrame("inference", _why(e)) from None
+        finally:
+            self.stages.add("inference", time.perf_counter() - t0)
+        work.probs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return work
 
-    def prepare(self, image: np.ndarray):
-        """Gray frame → (boxes, tiles, preprocessed batches): the CPU work before inference.
-
-        Runs in the grab thread for file sources (overlapping the current frame's inference) and
-        in the main loop for live sources. At most :data:`PREPARE_MAX_BATCHES` batches are made
-        ahead; the rest are made chunk by chunk in :meth:`process`. A frame that cannot be tiled
-        or preprocessed gives a :class:`SkipFrame` (returned, not raised: the grab thread goes on).
-        """
-        try:
-            gray, boxes = self._tiles(image)
-            tiles = cut(gray, boxes)
-            b = self.cfg.batch
-            ahead = min(len(tiles), b * PREPARE_MAX_BATCHES)
-            return boxes, tiles, [self._preprocess(tiles[a:a + b]) for a in range(0, ahead, b)]
-        except SkipFrame as e:
-            return e
-
-    def process(self, frame: Frame) -> None:
-        """Tile, classify and log one frame, chunk by chunk (``cfg.batch`` tiles each).
-
-        A frame that cannot be tiled, preprocessed or classified is skipped and counted; a stop
-        past its deadline ends the frame after the current chunk.
-        """
-        cfg, m = self.cfg, self.metrics
-        m.frame_seen()
-        prepared = frame.prepared if frame.prepared is not None else self.prepare(frame.image)
-        if isinstance(prepared, SkipFrame):
-            self._skip(frame, prepared.reason, str(prepared))
-            return
-        boxes, tiles, batches = prepared
-        b = cfg.batch
-        for n_chunk, a in enumerate(range(0, len(tiles), b)):
-            if n_chunk and self._past_deadline():
-                self._skip(frame, "stopped", f"stopped after {a} of {len(tiles)} tiles")
-                return
-            try:
-                batch = batches[n_chunk] if n_chunk < len(batches) else self._preprocess(tiles[a:a + b])
-                try:
-                    probs = self.runner.infer(batch)
-                except Exception as e:
-                    raise SkipFrame("inference", f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
-            except SkipFrame as e:
-                self._skip(frame, e.reason, f"{e} (after {a} of {len(tiles)} tiles)")
-                return
-            self._log(frame, a, boxes, tiles, probs)
-        m.inc("frames_processed")
-        m.observe_latency(time.monotonic() - frame.t_read)
-
-    def _log(self, frame: Frame, a: int, boxes, tiles, probs: np.ndarray) -> None:
-        """Count and log the classified tiles ``a .. a + len(probs)`` of a frame."""
-        cfg, m = self.cfg, self.metrics
-        for j, ((ci, label, conf, unc), p) in enumerate(zip(classify_tiles(probs, self.classes, cfg.threshold),
-                                                            probs)):
-            k = a + j
+    def emit(self, work: Work) -> None:
+        """Labels, metrics, events and crops of one classified frame (off the classification path)."""
+        t0 = time.perf_counter()
+        cfg, m, frame = self.cfg, self.metrics, work.frame
+        results = classify_tiles(work.probs, self.classes, cfg.threshold)
+        tiles = None
+        for k, (ci, label, conf, unc) in enumerate(results):
             m.count_class(label)
             if unc:
                 m.inc("uncertain")
             defect = label not in cfg.ok_classes
             if not (cfg.log_all or defect):
                 continue
-            x, y, w, h = boxes[k]
+            x, y, w, h = work.boxes[k]
             eid = f"{frame.index:08d}-{k:04d}"
             ev = {"id": eid, "run": self.run_id, "frame": frame.index, "ts": round(frame.ts, 6), "tile": [x, y, w, h],
                   "label": label, "confidence": round(conf, 6), "uncertain": unc}
             if cfg.probs:
-                ev["probs"] = [round(float(v), 6) for v in p]
+                ev["probs"] = [round(float(v), 6) for v in work.probs[k]]
             self.writer.write(ev)
             if self.crops is not None and defect:
+                tiles = tiles if tiles is not None else work.grid.tiles(work.gray)
                 self.crops.save(f"{eid}_{label}", label, tiles[k])
-        m.inc("tiles", len(probs))
+        m.inc("tiles", len(results))
+        m.inc("frames_processed")
+        m.observe_latency(time.monotonic() - frame.t_read)
+        if self.crops is not None and time.monotonic() - self._t_expire > 60:
+            self._t_expire = time.monotonic()
+            self.crops.expire()
+        self.stages.add("events", time.perf_counter() - t0)
+
+    def process(self, frame: Frame) -> None:
+        """Prepare, classify and emit one frame synchronously (tools and tests; the daemon pipelines them).
+
+        A frame that cannot be tiled, preprocessed or classified is skipped and counted.
+        """
+        try:
+            work = self.classify(self.prepare(frame))
+        except SkipFrame as e:
+            self._skip(frame, e.reason, str(e))
+            return
+        self.emit(work)
 
     def summary(self) -> Dict[str, Any]:
         s = self.metrics.summary() if self.metrics else {}
         s["elapsed_s"] = round(self.elapsed_s, 3)
         s["tiles_per_s"] = round(s.get("tiles", 0) / self.elapsed_s, 2) if self.elapsed_s else None
+        s["stages_ms_per_frame"] = self.stages.per_frame_ms(s.get("frames_processed", 0))
         s["events_file"] = str(self.cfg.events)
         s["events_pending"] = self.writer.pending if self.writer is not None else 0
         s["stopped_at_deadline"] = self.stopped_at_deadline

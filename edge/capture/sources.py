@@ -4,10 +4,18 @@ URIs::
 
     v4l2:///dev/video0      V4L2 camera (OpenCV CAP_V4L2); v4l2://0 for an index
     csi://0                 MIPI CSI camera through GStreamer nvarguscamerasrc (Jetson)
-    rtsp://host/stream      network stream (OpenCV's FFmpeg backend)
+    rtsp://host/stream      network stream (OpenCV's FFmpeg backend; with hw_decode, GStreamer
+                            rtspsrc → nvv4l2decoder → nvvidconv → GRAY8 appsink on a Jetson)
     gst://<pipeline>        any GStreamer pipeline ending in appsink
-    file://line.mp4         a video file          file://frames/   image files in name order
-    line.mp4, frames/, x.png   plain paths, the same as file://
+    file://line.mp4         a video file (with hw_decode an H.264/H.265 file decoded by nvv4l2decoder)
+    file://frames/          image files in name order
+    raw://frames.npy        a raw recording: uint8 array N x H x W (.npy), memory-mapped, no codec
+    line.mp4, frames/, x.png, frames.npy   plain paths, the same as file:// (.npy: raw://)
+
+Hardware decode on a Jetson (``hw_decode="h264"`` / ``"h265"``, edge-capture ``--hw-decode``):
+the stream or file goes through a GStreamer pipeline (:func:`nv_decode_pipeline`) into OpenCV's
+GStreamer backend, so decoding runs on NVDEC and the conversion to gray on the VIC, not on the ARM
+cores; an OpenCV built without GStreamer (pip wheels) gets a one-line error.
 
 Live sources (cameras, streams, pipelines) get latest-frame semantics: a grab thread reads as
 fast as the camera delivers, the queue holds at most ``queue_size`` frames, and when it is full
@@ -50,7 +58,7 @@ class SourceSpec:
     """What a URI resolves to: how to open it and whether it is live."""
 
     uri: str
-    kind: str       # v4l2 | csi | rtsp | gst | video | images
+    kind: str       # v4l2 | csi | rtsp | gst | video | images | raw
     target: str     # device/path/URL/pipeline given to OpenCV, or the folder/file of images
     live: bool
     api: str = "any"  # OpenCV capture API name: any | v4l2 | gstreamer | ffmpeg | images
@@ -63,15 +71,92 @@ def csi_pipeline(sensor: int = 0, width: int = 1920, height: int = 1080, fps: in
             f"appsink drop=true max-buffers=1 sync=false")
 
 
-def parse_source(uri: str, width: int = 1920, height: int = 1080, fps: int = 30) -> SourceSpec:
+#: Hardware-decodable codecs: (RTP depayloader, parser) per codec.
+HW_CODECS = {"h264": ("rtph264depay", "h264parse"), "h265": ("rtph265depay", "h265parse")}
+#: GStreamer demuxer per container suffix (elementary streams need none).
+DEMUXERS = {".mp4": "qtdemux", ".mov": "qtdemux", ".m4v": "qtdemux", ".mkv": "matroskademux",
+            ".webm": "matroskademux", ".ts": "tsdemux", ".h264": None, ".264": None, ".h265": None,
+            ".265": None, ".hevc": None}
+_GRAY_SINK = "nvvidconv ! video/x-raw, format=GRAY8 ! appsink"
+
+
+def _quote(text: str) -> str:
+    if '"' in text:
+        raise EdgeError(f"a path or URL for a GStreamer pipeline cannot hold a double quote: {text!r}")
+    return f'"{text}"'
+
+
+def nv_decode_pipeline(kind: str, target: str, codec: str, latency_ms: int = 200) -> str:
+    """The Jetson hardware-decode pipeline of an RTSP stream or an H.264/H.265 file, into GRAY8 appsink.
+
+    ``rtspsrc → rtph26xdepay → h26xparse → nvv4l2decoder → nvvidconv → GRAY8 → appsink`` (live:
+    latest frame only) or ``filesrc → demuxer → h26xparse → nvv4l2decoder → nvvidconv → GRAY8 →
+    appsink`` (file: every frame).
+
+    Args:
+        kind: ``rtsp`` or ``video``.
+        target: The URL or file path.
+        codec: ``h264`` or ``h265``.
+        latency_ms: rtspsrc jitter buffer.
+
+    Raises:
+        EdgeError: unknown codec, or a container GStreamer cannot demux here.
+    """
+    if codec not in HW_CODECS:
+        raise EdgeError(f"hardware decode supports {', '.join(HW_CODECS)}, got {codec!r}")
+    depay, parse = HW_CODECS[codec]
+    if kind == "rtsp":
+        return (f"rtspsrc location={_quote(target)} latency={int(latency_ms)} ! {depay} ! {parse} ! nvv4l2decoder ! "
+                f"{_GRAY_SINK} drop=true max-buffers=1 sync=false")
+    suffix = Path(target).suffix.lower()
+    if suffix not in DEMUXERS:
+        raise EdgeError(f"hardware decode reads {', '.join(DEMUXERS)} files, not {suffix or 'a file without suffix'} "
+                        f"({target})")
+    demux = DEMUXERS[suffix]
+    mid = f"{demux} ! " if demux else ""
+    return (f"filesrc location={_quote(target)} ! {mid}{parse} ! nvv4l2decoder ! "
+            f"{_GRAY_SINK} sync=false max-buffers=4 drop=false")
+
+
+def gstreamer_available() -> bool:
+    """Whether this OpenCV build has the GStreamer backend (cv2.getBuildInformation)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return line.split(":", 1)[1].strip().upper().startswith("YES")
+    return False
+
+
+def parse_source(uri: str, width: int = 1920, height: int = 1080, fps: int = 30,
+                 hw_decode: Optional[str] = None) -> SourceSpec:
     """Resolve a source URI or plain path.
+
+    Args:
+        uri: The source (see the module doc).
+        width: CSI capture width.
+        height: CSI capture height.
+        fps: CSI capture rate.
+        hw_decode: ``h264`` / ``h265``: decode ``rtsp://`` and video files with the Jetson's
+            nvv4l2decoder through GStreamer (:func:`nv_decode_pipeline`); None: OpenCV's FFmpeg.
 
     Raises:
         EdgeError: unknown scheme, or a file/folder that does not exist or holds no images.
     """
     uri = str(uri)
+    if hw_decode is not None and hw_decode not in HW_CODECS:
+        raise EdgeError(f"--hw-decode takes {' or '.join(HW_CODECS)}, got {hw_decode!r}")
     m = re.match(r"^([a-z0-9]+)://(.*)$", uri, re.I)
     scheme, rest = (m.group(1).lower(), m.group(2)) if m else ("file", uri)
+    if scheme == "file" and rest.lower().endswith(".npy"):
+        scheme = "raw"
+    if scheme == "raw":
+        path = Path(rest)
+        if path.suffix.lower() != ".npy":
+            raise EdgeError(f"raw:// reads a .npy file (uint8 N x H x W), got {rest!r}")
+        if not path.is_file():
+            raise EdgeError(f"source {path} does not exist")
+        return SourceSpec(uri, "raw", str(path), False, "raw")
     if scheme == "v4l2":
         target = rest if rest.startswith("/") else (rest or "0")
         return SourceSpec(uri, "v4l2", target, True, "v4l2")
@@ -82,13 +167,17 @@ def parse_source(uri: str, width: int = 1920, height: int = 1080, fps: int = 30)
             raise EdgeError(f"csi:// takes a sensor index, e.g. csi://0, got {uri!r}") from None
         return SourceSpec(uri, "csi", csi_pipeline(sensor, width, height, fps), True, "gstreamer")
     if scheme in ("rtsp", "rtsps", "rtmp", "http", "https"):
+        if hw_decode is not None:
+            if scheme not in ("rtsp", "rtsps"):
+                raise EdgeError(f"hardware decode reads rtsp:// streams and files, not {scheme}://")
+            return SourceSpec(uri, "rtsp", nv_decode_pipeline("rtsp", uri, hw_decode), True, "gstreamer")
         return SourceSpec(uri, "rtsp", uri, True, "ffmpeg")
     if scheme == "gst":
         if not rest.strip():
             raise EdgeError("gst:// needs a pipeline, e.g. gst://videotestsrc ! videoconvert ! appsink")
         return SourceSpec(uri, "gst", rest, True, "gstreamer")
     if scheme != "file":
-        raise EdgeError(f"unknown source scheme {scheme!r} in {uri!r} (v4l2, csi, rtsp, gst, file or a path)")
+        raise EdgeError(f"unknown source scheme {scheme!r} in {uri!r} (v4l2, csi, rtsp, gst, raw, file or a path)")
     path = Path(rest)
     if path.is_dir():
         if not image_files(path):
@@ -98,6 +187,8 @@ def parse_source(uri: str, width: int = 1920, height: int = 1080, fps: int = 30)
         raise EdgeError(f"source {path} does not exist")
     if path.suffix.lower() in IMAGE_EXTS:
         return SourceSpec(uri, "images", str(path), False, "images")
+    if hw_decode is not None:
+        return SourceSpec(uri, "video", nv_decode_pipeline("video", str(path), hw_decode), False, "gstreamer")
     return SourceSpec(uri, "video", str(path), False, "ffmpeg")
 
 
@@ -172,6 +263,47 @@ def _fourcc(v: float) -> str:
 _APIS = {"any": "CAP_ANY", "v4l2": "CAP_V4L2", "gstreamer": "CAP_GSTREAMER", "ffmpeg": "CAP_FFMPEG"}
 
 
+class RawSource(Source):
+    """A raw recording: a uint8 ``.npy`` array N x H x W (or N x H x W x 1/3), memory-mapped.
+
+    Frames are views into the mapped file (no decode, no copy until the tiles are packed), the way
+    a camera delivers raw frames; plants can replay raw recordings, and the daemon's throughput
+    can be measured without a codec in the way.
+    """
+
+    def __init__(self, target: str, fps: Optional[float] = None):
+        self.path = Path(target)
+        self.name = str(target)
+        self.fps = fps
+        self.frames: Optional[np.ndarray] = None
+        self._i = 0
+
+    def open(self) -> None:
+        try:
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgeError(f"{self.path} is not a readable .npy array: {' '.join(str(e).split())[:160]}") from None
+        if arr.dtype != np.uint8 or not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[3] in (1, 3, 4))):
+            raise EdgeError(f"{self.path}: a raw recording is a uint8 array N x H x W (or N x H x W x 1/3/4), "
+                            f"got {arr.dtype} {tuple(arr.shape)}")
+        self.frames, self._i = arr, 0
+
+    def __len__(self) -> int:
+        return 0 if self.frames is None else len(self.frames)
+
+    def read(self) -> Optional[np.ndarray]:
+        if self.frames is None:
+            raise SourceLost("not open")
+        if self._i >= len(self.frames):
+            raise EndOfStream()
+        f = self.frames[self._i]
+        self._i += 1
+        return f
+
+    def close(self) -> None:
+        self.frames = None  # drops the memory map
+
+
 class CaptureSource(Source):
     """An OpenCV ``VideoCapture`` (video file, V4L2, RTSP, GStreamer)."""
 
@@ -185,6 +317,9 @@ class CaptureSource(Source):
     def open(self) -> None:
         import cv2
 
+        if self.spec.api == "gstreamer" and not gstreamer_available():
+            raise EdgeError(f"{self.spec.uri}: this OpenCV build has no GStreamer backend (pip wheels have none); "
+                            "use the system OpenCV on the Jetson (JetPack's python3-opencv)")
         target = int(self.spec.target) if self.spec.target.isdigit() else self.spec.target
         api = getattr(cv2, _APIS.get(self.spec.api, "CAP_ANY"))
         params = []
@@ -196,8 +331,6 @@ class CaptureSource(Source):
         cap = cv2.VideoCapture(target, api, params) if params else cv2.VideoCapture(target, api)
         if not cap.isOpened():
             cap.release()
-            if self.spec.api == "gstreamer" and "GStreamer:                   NO" in cv2.getBuildInformation():
-                raise EdgeError(f"{self.spec.uri}: this OpenCV build has no GStreamer (use the system OpenCV on Jetson)")
             if not self.live:
                 raise EdgeError(f"cannot open video {self.spec.target} (not a video OpenCV can decode)")
             raise SourceLost(f"cannot open {self.spec.uri}")
@@ -231,6 +364,8 @@ def open_source(spec: SourceSpec, fps: Optional[float] = None, open_timeout: Opt
     """The :class:`Source` for a spec (timeouts in seconds: network streams' open and read waits)."""
     if spec.kind == "images":
         return ImageFolderSource(spec.target, fps)
+    if spec.kind == "raw":
+        return RawSource(spec.target, fps)
     return CaptureSource(spec, open_timeout=open_timeout, read_timeout=read_timeout)
 
 

@@ -77,3 +77,58 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 def cut(gray: np.ndarray, boxes: Sequence[Box]) -> List[np.ndarray]:
     """Views of ``gray`` for each box (no copy)."""
     return [gray[y:y + h, x:x + w] for x, y, w, h in boxes]
+
+
+class Grid:
+    """The tiles of one frame size: boxes row by row, and the regular layout they come from.
+
+    :meth:`view` gives all tiles of a frame as one strided numpy view ``(rows, cols, th, tw)``
+    (no copy); :meth:`pack` copies them with one numpy call into a uint8 batch ``(N, th, tw, 1)``.
+
+    Args:
+        boxes: The boxes of :func:`tile_grid` (row-major, equal size, equal steps).
+    """
+
+    def __init__(self, boxes: Sequence[Box]):
+        self.boxes = list(boxes)
+        if not self.boxes:
+            raise EdgeError("a tile grid needs at least one tile")
+        xs = sorted({b[0] for b in self.boxes})
+        ys = sorted({b[1] for b in self.boxes})
+        self.tile_w, self.tile_h = self.boxes[0][2], self.boxes[0][3]
+        self.cols, self.rows = len(xs), len(ys)
+        self.x0, self.y0 = xs[0], ys[0]
+        self.sx = xs[1] - xs[0] if len(xs) > 1 else self.tile_w
+        self.sy = ys[1] - ys[0] if len(ys) > 1 else self.tile_h
+        expect = [(self.x0 + c * self.sx, self.y0 + r * self.sy, self.tile_w, self.tile_h)
+                  for r in range(self.rows) for c in range(self.cols)]
+        if expect != [tuple(b) for b in self.boxes]:
+            raise EdgeError("tiles are not a regular row-major grid")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def view(self, gray: np.ndarray) -> np.ndarray:
+        """All tiles of ``gray`` as one read-only view (rows, cols, tile_h, tile_w)."""
+        if gray.ndim != 2:
+            raise EdgeError(f"tiling needs a 2-D gray frame, got shape {gray.shape}")
+        need_w = self.x0 + (self.cols - 1) * self.sx + self.tile_w
+        need_h = self.y0 + (self.rows - 1) * self.sy + self.tile_h
+        if gray.shape[1] < need_w or gray.shape[0] < need_h:
+            raise EdgeError(f"frame {gray.shape[1]}x{gray.shape[0]} is smaller than its tile grid ({need_w}x{need_h})")
+        rs, cs = gray.strides
+        base = gray[self.y0:, self.x0:]
+        return np.lib.stride_tricks.as_strided(base, (self.rows, self.cols, self.tile_h, self.tile_w),
+                                               (self.sy * rs, self.sx * cs, rs, cs), writeable=False)
+
+    def tiles(self, gray: np.ndarray) -> List[np.ndarray]:
+        """The tiles as a list of views, row by row."""
+        v = self.view(gray)
+        return [v[r, c] for r in range(self.rows) for c in range(self.cols)]
+
+    def pack(self, gray: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """All tiles of a uint8 frame in one uint8 batch (N, tile_h, tile_w, 1): one copy."""
+        if out is None:
+            out = np.empty((len(self), self.tile_h, self.tile_w, 1), np.uint8)
+        np.copyto(out.reshape(self.rows, self.cols, self.tile_h, self.tile_w), self.view(gray))
+        return out

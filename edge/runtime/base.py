@@ -16,13 +16,13 @@ import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.metadata import classes_of, preprocess_of, read_meta
-from edge.preprocess import Preprocess
+from edge.metadata import classes_of, input_form, preprocess_of, read_meta
+from edge.preprocess import Preprocess, TileInput
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,14 @@ class Runner(abc.ABC):
         self.artifact = Path(artifact)
         self.meta = meta if meta is not None else read_meta(self.artifact)
         self.classes: List[str] = classes_of(self.meta)
+        #: The model's preprocessing (done on the host, or inside the graph for uint8-tile artifacts).
         self.preprocess: Preprocess = preprocess_of(self.meta)
+        #: ``float`` (the artifact takes preprocessed float32 batches) or ``uint8_tiles`` (uint8 gray
+        #: tiles of :attr:`tile` size; resize and scaling run in the graph).
+        self.input_form, self.tile = input_form(self.meta)
+        #: What the host does to images before :meth:`infer`: the preprocessing, or packing tiles.
+        self.host_input = (self.preprocess if self.input_form == "float"
+                           else TileInput(self.tile[0], self.tile[1], self.preprocess.interpolation))
         self.warmup = warmup
         self.is_active = False
         self.last_timing = Timing()
@@ -88,7 +95,7 @@ class Runner(abc.ABC):
         self.activate_impl()
         self.is_active = True
         if self.warmup:
-            dummy = np.zeros((1, *self.preprocess.input_shape), np.float32)
+            dummy = np.zeros((1, *self.input_shape), self.input_dtype)
             for _ in range(self.warmup):
                 self.infer(dummy)
 
@@ -105,6 +112,16 @@ class Runner(abc.ABC):
 
     # -- specs -------------------------------------------------------------------
     @property
+    def input_shape(self) -> tuple:
+        """(H, W, C) of one input of the artifact: the model size (float) or the tile size (uint8 tiles)."""
+        return tuple(self.host_input.input_shape)
+
+    @property
+    def input_dtype(self):
+        """numpy dtype of the artifact's input (float32, or uint8 for uint8 tiles)."""
+        return np.float32 if self.input_form == "float" else np.uint8
+
+    @property
     @abc.abstractmethod
     def input_spec(self) -> TensorSpec: ...
 
@@ -119,15 +136,15 @@ class Runner(abc.ABC):
 
     # -- inference ---------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, K) for a preprocessed float32 batch (N, H, W, C).
+        """Class probabilities (N, K) for a batch in the artifact's input form.
 
+        Float artifacts take a preprocessed float32 batch (N, H, W, C); uint8-tile artifacts a
+        uint8 batch (N, tile_h, tile_w, 1) (see :attr:`input_form`, :attr:`host_input`).
         Batches larger than :attr:`max_batch` (or a fixed batch of 1) are run in chunks.
         """
         if not self.is_active:
             raise EdgeError(f"{type(self).__name__} is not active: use it as a context manager")
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(self.preprocess.input_shape):
-            raise EdgeError(f"input batch has shape {batch.shape}, the model takes (N, {', '.join(map(str, self.preprocess.input_shape))})")
+        batch = self.check_batch(batch)
         mb = self.max_batch
         t0 = time.perf_counter()
         if mb is None or len(batch) <= mb:
@@ -146,10 +163,35 @@ class Runner(abc.ABC):
         self.last_timing = timing
         return out
 
+    def check_batch(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` as the contiguous array the artifact takes, or a one-line error."""
+        if self.input_form == "float":
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+        else:
+            batch = np.asarray(batch)
+            if batch.dtype != np.uint8:
+                raise EdgeError(f"{self.artifact.name} takes uint8 tiles (preprocessing in the graph), got a "
+                                f"{batch.dtype} batch: pass the raw tiles, or use infer_images")
+            if batch.ndim == 3:
+                batch = batch[..., None]
+            batch = np.ascontiguousarray(batch)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise EdgeError(f"input batch has shape {batch.shape}, the model takes (N, {', '.join(map(str, self.input_shape))})")
+        return batch
+
+    def infer_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Probabilities of each batch of a stream, in order (backends may pipeline them).
+
+        The TensorRT runner overrides this with its double-buffered path (the next upload
+        overlaps the current compute); here it is :meth:`infer` per batch.
+        """
+        for b in batches:
+            yield self.infer(b)
+
     def infer_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Preprocess uint8 images with the artifact's own preprocessing, then :meth:`infer`."""
+        """Prepare uint8 images the artifact's way (:attr:`host_input`), then :meth:`infer`."""
         t0 = time.perf_counter()
-        batch = self.preprocess(images)
+        batch = self.host_input(images)
         pre = (time.perf_counter() - t0) * 1e3
         out = self.infer(batch)
         self.last_timing.preprocess_ms = pre

@@ -80,3 +80,12 @@ def test_save_load_roundtrip(tmp_path):
         Preprocess.load(tmp_path / "missing.json")
     with pytest.raises(EdgeError, match="bad preprocessing"):
         Preprocess.from_dict({"height": 8})
+
+
+def test_a_batch_at_the_model_size_takes_the_vectorized_path_with_the_same_values():
+    from edge.preprocess import Preprocess
+
+    x = np.random.default_rng(5).integers(0, 256, (4, 20, 24), dtype=np.uint8)
+    for scale, ch in (("unit", 1), ("symmetric", 3), ("raw", 1)):
+        p = Preprocess(20, 24, ch, scale)
+        assert np.array_equal(p(x), p(list(x)))          # array (one step) == list (per image)

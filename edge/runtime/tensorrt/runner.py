@@ -149,7 +149,7 @@ class TensorRTRunner(Runner):
     # -- specs -------------------------------------------------------------------
     def _spec_from_meta(self, key: str) -> TensorSpec:
         m = self.meta.get(key) or {}
-        shape = tuple(m.get("shape") or ((-1, *self.preprocess.input_shape) if key == "input" else (-1, len(self.classes))))
+        shape = tuple(m.get("shape") or ((-1, *self.input_shape) if key == "input" else (-1, len(self.classes))))
         return TensorSpec(m.get("name", key), tuple(int(d) for d in shape), m.get("dtype", "float32"))
 
     @property
@@ -245,7 +245,7 @@ class TensorRTRunner(Runner):
         """Probabilities (N, K); batches above :attr:`max_batch` go through the double-buffered pipeline."""
         if self.is_active and self._max_batch is not None and len(batch) > self._max_batch:
             t0 = time.perf_counter()
-            parts = list(self.infer_batches(np.asarray(batch, np.float32)[a:b]
+            parts = list(self.infer_batches(self.check_batch(batch)[a:b]
                                             for a, b in bufmath.chunks(len(batch), self._max_batch)))
             self.last_timing = Timing(compute_ms=(time.perf_counter() - t0) * 1e3,
                                       total_ms=(time.perf_counter() - t0) * 1e3)
@@ -266,8 +266,8 @@ class TensorRTRunner(Runner):
         nslots = len(self.slots)
         prev: Optional[Tuple[int, int]] = None  # (slot, n) of the chunk enqueued but not collected
         for k, b in enumerate(batches):
-            b = np.ascontiguousarray(b, dtype=np.float32)
-            if b.ndim != 4 or len(b) > self._max_batch or tuple(b.shape[1:]) != tuple(self.preprocess.input_shape):
+            b = self.check_batch(b)
+            if len(b) > self._max_batch:
                 raise EdgeError(f"batch of shape {b.shape} does not fit the engine (max batch {self._max_batch})")
             slot = self.slots[k % nslots]
             self._fill(slot, b)

@@ -139,16 +139,16 @@ def test_stop_request_drains_queued_frames(tmp_path, model):
     cfg = CaptureConfig(model=str(model), source=str(video), events=str(tmp_path / "ev.jsonl"), log_all=True,
                         queue=8)
     d = CaptureDaemon(cfg)
-    orig = d.process
+    orig = d.classify
     calls = []
 
-    def slow_process(frame):
-        calls.append(frame.index)
+    def slow_classify(work):
+        calls.append(work.frame.index)
         if len(calls) == 5:
             d.request_stop()
-        orig(frame)
+        return orig(work)
 
-    d.process = slow_process
+    d.classify = slow_classify
     s = d.run()
     ev = read_events(tmp_path / "ev.jsonl")
     assert 5 <= s["frames_processed"] < 200
