@@ -120,9 +120,9 @@ def test_image_folder_corrupt_files_are_counted_and_skipped(tmp_path):
 def test_live_source_disconnect_and_come_back_delivers_all_frames():
     m = Metrics()
     cam = FlakyCamera(n=12, fail_at=5, refusals=2)
+    t0 = time.monotonic()  # before start(): the first backoff may begin before start() returns
     g = Grabber(cam, m, queue_size=100, reconnect_initial=0.05, reconnect_max=0.1).start()
     got = []
-    t0 = time.monotonic()
     while len(got) < 12 and time.monotonic() - t0 < 5:
         got.append(g.queue.get(timeout=5))
     g.stop()
