@@ -519,10 +519,11 @@ class CaptureDaemon:
                   "label": label, "confidence": round(conf, 6), "uncertain": unc}
             if cfg.probs:
                 ev["probs"] = [round(float(v), 6) for v in work.probs[k]]
-            self.writer.write(ev)
             if self.crops is not None and defect:
                 tiles = tiles if tiles is not None else work.grid.tiles(work.gray)
-                self.crops.save(f"{eid}_{label}", label, tiles[k])
+                if self.crops.save(f"{eid}_{label}", label, tiles[k]):
+                    ev["crop"] = f"{eid}_{label}.png"   # named in the event, so the plant report can point to it
+            self.writer.write(ev)
         m.inc("tiles", len(results))
         m.inc("frames_processed")
         m.observe_latency(time.monotonic() - frame.t_read)

@@ -1,0 +1,1 @@
+"""edge-collect: the plant's event store behind the MQTT broker (events, devices, models) and its report."""
