@@ -269,6 +269,7 @@ class MqttPublisher:
         self._cursor_dirty = False
         self._stop = threading.Event()
         self._stopping = False
+        self._scanned = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
         self.run_id = self.status_extra.get("run")
@@ -332,7 +333,10 @@ class MqttPublisher:
         """Send what the spool still holds for up to ``drain_s`` seconds, save the cursor, go offline."""
         self._stopping = True
         deadline = time.monotonic() + max(0.0, drain_s)
-        while self.connected and time.monotonic() < deadline and self.backlog() > 0:
+        self._scanned.clear()   # the thread looks at the spool once more (the writer's last flush)
+        if self._thread is not None and self._thread.is_alive():
+            self._scanned.wait(max(0.0, min(5.0, deadline - time.monotonic())) or 0.5)
+        while time.monotonic() < deadline and self.backlog() > 0:   # also waits for a first connection
             time.sleep(0.05)
         self._stop.set()
         if self._thread is not None:
@@ -508,6 +512,7 @@ class MqttPublisher:
             now = time.monotonic()
             if now - last_refresh >= self.poll:
                 self._refresh()
+                self._scanned.set()
                 last_refresh = now
             sent = self._publish_some() if self.connected else 0
             self._advance()
