@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="write the JSON report")
     p.add_argument("--md", metavar="OUT.md", help="write the Markdown report")
     p.add_argument("--plots", metavar="DIR", help="write latency CDF, throughput and confusion-matrix plots")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="write one self-contained HTML page (tables, plots inlined as base64) that opens from disk")
+    g = p.add_argument_group("line capacity (will this box keep up with the line?)")
+    g.add_argument("--line-speed", type=float, metavar="M_PER_S", help="strip speed in m/s")
+    g.add_argument("--strip-width", type=float, metavar="MM", help="strip width in mm")
+    g.add_argument("--mm-per-px", type=float, metavar="MM", help="camera resolution on the strip, mm per pixel")
+    g.add_argument("--tile", type=int, metavar="PX", help="tile size in px (default: the model's input width)")
+    g.add_argument("--stride", type=int, metavar="PX", help="step between tiles in px (default: the tile size)")
     p.add_argument("--fail-on-drift", type=float, metavar="PP",
                    help="exit 1 when an artifact's accuracy is more than PP points below the reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -70,9 +78,10 @@ def _check_output(path: Optional[str], what: str) -> None:
 
 
 def _check_other_splits(refs: List[Path], ds, which: str) -> None:
-    """Every reference's own split.csv (when it has one) must give the same evaluation files.
+    """No evaluated file may belong to another split in a reference's own split.csv (when it has one).
 
-    Otherwise the evaluated images could be training images of one of the models.
+    Otherwise the evaluated images could be training images of one of the models. Evaluating a
+    part of a model's split (a sample such as ``data/neu-sample``) is allowed.
     """
     from edge.data import read_split_csv
 
@@ -83,10 +92,11 @@ def _check_other_splits(refs: List[Path], ds, which: str) -> None:
         own = r.parent / "split.csv"
         if not own.is_file():
             continue
-        theirs = {f for f, sp in read_split_csv(own).items() if sp == which}
-        if theirs != mine:
-            raise EdgeError(f"the {which} split of {own} differs from the one benchmarked ({len(theirs ^ mine)} files "
-                            f"differ): {r} may have trained on the evaluated images")
+        theirs = read_split_csv(own)
+        other = sorted(f for f in mine if theirs.get(f, which) != which)
+        if other:
+            raise EdgeError(f"{len(other)} of the {len(mine)} evaluated {which} files are in another split of {own} "
+                            f"(e.g. {other[0]}: {theirs[other[0]]}): {r} may have trained on the evaluated images")
 
 
 @cli_entry("edge-bench")
@@ -102,8 +112,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                            gate_pp=args.fail_on_drift, progress=not args.no_progress and sys.stderr.isatty(),
                            seed=args.seed)
     cfg.validate()
-    for path, what in ((args.json, "json"), (args.md, "md"), (args.plots, "plots")):
+    for path, what in ((args.json, "json"), (args.md, "md"), (args.plots, "plots"), (args.html, "html")):
         _check_output(path, what)
+    line = (args.line_speed, args.strip_width, args.mm_per_px)
+    if any(v is not None for v in line + (args.tile, args.stride)) and any(v is None for v in line):
+        raise EdgeError("line capacity needs all of --line-speed, --strip-width and --mm-per-px")
     refs = [Path(r) for r in args.reference]
     for r in refs:
         if not r.is_file():
@@ -113,6 +126,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not Path(a).is_file():
             raise EdgeError(f"artifact {a} does not exist")
     ref_meta = core.load_reference_meta(reference)
+    if args.line_speed is not None:
+        from bench.capacity import required_tiles_per_s
+
+        tile = args.tile or int(ref_meta["preprocess"]["width"])
+        required_tiles_per_s(args.line_speed, args.strip_width, args.mm_per_px, tile, args.stride)  # checks the figures
     split_file = args.split_file
     if split_file is None and args.split != "all":
         beside = reference.parent / "split.csv"
@@ -140,6 +158,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                           "fail_on_drift": args.fail_on_drift,
                           "command": "edge-bench " + " ".join(argv if argv is not None else sys.argv[1:])}
 
+    if args.line_speed is not None:
+        from bench.capacity import best_throughput, line_capacity
+
+        best = best_throughput(report["results"])
+        if best is None:
+            raise EdgeError("line capacity: no artifact was timed, so there is no throughput to compare with the line")
+        report["line_capacity"] = line_capacity(best.pop("measured_tiles_per_s"), args.line_speed, args.strip_width,
+                                                args.mm_per_px, tile, args.stride, **best)
+
     from bench import report as rep
 
     if args.plots:
@@ -150,8 +177,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         rep.write_json_report(args.json, report)
     if args.md:
         rep.write_markdown(args.md, report)
+    if args.html:
+        rep.write_html_report(args.html, report, plots_base=Path(args.md).resolve().parent if args.md else None)
     if not args.quiet:
         print(rep.summary_table(report))
+        if report.get("line_capacity"):
+            from bench.capacity import sentence
+
+            print("line capacity: " + sentence(report["line_capacity"]))
         for r in report["results"]:
             if r["latency_ms"]:
                 b = min(r["latency_ms"], key=int)

@@ -176,6 +176,10 @@ def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
     parts.append("")
     parts.append(summary_table(report))
     parts.append("")
+    if report.get("line_capacity"):
+        from bench.capacity import sentence
+
+        parts += ["**Line capacity**: " + sentence(report["line_capacity"]), ""]
     conv = report.get("conventions", {})
     parts.append(f"Latency: {conv.get('latency', '')}. Throughput: {conv.get('throughput', '')}. "
                  f"Status: {conv.get('status', '')}.")
@@ -222,6 +226,27 @@ def write_markdown(path: str | Path, report: Dict[str, Any]) -> Path:
     return write_text(path, markdown(report))
 
 
+def write_html_report(path: str | Path, report: Dict[str, Any], plots_base: str | Path | None = None) -> Path:
+    """One self-contained HTML page of the Markdown report (tables, plots inlined as base64).
+
+    The plots are the ones already written (``report["plots"]``, relative to the Markdown file or
+    absolute; relative ones are read from ``plots_base``, the Markdown file's folder); without them
+    they are drawn into a temporary folder and inlined from there.
+    """
+    import tempfile
+
+    from bench.html import write_html
+
+    rep = dict(report)
+    with tempfile.TemporaryDirectory(prefix="edge-bench-html-") as tmp:
+        if rep.get("plots"):
+            base = Path(plots_base or ".")
+            rep["plots"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in rep["plots"]]
+        elif any(r.get("_samples") or r.get("confusion_matrix") for r in rep.get("results", [])):
+            rep["plots"] = [str(p.resolve()) for p in write_plots(tmp, rep)]
+        return write_html(path, markdown(rep), base=Path(path).resolve().parent, title="edge-bench report")
+
+
 # --------------------------------------------------------------------------- plots
 
 def _savefig(fig, path: Path) -> Path:
@@ -231,6 +256,47 @@ def _savefig(fig, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+_NICE = (1, 1.5, 2, 3, 5, 7)
+
+
+def ms_ticks(lo: float, hi: float) -> List[float]:
+    """Readable tick values (1-1.5-2-3-5-7 x 10^k, thinned to 1-2-5 when there are many) in [lo, hi]."""
+    import math
+
+    if not (lo > 0 and hi >= lo):
+        return []
+    ticks = [m * 10 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+             for m in _NICE]
+    ticks = [t for t in ticks if lo * 0.98 <= t <= hi * 1.02]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if round(t / 10 ** math.floor(math.log10(t)), 6) in (1, 2, 5)]
+    return ticks
+
+
+def _ms_axis(ax, samples) -> None:
+    """Latency axis in ms that can be read: log scale with labelled 1-2-5 ticks when the values span
+    more than a factor 4, else linear; ticks labelled in ms either way."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+
+    vals = np.concatenate([np.asarray(x, float).ravel() for x in samples]) if samples else np.zeros(0)
+    vals = vals[vals > 0]
+    if vals.size == 0:
+        return
+    lo, hi = float(vals.min()), float(vals.max())
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    if hi / lo > 4:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 1.1, hi * 1.1)
+        ticks = ms_ticks(lo / 1.1, hi * 1.1)
+        ax.set_xticks(ticks)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
+    ax.xaxis.set_major_formatter(fmt)
 
 
 def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
@@ -243,7 +309,6 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from bench.stats import cdf
 
@@ -263,10 +328,8 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
                 if smp:
                     x, y = cdf(np.asarray(smp) / b)
                     ax.step(x, y, where="post", label=_name(r))
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel("latency per image, ms (end-to-end, log scale)")
+            _ms_axis(ax, [np.asarray(r["_samples"][str(b)]) / b for r in ran if r.get("_samples", {}).get(str(b))])
+            ax.set_xlabel("latency per image, ms (end-to-end host wall time)")
             ax.set_ylabel("fraction of calls")
             ax.set_title(f"Latency CDF, batch {b}")
             ax.grid(True, which="both", alpha=0.3)

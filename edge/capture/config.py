@@ -95,6 +95,8 @@ SETTINGS: List[Setting] = [
     S("ok_classes", "list", [], "comma-separated 'no defect' classes, logged only with --log-all "
       "(NEU has none: every tile is a defect class)"),
     S("metrics", "address", None, "serve /metrics and /healthz on HOST:PORT (e.g. 127.0.0.1:9108)"),
+    S("preview", "bool", False, "also serve the latest annotated frame (/preview.jpg) and a page refreshing it "
+      "with the counters (/) on the --metrics server"),
     S("realtime", "bool", False, "pace a file source at its frame rate, dropping stale frames"),
     S("queue", "int", 2, "frames the grab queue holds (default 2)", min=1, max=1000),
     S("rotate_mb", "float", 64.0, "rotate the events file at this size in MB (default 64)", gt=0),
@@ -261,6 +263,8 @@ def validate(cfg, where: str = "") -> Any:
         from edge.capture.mqtt import check_config
 
         check_config(cfg)
+    if cfg.preview and not cfg.metrics:
+        raise EdgeError(f"{where}preview is served on the metrics server: give metrics HOST:PORT too (--metrics)")
     if cfg.reconnect_initial > cfg.reconnect_max:
         raise EdgeError(f"{where}reconnect_initial ({cfg.reconnect_initial:g} s) must not exceed reconnect_max "
                         f"({cfg.reconnect_max:g} s)")

@@ -180,6 +180,7 @@ class CaptureDaemon:
         self._deadline: Optional[float] = None
         self.metrics: Optional[Metrics] = None
         self.server: Optional[MetricsServer] = None
+        self.preview = None  # edge.capture.preview.Preview with --preview
         self.grabber: Optional[Grabber] = None
         self.writer: Optional[EventWriter] = None
         self.crops: Optional[CropStore] = None
@@ -313,6 +314,12 @@ class CaptureDaemon:
                     self.publisher.start()
                 if cfg.metrics:
                     self.server = MetricsServer(m, cfg.metrics)
+                    if cfg.preview:
+                        from edge.capture.preview import Preview
+
+                        self.preview = Preview(self.classes, m, model=str(cfg.model), threshold=cfg.threshold)
+                        for path, fn in self.preview.routes().items():
+                            self.server.add_route(path, fn)
                     log.info("metrics on %s/metrics", self.server.url)
                 self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
                                            reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
@@ -524,6 +531,8 @@ class CaptureDaemon:
                 if self.crops.save(f"{eid}_{label}", label, tiles[k]):
                     ev["crop"] = f"{eid}_{label}.png"   # named in the event, so the plant report can point to it
             self.writer.write(ev)
+        if self.preview is not None:  # references only: drawn and encoded when a client asks
+            self.preview.submit(frame.index, frame.image, work.boxes, [work.probs])
         m.inc("tiles", len(results))
         m.inc("frames_processed")
         m.observe_latency(time.monotonic() - frame.t_read)

@@ -124,14 +124,14 @@ def test_folders_without_images(tmp_path):
 
 
 def test_unknown_prefixes_named(sample_dir, tmp_path):
-    shutil.copy(sample_dir / "Cr_115.bmp", tmp_path / "Cr_115.bmp")
-    shutil.copy(sample_dir / "Cr_115.bmp", tmp_path / "Xy_1.bmp")
+    shutil.copy(sample_dir / "Cr_150.bmp", tmp_path / "Cr_150.bmp")
+    shutil.copy(sample_dir / "Cr_150.bmp", tmp_path / "Xy_1.bmp")
     with pytest.raises(EdgeError, match="Xy_1.bmp"):
         load_dataset(tmp_path)
 
 
 def test_corrupt_image_names_the_file(sample_dir, tmp_path):
-    shutil.copy(sample_dir / "Cr_115.bmp", tmp_path / "Cr_1.bmp")
+    shutil.copy(sample_dir / "Cr_150.bmp", tmp_path / "Cr_1.bmp")
     (tmp_path / "Cr_2.bmp").write_bytes(b"BM not really a bitmap")
     (tmp_path / "Cr_3.bmp").write_bytes(b"")
     ds = load_dataset(tmp_path)
@@ -186,11 +186,11 @@ def test_duplicates_stay_together(sample_dir, tmp_path):
         shutil.copy(p, tmp_path / p.name)
     # Three copies of one image under other names (like Pa_101 / Pa_105 in NEU).
     for n in (901, 902, 903):
-        shutil.copy(sample_dir / "Pa_103.bmp", tmp_path / f"Pa_{n}.bmp")
+        shutil.copy(sample_dir / "Pa_127.bmp", tmp_path / f"Pa_{n}.bmp")
     ds = load_dataset(tmp_path)
     for seed in range(8):
         split = make_split(ds, seed=seed)
-        assert len({split[f"Pa_{n}.bmp"] for n in (103, 901, 902, 903)}) == 1
+        assert len({split[f"Pa_{n}.bmp"] for n in (127, 901, 902, 903)}) == 1
 
 
 def test_full_neu_known_duplicate(full_neu):
@@ -213,7 +213,7 @@ def test_split_csv_roundtrip_and_errors(sample_dir, tmp_path):
     with pytest.raises(EdgeError, match="does not exist"):
         read_split_csv(tmp_path / "none.csv")
     bad = tmp_path / "bad.csv"
-    bad.write_text("file,split\nCr_115.bmp,holdout\n")
+    bad.write_text("file,split\nCr_150.bmp,holdout\n")
     with pytest.raises(EdgeError, match="unknown split"):
         read_split_csv(bad)
     other = tmp_path / "other.csv"

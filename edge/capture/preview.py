@@ -1,0 +1,169 @@
+"""``edge-capture --preview``: the latest annotated frame and the counters, on the metrics server.
+
+Routes (same 127.0.0.1 server as ``/metrics``):
+
+* ``/preview.jpg``: the latest classified frame with its tile grid, classes and confidences
+  (:func:`edge.capture.annotate.annotate_frame`), JPEG;
+* ``/preview.json``: the counters (frames, tiles, events, uncertain, per class) and the frame index;
+* ``/``: a small page that refreshes both every second.
+
+Encoding stays off the classification path: the daemon only hands over references to the frame
+and its per-tile results (:meth:`Preview.submit`, no copy, no drawing); the drawing and JPEG
+encoding run lazily in the HTTP thread when a client asks, at most once per ``min_interval``
+seconds (later requests in the interval get the cached JPEG), so with no viewer it costs nothing
+and with many viewers it costs at most one encode per interval.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge.capture.annotate import TileResult, annotate_frame
+
+Route = Callable[[Dict[str, List[str]]], Tuple[int, str, bytes]]
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edge-capture preview</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1em;background:#fafafa}}img{{max-width:100%;border:1px solid #ccc}}
+table{{border-collapse:collapse;font-size:.9em}}td,th{{border:1px solid #ddd;padding:.15em .5em;text-align:right}}
+th{{text-align:left;background:#f0f0f0}}</style></head>
+<body><h3>edge-capture: <span id="model">{model}</span></h3>
+<p><img id="frame" src="/preview.jpg" alt="latest annotated frame (none yet)"></p>
+<table id="counters">{rows}</table>
+<p style="color:#666;font-size:.85em">Refreshes every second. <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>
+<script>
+function tick(){{
+  fetch('/preview.json').then(r=>r.json()).then(c=>{{
+    document.getElementById('frame').src='/preview.jpg?f='+c.frame+'&t='+Date.now();
+    let rows='';
+    for(const [k,v] of Object.entries(c.counters)) rows+='<tr><th>'+k+'</th><td>'+v+'</td></tr>';
+    for(const [k,v] of Object.entries(c.per_class)) rows+='<tr><th>class '+k+'</th><td>'+v+'</td></tr>';
+    document.getElementById('counters').innerHTML=rows;
+  }}).catch(()=>{{}});
+}}
+setInterval(tick, 1000);
+</script></body></html>
+"""
+
+COUNTER_KEYS = ("frames_read", "frames_processed", "frames_dropped", "tiles", "events", "uncertain")
+
+
+class Preview:
+    """Holds the latest frame's references and renders it on request.
+
+    Args:
+        classes: The model's classes (tile colours).
+        metrics: The daemon's :class:`edge.capture.metrics.Metrics` (counters on the page).
+        model: Shown in the page title.
+        threshold: Top probability below which a tile is drawn as uncertain (the daemon's).
+        min_interval: Seconds between two encodes at most (rate limit).
+        quality: JPEG quality.
+        max_width: Frames wider than this are scaled down before encoding.
+    """
+
+    def __init__(self, classes: Sequence[str], metrics=None, model: str = "", threshold: float = 0.5,
+                 min_interval: float = 0.2, quality: int = 80, max_width: int = 1600):
+        self.classes = list(classes)
+        self.threshold = float(threshold)
+        self.metrics = metrics
+        self.model = model
+        self.min_interval = float(min_interval)
+        self.quality = int(quality)
+        self.max_width = int(max_width)
+        self._lock = threading.Lock()
+        self._latest: Optional[Tuple[int, np.ndarray, list, List[np.ndarray]]] = None
+        self._cache: Optional[Tuple[int, bytes]] = None
+        self._encoded_at = 0.0
+        self.encodes = 0
+        self.submitted = 0
+
+    # -- the daemon's side: no work beyond keeping references ---------------------------------
+    def submit(self, index: int, image: np.ndarray, boxes: list, probs: List[np.ndarray]) -> None:
+        """Keep the latest frame (references only; drawn and encoded when someone asks).
+
+        Args:
+            index: The frame index.
+            image: The frame as read.
+            boxes: Its tiles' boxes (x, y, w, h), in order.
+            probs: The class probabilities of the tiles, in order, as the chunks the runner returned.
+        """
+        with self._lock:
+            self._latest = (index, image, boxes, probs)
+            self.submitted += 1
+
+    def tiles(self, boxes: list, probs: List[np.ndarray]) -> List[TileResult]:
+        """The tiles' results (label, confidence, uncertain) from their probabilities."""
+        p = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
+        idx = p.argmax(axis=1) if len(p) else np.zeros(0, int)
+        out = []
+        for k, box in enumerate(boxes):
+            if k < len(p):
+                conf = float(p[k, idx[k]])
+                out.append(TileResult(tuple(int(v) for v in box), self.classes[int(idx[k])], conf,
+                                      conf < self.threshold))
+            else:  # not classified (the frame was cut short)
+                out.append(TileResult(tuple(int(v) for v in box), None))
+        return out
+
+    # -- the HTTP side ---------------------------------------------------------------------------
+    def jpeg(self) -> Optional[bytes]:
+        """The latest annotated frame as JPEG (cached within ``min_interval``); None before the first frame."""
+        import cv2
+
+        with self._lock:
+            latest, cache = self._latest, self._cache
+            fresh = time.monotonic() - self._encoded_at < self.min_interval
+        if latest is None:
+            return None
+        if cache is not None and (cache[0] == latest[0] or fresh):
+            return cache[1]
+        index, image, boxes, probs = latest
+        img = annotate_frame(image, self.tiles(boxes, probs), self.classes, title=f"frame {index}")
+        if img.shape[1] > self.max_width:
+            f = self.max_width / img.shape[1]
+            img = cv2.resize(img, (self.max_width, int(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        data = buf.tobytes() if ok else b""
+        with self._lock:
+            self._cache = (index, data)
+            self._encoded_at = time.monotonic()
+            self.encodes += 1
+        return data
+
+    def state(self) -> Dict:
+        """Counters for the page."""
+        counters: Dict[str, int] = {}
+        per_class: Dict[str, int] = {}
+        if self.metrics is not None:
+            s = self.metrics.summary()
+            counters = {k: s[k] for k in COUNTER_KEYS if k in s}
+            per_class = dict(s.get("per_class", {}))
+        with self._lock:
+            frame = self._latest[0] if self._latest is not None else None
+        return {"model": self.model, "frame": frame, "counters": counters, "per_class": per_class}
+
+    def page(self) -> str:
+        st = self.state()
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in st["counters"].items())
+        rows += "".join(f"<tr><th>class {html.escape(k)}</th><td>{v}</td></tr>" for k, v in st["per_class"].items())
+        return PAGE.format(model=html.escape(self.model), rows=rows)
+
+    def routes(self) -> Dict[str, Route]:
+        """Path → handler ``(query) -> (status, content type, body)``, for ``MetricsServer.add_route``."""
+        def jpg(query):
+            data = self.jpeg()
+            if data is None:
+                return 503, "text/plain; charset=utf-8", b"no frame classified yet\n"
+            return 200, "image/jpeg", data
+
+        return {
+            "/": lambda query: (200, "text/html; charset=utf-8", self.page().encode()),
+            "/preview.jpg": jpg,
+            "/preview.json": lambda query: (200, "application/json", json.dumps(self.state()).encode()),
+        }
