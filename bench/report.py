@@ -124,7 +124,7 @@ def latency_table(report: Dict[str, Any]) -> str:
 def drift_table(report: Dict[str, Any]) -> str:
     """Per artifact: the drift figures and per-class F1 deltas."""
     classes = report["reference"].get("classes") or []
-    head = ["Artifact", "Accuracy", "Δ pp", "Top-1 agreement", "max |Δp|", "mean |Δp|", "KL (nats)"] + \
+    head = ["Artifact", "Accuracy", "Δ pp", "Top-1 agreement", "max abs Δp", "mean abs Δp", "KL (nats)"] + \
         [f"ΔF1 {c}" for c in classes]
     rows = []
     for r in report["results"]:

@@ -181,3 +181,77 @@ def test_a_reference_with_another_split_is_refused(linear_models, sample_dir, tm
                "--data", str(sample_dir), "--iterations", "1", "-q"])
     assert rc == 2
     assert "may have trained on the evaluated images" in capsys.readouterr().err
+
+
+def test_part_of_the_reference_test_split_is_accepted(linear_models, sample_dir, tmp_path):
+    """A sample that holds only some of a model's test files (data/neu-sample) may be benched."""
+    import csv
+
+    d = linear_models
+    with open(d / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    test = [r for r in rows if r["split"] == "test"]
+    data = tmp_path / "part"
+    data.mkdir()
+    for r in test[:-1]:
+        shutil.copy(sample_dir / r["file"], data / r["file"])
+    with open(data / "split.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(test[:-1])
+    rc = main([str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--data", str(data),
+               "--split-file", str(data / "split.csv"), "--iterations", "1", "--warmup", "0", "-q",
+               "--json", str(tmp_path / "p.json")])
+    assert rc == 0
+    assert json.loads((tmp_path / "p.json").read_text())["reference"]["images"] == len(test) - 1
+
+
+def test_html_report_and_line_capacity(linear_models, sample_dir, tmp_path, capsys):
+    from html.parser import HTMLParser
+
+    d = linear_models
+    rc = main([str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--data", str(sample_dir),
+               "--split", "all", "--batch", "1,4", "--iterations", "3", "--warmup", "0", "--threads", "1",
+               "--json", str(tmp_path / "b.json"), "--md", str(tmp_path / "b.md"), "--html", str(tmp_path / "b.html"),
+               "--line-speed", "2", "--strip-width", "1500", "--mm-per-px", "0.5", "--tile", "200"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "b.json").read_text())
+    cap = rep["line_capacity"]
+    tp = rep["results"][0]["throughput_ips"]
+    assert cap["required_tiles_per_s"] == 300                # 15 tiles across x 20 rows/s
+    assert cap["measured_tiles_per_s"] == pytest.approx(max(tp.values()), rel=1e-3)
+    assert cap["batch"] == int(max(tp, key=tp.get)) and cap["artifact"] == str(d / "model.onnx")
+    assert cap["headroom"] == pytest.approx(cap["measured_tiles_per_s"] / 300, rel=1e-2)
+    assert cap["verdict"] == ("keeps up" if cap["headroom"] >= 1 else "falls behind")
+    from bench.capacity import sentence
+
+    line = sentence(cap)
+    assert line in (tmp_path / "b.md").read_text() and line in capsys.readouterr().out
+
+    class P(HTMLParser):
+        imgs, tables = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.imgs.append(dict(attrs)["src"])
+            self.tables += tag == "table"
+
+    p = P()
+    page = (tmp_path / "b.html").read_text()
+    p.feed(page)
+    assert p.tables >= 3                                      # summary, latency, drift
+    assert len(p.imgs) == 3 and all(s.startswith("data:image/png;base64,") for s in p.imgs)  # plots drawn for it
+    assert "Line capacity" in page and not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--line-speed", "2"], "needs all of --line-speed, --strip-width and --mm-per-px"),
+    (["--line-speed", "2", "--strip-width", "1500", "--mm-per-px", "0.5", "--stride", "400"], "gaps"),
+    (["--line-speed", "-1", "--strip-width", "1500", "--mm-per-px", "0.5"], "--line-speed must be a positive")])
+def test_bad_line_figures_exit_2_before_measuring(linear_models, sample_dir, tmp_path, capsys, extra, match):
+    d = linear_models
+    rc = main([str(d / "model.onnx"), "--reference", str(d / "model.keras"), "--data", str(sample_dir), "-q",
+               "--json", str(tmp_path / "x.json"), "--html", str(tmp_path / "x.html"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.html").exists()
