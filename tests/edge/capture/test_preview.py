@@ -52,18 +52,18 @@ def test_preview_serves_the_latest_annotated_frame_and_counters(tmp_path, model)
     cfg = CaptureConfig(model=str(model), source=str(src), events=str(tmp_path / "ev.jsonl"), log_all=True,
                         metrics="127.0.0.1:0", preview=True, batch=4, tile=TILE)
     d = CaptureDaemon(cfg)
-    orig = d.process
+    orig = d.emit
     got = {}
 
-    def process(frame):
-        orig(frame)
-        if frame.index == 5:  # ask while the daemon runs (served by the metrics thread)
+    def emit(work):
+        orig(work)
+        if work.frame.index == 5:  # ask while the daemon runs (served by the metrics thread)
             url = d.server.url
             got["jpg"] = get(url + "/preview.jpg")
             got["json"] = get(url + "/preview.json")
             got["page"] = get(url + "/")
 
-    d.process = process
+    d.emit = emit
     s = d.run()
     assert s["frames_processed"] == 12
     code, ctype, body = got["jpg"]
@@ -99,14 +99,14 @@ def test_preview_off_by_default_no_route(tmp_path, model):
     cfg = CaptureConfig(model=str(model), source=str(src), events=str(tmp_path / "ev.jsonl"), metrics="127.0.0.1:0",
                         tile=TILE)
     d = CaptureDaemon(cfg)
-    orig = d.process
+    orig = d.emit
     got = []
 
-    def process(frame):
-        orig(frame)
+    def emit(work):
+        orig(work)
         got.append(get(d.server.url + "/preview.jpg")[0])
 
-    d.process = process
+    d.emit = emit
     d.run()
     assert d.preview is None and got == [404, 404]
 
