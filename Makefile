@@ -21,7 +21,7 @@ TRAIN_OUT ?= runs/demo-train
 DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,)
 DEMO_CALIB ?= $(if $(filter data/neu-sample,$(DATA)),40,500)
 
-.PHONY: demo demo-train test install data clean
+.PHONY: demo demo-train test install data clean test-jetpack
 
 $(STAMP): setup.cfg pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,31 @@ test: $(STAMP) data
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The runtime on a JetPack's Python with that JetPack's constraints (jetson/constraints-*.txt), without
+# TensorFlow: `make test-jetpack JP=5` (Python 3.8), `JP=6` (6.0: 3.10, numpy 1.x, CUDA 12.2),
+# `JP=6.1` (6.1/6.2: CUDA 12.6), `JP=7` (3.12, CUDA 13). Python comes from pyenv (PYENV_ROOT); the
+# venv is .venv-jp$(JP) (gitignored). Tests that need Keras/TensorFlow or a GPU skip with the reason.
+JP ?= 5
+JP_PY_5 = 3.8
+JP_PY_6 = 3.10
+JP_PY_6.1 = 3.10
+JP_PY_7 = 3.12
+JP_CONSTRAINTS_5 = jetson/constraints-jp5.txt
+JP_CONSTRAINTS_6 = jetson/constraints-jp6.0.txt
+JP_CONSTRAINTS_6.1 = jetson/constraints-jp6.1.txt
+JP_CONSTRAINTS_7 = jetson/constraints-jp7.txt
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+JP_VENV = .venv-jp$(JP)
+JP_TESTS ?= tests/edge tests/convert/test_tensorrt_branches.py tests/convert/test_tensorrt_runtime_only.py \
+	tests/test_doctor.py
+
+test-jetpack:
+	@test -n "$(JP_PY_$(JP))" || { echo "JP must be 5, 6, 6.1 or 7 (got $(JP))" >&2; exit 2; }
+	@py=$$(ls -d $(PYENV_ROOT)/versions/$(JP_PY_$(JP)).* 2>/dev/null | sort -V | tail -1); \
+	  test -x "$$py/bin/python" || { echo "no Python $(JP_PY_$(JP)) under $(PYENV_ROOT)/versions (pyenv install $(JP_PY_$(JP)))" >&2; exit 2; }; \
+	  test -x $(JP_VENV)/bin/python || $$py/bin/python -m venv $(JP_VENV)
+	$(JP_VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(JP_CONSTRAINTS_$(JP)) '.[dev]'
+	$(JP_VENV)/bin/python -c "import sys, numpy; print('JetPack $(JP) matrix: Python', sys.version.split()[0], 'numpy', numpy.__version__)"
+	@! $(JP_VENV)/bin/python -c "import tensorflow" 2>/dev/null || { echo "TensorFlow is in $(JP_VENV): the runtime install must not pull it in" >&2; exit 1; }
+	PYTHONPATH=$(CURDIR) $(JP_VENV)/bin/python -m pytest -q -p no:cacheprovider $(JP_TESTS)

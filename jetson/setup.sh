@@ -30,16 +30,18 @@ fi
 [ -n "$L4T" ] || die "cannot read the L4T release (/etc/nv_tegra_release, nvidia-l4t-core): is JetPack installed?"
 
 # L4T → JetPack → the TensorRT it ships (the engine must be built by the same TensorRT)
+# and the pip constraints of that JetPack (numpy ABI of the system OpenCV, cuda-python = its CUDA)
 case "$L4T" in
-  35.1*)            JP="5.0.2"; TRT_EXPECT="8.4" ;;
-  35.2*|35.3*)      JP="5.1/5.1.1"; TRT_EXPECT="8.5" ;;
-  35.4*|35.5*|35.6*) JP="5.1.2+"; TRT_EXPECT="8.5" ;;
-  36.2*|36.3*)      JP="6.0"; TRT_EXPECT="8.6" ;;
-  36.4*)            JP="6.1/6.2"; TRT_EXPECT="10.3" ;;
-  38.*)             JP="7.x"; TRT_EXPECT="10" ;;
-  *)                JP="unknown"; TRT_EXPECT="" ;;
+  35.1*)            JP="5.0.2"; TRT_EXPECT="8.4"; CONSTRAINTS="" ;;
+  35.2*|35.3*)      JP="5.1/5.1.1"; TRT_EXPECT="8.5"; CONSTRAINTS=constraints-jp5.txt ;;
+  35.4*|35.5*|35.6*) JP="5.1.2+"; TRT_EXPECT="8.5"; CONSTRAINTS=constraints-jp5.txt ;;
+  36.2*|36.3*)      JP="6.0"; TRT_EXPECT="8.6"; CONSTRAINTS=constraints-jp6.0.txt ;;
+  36.4*)            JP="6.1/6.2"; TRT_EXPECT="10.3"; CONSTRAINTS=constraints-jp6.1.txt ;;
+  38.*)             JP="7.x"; TRT_EXPECT="10"; CONSTRAINTS=constraints-jp7.txt ;;
+  *)                JP="unknown"; TRT_EXPECT=""; CONSTRAINTS="" ;;
 esac
-echo "setup.sh: L4T $L4T → JetPack $JP (expects TensorRT ${TRT_EXPECT:-?})"
+echo "setup.sh: L4T $L4T → JetPack $JP (expects TensorRT ${TRT_EXPECT:-?}, pip constraints ${CONSTRAINTS:-none})"
+[ -n "$CONSTRAINTS" ] || die "no constraints for L4T $L4T (JetPack $JP): supported are JetPack 5.1.x, 6.0, 6.1/6.2, 7.x"
 
 TRT_VER="$(python3 -c 'import tensorrt as t; print(t.__version__)' 2>/dev/null || true)"
 [ -n "$TRT_VER" ] || TRT_VER="$(dpkg-query -W -f='${Version}' python3-libnvinfer 2>/dev/null | cut -d- -f1 || true)"
@@ -73,10 +75,14 @@ python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install --upgrade pip wheel
 export PATH="/usr/local/cuda/bin:$PATH" CUDA_ROOT=/usr/local/cuda
 # The pip "tensorrt" of [trt] is x86-only by its marker; on Jetson the apt bindings are used.
-"$VENV/bin/pip" install "$REPO[trt]"
+# No TensorFlow here: engines are built from the ONNX artifacts (edge-convert --from-onnx).
+"$VENV/bin/pip" install -c "$REPO/jetson/$CONSTRAINTS" "$REPO[trt]"
 # pip's opencv-python-headless has no GStreamer: prefer the system cv2 (python3-opencv) for csi:// and gst://
 if python3 -c 'import cv2,sys; sys.exit("GStreamer:                   YES" not in cv2.getBuildInformation())' 2>/dev/null; then
   "$VENV/bin/pip" uninstall -y opencv-python-headless || true
+  # The system cv2 is built against numpy 1.x: the constraints keep the venv's numpy there.
+  "$VENV/bin/python" -c 'import cv2, numpy; print("setup.sh: system OpenCV", cv2.__version__, "with numpy", numpy.__version__)' \
+    || die "the system OpenCV does not import with the venv's numpy (numpy ABI): check $CONSTRAINTS"
 fi
 
 # --- 4. check ---------------------------------------------------------------------------
@@ -92,4 +98,5 @@ missing = missing_runtime_api(tensorrt)
 assert not missing, f"TensorRT lacks {missing}"
 print("setup.sh: OpenCV", cv2.__version__, "GStreamer", "YES" if "GStreamer:                   YES" in cv2.getBuildInformation() else "NO")
 PY
-echo "setup.sh: done. Service: sudo cp jetson/edge-capture.service /etc/systemd/system/ && sudo systemctl enable --now edge-capture"
+"$VENV/bin/edge-doctor" --quick || echo "setup.sh: warning: edge-doctor --quick reported a failure (see above)" >&2
+echo "setup.sh: done. Prove the chain: $VENV/bin/edge-doctor --md doctor.md. Service: sudo cp jetson/edge-capture.service /etc/systemd/system/ && sudo systemctl enable --now edge-capture"
