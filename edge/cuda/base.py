@@ -94,7 +94,8 @@ class Stream(abc.ABC):
 
 
 class Event(abc.ABC):
-    """A CUDA event (timing enabled)."""
+    """A CUDA event: blocking-sync (``synchronize`` sleeps instead of spinning a core that decode
+    and tiling need), timing disabled unless made with ``timing=True``."""
 
     @abc.abstractmethod
     def record(self, stream: Stream) -> None: ...
@@ -108,7 +109,7 @@ class Event(abc.ABC):
 
     @abc.abstractmethod
     def elapsed_ms(self, end: "Event") -> float:
-        """Milliseconds from this event to ``end`` (both recorded and completed)."""
+        """Milliseconds from this event to ``end`` (both recorded, completed and made with ``timing=True``)."""
 
     @abc.abstractmethod
     def free(self) -> None: ...
@@ -128,6 +129,10 @@ class CudaBackend(abc.ABC):
     """Factory of the objects above for one library (cuda-python or pycuda)."""
 
     name = "base"
+    #: Whether :meth:`begin_capture` / :meth:`end_capture` (CUDA graphs) work with this library.
+    supports_graphs = True
+    #: The device the backend made current (every allocation, stream and TensorRT context is on it).
+    device_index = 0
 
     @abc.abstractmethod
     def device_info(self, index: int = 0) -> DeviceInfo: ...
@@ -143,7 +148,8 @@ class CudaBackend(abc.ABC):
     def stream(self) -> Stream: ...
 
     @abc.abstractmethod
-    def event(self) -> Event: ...
+    def event(self, timing: bool = False) -> Event:
+        """A blocking-sync event; ``timing`` enables ``elapsed_ms`` (costs a little per record)."""
 
     @abc.abstractmethod
     def memcpy_htod_async(self, dst: int, src: int, nbytes: int, stream: Stream) -> None: ...

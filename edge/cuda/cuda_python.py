@@ -6,6 +6,8 @@ to the older ``from cuda import cudart`` layout (cuda-python 11.x/12.x), lazily.
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import numpy as np
 
 from edge.cuda.base import (CudaBackend, CudaGraph, DeviceBuffer, DeviceInfo, Event, PinnedBuffer, Stream,
@@ -36,6 +38,51 @@ def import_driver():
         except ImportError:
             raise EdgeError("cuda-python is not installed (pip install cuda-python)") from None
     return driver
+
+
+def _cuda_version(v: int) -> str:
+    """CUDA's integer version (12020) as text (12.2); 0 is "none"."""
+    return f"{v // 1000}.{(v % 1000) // 10}" if v else "none"
+
+
+def version_problem(driver: int, runtime: int) -> Optional[str]:
+    """Why cuda-python's runtime cannot run on this driver (None: it can).
+
+    CUDA's minor-version compatibility lets a runtime run on any driver of the same major, so the
+    major decides: cuda-python 13 (CUDA 13 runtime) needs a CUDA 13 driver (>= 580) and answers
+    every call with cudaErrorInsufficientDriver on JetPack 5 (CUDA 11.4) or 6 (12.2 / 12.6).
+
+    Args:
+        driver: ``cudaDriverGetVersion`` (0: no driver).
+        runtime: ``cudaRuntimeGetVersion`` of the installed cuda-python.
+    """
+    if driver <= 0:
+        return (f"no NVIDIA driver (cudaDriverGetVersion = 0; cuda-python's CUDA runtime is "
+                f"{_cuda_version(runtime)})")
+    if driver // 1000 < runtime // 1000:
+        return (f"cuda-python's CUDA runtime {_cuda_version(runtime)} needs a CUDA {runtime // 1000}.x driver, "
+                f"this driver supports CUDA {_cuda_version(driver)}: install cuda-python "
+                f"{driver // 1000}.x (pip install -c jetson/constraints-*.txt)")
+    return None
+
+
+def check_versions(rt) -> Tuple[int, int]:
+    """(driver, runtime) versions, or a one-line EdgeError naming both when they do not fit.
+
+    cuda-python 11.x raises RuntimeError where it cannot load libcuda; 12.x/13.x report driver 0.
+    """
+    try:
+        runtime = int(cuda_call(rt.cudaRuntimeGetVersion))
+    except EdgeError as e:
+        raise EdgeError(f"cuda-python cannot report its CUDA runtime version ({e})") from None
+    try:
+        driver = int(cuda_call(rt.cudaDriverGetVersion))
+    except EdgeError:
+        driver = 0
+    why = version_problem(driver, runtime)
+    if why:
+        raise EdgeError(f"cuda-python unusable: {why}")
+    return driver, runtime
 
 
 class CpPinned(PinnedBuffer):
@@ -88,9 +135,11 @@ class CpStream(Stream):
 
 
 class CpEvent(Event):
-    def __init__(self, cudart):
+    def __init__(self, cudart, timing: bool = False):
         self._rt = cudart
-        self._e = cuda_call(cudart.cudaEventCreate)
+        flags = int(cudart.cudaEventBlockingSync) | (0 if timing else int(cudart.cudaEventDisableTiming))
+        self.flags = flags
+        self._e = cuda_call(cudart.cudaEventCreateWithFlags, flags)
 
     def record(self, stream: CpStream) -> None:
         cuda_call(self._rt.cudaEventRecord, self._e, stream._s)
@@ -136,11 +185,32 @@ class CudaPythonBackend(CudaBackend):
 
     name = "cuda-python"
 
-    def __init__(self):
-        self.rt = import_cudart()
+    def __init__(self, device: int = 0, rt=None):
+        """Import cuda-python, check driver against runtime, and make ``device`` current.
 
-    def device_info(self, index: int = 0) -> DeviceInfo:
+        Raises:
+            EdgeError: cuda-python missing, its CUDA runtime newer than the driver (one line
+                naming both), no such device.
+        """
+        self.rt = rt if rt is not None else import_cudart()
+        self.driver_version, self.runtime_version = check_versions(self.rt)
+        count = cuda_call(self.rt.cudaGetDeviceCount)
+        if not 0 <= int(device) < count:
+            raise EdgeError(f"no CUDA device {device} (found {count})")
+        # Blocking sync: a host thread waiting for the GPU sleeps instead of spinning a CPU core
+        # (decode and tiling need the cores on a Jetson); map host memory for zero copy. Refused
+        # (cudaErrorSetOnActiveProcess) once the device's context exists: then it stays as it is.
+        cuda_call(self.rt.cudaSetDevice, int(device))
+        flags = int(self.rt.cudaDeviceScheduleBlockingSync) | int(self.rt.cudaDeviceMapHost)
+        err = self.rt.cudaSetDeviceFlags(flags)
+        err = err[0] if isinstance(err, tuple) else err
+        if int(err) not in (0, int(self.rt.cudaError_t.cudaErrorSetOnActiveProcess)):
+            check_cuda("cudaSetDeviceFlags", (err,))
+        self.device_index = int(device)
+
+    def device_info(self, index: Optional[int] = None) -> DeviceInfo:
         rt = self.rt
+        index = self.device_index if index is None else index
         count = cuda_call(rt.cudaGetDeviceCount)
         if index >= count:
             raise EdgeError(f"no CUDA device {index} (found {count})")
@@ -158,8 +228,8 @@ class CudaPythonBackend(CudaBackend):
     def stream(self) -> Stream:
         return CpStream(self.rt)
 
-    def event(self) -> Event:
-        return CpEvent(self.rt)
+    def event(self, timing: bool = False) -> Event:
+        return CpEvent(self.rt, timing)
 
     def _copy(self, dst: int, src: int, nbytes: int, kind, stream: CpStream) -> None:
         cuda_call(self.rt.cudaMemcpyAsync, dst, src, nbytes, kind, stream._s)

@@ -83,7 +83,12 @@ def cuda_call(fn: Callable[..., Any], *args: Any) -> Any:
     Example:
         >>> ptr = cuda_call(cudart.cudaMallocHost, 1024)
     """
-    return check_cuda(getattr(fn, "__name__", repr(fn)), fn(*args))
+    call = getattr(fn, "__name__", repr(fn))
+    try:
+        result = fn(*args)
+    except RuntimeError as e:  # cuda-python 11.x raises when it cannot load libcuda (no driver)
+        raise CudaError(call, None, "RuntimeError", " ".join(str(e).split())) from None
+    return check_cuda(call, result)
 
 
 def pycuda_error(call: str, exc: Exception) -> CudaError:

@@ -5,6 +5,8 @@ pycuda needs libcuda and the CUDA headers to build, so it is imported only when 
 
 from __future__ import annotations
 
+from typing import Optional
+
 from edge.cuda.base import (CudaBackend, CudaGraph, DeviceBuffer, DeviceInfo, Event, PinnedBuffer, Stream,
                             host_array)
 from edge.cuda.errors import pycuda_error
@@ -12,15 +14,15 @@ from edge.errors import EdgeError
 
 
 def import_pycuda():
-    """``pycuda.driver`` with a context made current on device 0 (``pycuda.autoinit``)."""
+    """``pycuda.driver``, initialised (no context is made here: see :class:`PyCudaBackend`)."""
     try:
         import pycuda.driver as drv
     except ImportError:
         raise EdgeError("pycuda is not installed (pip install pycuda; it needs the CUDA toolkit)") from None
     try:
-        import pycuda.autoinit  # noqa: F401  (creates and pushes the primary context)
+        drv.init()
     except Exception as e:
-        raise pycuda_error("pycuda.autoinit", e) from None
+        raise pycuda_error("cuInit", e) from None
     return drv
 
 
@@ -81,8 +83,10 @@ class PcStream(Stream):
 
 
 class PcEvent(Event):
-    def __init__(self, drv):
-        self._e = _call("cuEventCreate", drv.Event)
+    def __init__(self, drv, timing: bool = False):
+        f = drv.event_flags
+        self.flags = f.BLOCKING_SYNC | (0 if timing else f.DISABLE_TIMING)
+        self._e = _call("cuEventCreate", drv.Event, self.flags)
 
     def record(self, stream: PcStream) -> None:
         _call("cuEventRecord", self._e.record, stream._s)
@@ -100,29 +104,44 @@ class PcEvent(Event):
         self._e = None
 
 
-class PcGraph(CudaGraph):
-    def __init__(self, graph):
-        self._graph = graph
-        self._exec = _call("cuGraphInstantiate", graph.instantiate)
-
-    def launch(self, stream: PcStream) -> None:
-        _call("cuGraphLaunch", self._exec.launch, stream._s)
-
-    def free(self) -> None:
-        self._exec = None
-        self._graph = None
-
-
 class PyCudaBackend(CudaBackend):
     """Memory backend on pycuda's driver API."""
 
     name = "pycuda"
+    #: pycuda has no stream-capture API (cuStreamBeginCapture): graphs need the cuda-python backend.
+    supports_graphs = False
 
-    def __init__(self):
-        self.drv = import_pycuda()
+    def __init__(self, device: int = 0):
+        """Make a context on ``device`` with host mapping and blocking sync, and make it current.
 
-    def device_info(self, index: int = 0) -> DeviceInfo:
+        ``pycuda.autoinit`` is not used: its context is always on device 0 and has no
+        ``MAP_HOST`` flag, so ``get_device_pointer`` of mapped (zero-copy) memory fails there.
+        TensorRT (CUDA runtime) runs in whichever context is current: this one.
+        """
+        self.drv = drv = import_pycuda()
+        n = _call("cuDeviceGetCount", drv.Device.count)
+        if not 0 <= int(device) < n:
+            raise EdgeError(f"no CUDA device {device} (found {n})")
+        self.device_index = int(device)
+        flags = drv.ctx_flags.MAP_HOST | drv.ctx_flags.SCHED_BLOCKING_SYNC
+        self.context = _call("cuCtxCreate", drv.Device(self.device_index).make_context, flags)
+        import atexit
+
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Pop and release the backend's context (idempotent)."""
+        ctx, self.context = getattr(self, "context", None), None
+        if ctx is not None:
+            try:
+                ctx.pop()
+                ctx.detach()
+            except Exception:  # already gone at interpreter exit
+                pass
+
+    def device_info(self, index: Optional[int] = None) -> DeviceInfo:
         drv = self.drv
+        index = self.device_index if index is None else index
         if index >= drv.Device.count():
             raise EdgeError(f"no CUDA device {index} (found {drv.Device.count()})")
         d = drv.Device(index)
@@ -140,8 +159,8 @@ class PyCudaBackend(CudaBackend):
     def stream(self) -> Stream:
         return PcStream(self.drv)
 
-    def event(self) -> Event:
-        return PcEvent(self.drv)
+    def event(self, timing: bool = False) -> Event:
+        return PcEvent(self.drv, timing)
 
     def memcpy_htod_async(self, dst, src, nbytes, stream) -> None:
         # pycuda's memcpy_htod_async takes a buffer; wrap the pinned address without a copy.
@@ -154,10 +173,11 @@ class PyCudaBackend(CudaBackend):
         _call("cuMemcpyDtoDAsync", self.drv.memcpy_dtod_async, dst, src, nbytes, stream._s)
 
     def begin_capture(self, stream: PcStream) -> None:
-        _call("cuStreamBeginCapture", stream._s.begin_capture)
+        raise EdgeError("CUDA graphs need the cuda-python backend: pycuda has no stream-capture API "
+                        "(use --cuda-backend cuda-python, or drop --cuda-graph)")
 
     def end_capture(self, stream: PcStream) -> CudaGraph:
-        return PcGraph(_call("cuStreamEndCapture", stream._s.end_capture))
+        raise EdgeError("CUDA graphs need the cuda-python backend: pycuda has no stream-capture API")
 
     def memset_async(self, dst: int, value: int, nbytes: int, stream: PcStream) -> None:
         """Fill device memory (used by the GPU tests as a stand-in kernel)."""
