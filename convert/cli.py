@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "scaling in the graph (convert/fold.py); 0: float input, host preprocessing (default 0)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
+    p.add_argument("--opt-batch", type=int, default=16, help="the profile's opt batch (edge-capture's --batch; DLA: the static batch)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (13-17 parse on TensorRT 8.5)")
     p.add_argument("--engine", default="auto", choices=["auto", "always", "never"],
                    help="build TensorRT engines: auto (if TensorRT and a GPU are here), always (error otherwise), never")
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
 
         build_from_onnx(args.from_onnx, out_dir=args.out, batch=_batch_arg(args.batch), max_batch=args.max_batch,
                         workspace_mib=args.workspace, dla=args.dla, timing_cache=args.timing_cache,
-                        force=args.force, say=_say)
+                        force=args.force, say=_say, opt_batch=args.opt_batch)
         return 0
     if not args.model:
         raise EdgeError("no model given: edge-convert MODEL.keras [...] -o OUTDIR (or --from-onnx FILE.onnx)")
@@ -338,11 +339,14 @@ def convert(args) -> int:
             from convert.tensorrt import build_engine
             from edge.runtime.tensorrt.compat import onnx_for_precision
 
-            for name in ["fp32"] + (["fp16"] if args.fp16 else []) + (["int8"] if args.int8 else []):
+            # --dla: no FP32 engine (the DLA runs FP16/INT8 only).
+            for name in ([] if args.dla is not None else ["fp32"]) + (["fp16"] if args.fp16 else []) \
+                    + (["int8"] if args.int8 else []):
                 # FP16: the FP32 ONNX + FP16 flag on TensorRT <= 10, the FP16 ONNX on 11 (strongly typed).
                 src = stage / formats.by_name(onnx_for_precision(trt, name)).file
                 eng = build_engine(src, read_meta(src), stage, precision=name, batch=batch, max_batch=args.max_batch,
-                                   workspace_mib=args.workspace, dla=args.dla, timing_cache=args.timing_cache, say=_say)
+                                   workspace_mib=args.workspace, dla=args.dla, timing_cache=args.timing_cache, say=_say,
+                                   opt_batch=args.opt_batch)
                 written.append(eng.name)
 
     if plan.message:

@@ -5,8 +5,9 @@ A GPU is checked for *before* ``import tensorrt`` touches CUDA: without one, ``t
 ``trt.Builder()`` log CUDA error 35 and the next call segfaults.
 
 Engines are named ``model.<precision>.b<batch>.trt<version>.<gpu>-sm<cc>.engine`` (e.g.
-``model.int8.b1-32.trt10.3.0.orin-sm87.engine``) so a wrong TensorRT or GPU is obvious from the
-name, and carry a metadata JSON with the TensorRT version, GPU and compute capability, which
+``model.int8.b1-32.trt10.3.0.30.orin-sm87.engine``) so a wrong TensorRT or GPU is obvious from the
+name, with a stable link ``model.<precision>.engine`` (+ its ``.json``) to the latest build: the
+name ``jetson/capture.toml`` and ``jetson/README.md`` use. Each carries a metadata JSON with the TensorRT version, GPU and compute capability, which
 :func:`edge.runtime.tensorrt.loader.check_engine_compat` checks before deserializing.
 """
 
@@ -116,9 +117,47 @@ def fp16_kept_nodes(meta: Dict, onnx_path: Path) -> Dict[str, list]:
     return {"nodes": nodes, "tensors": tensors}
 
 
+#: The capture daemon's batch (edge-capture --batch): the profile's opt, what TensorRT tunes for.
+DAEMON_BATCH = 16
+
+
+def profile_batches(batch: Optional[int], max_batch: int, opt_batch: int = DAEMON_BATCH,
+                    dla: Optional[int] = None) -> tuple:
+    """(min, opt, max) batch of the optimization profile.
+
+    Dynamic: 1 .. max_batch with opt = the daemon's batch (clamped into the range), not max.
+    Fixed (``batch``) or DLA: static, min = opt = max (the DLA has no dynamic shapes; with a
+    dynamic profile and GPU fallback everything silently runs on the GPU); a DLA build of a
+    dynamic ONNX takes the daemon's batch.
+    """
+    if max_batch < 1 or opt_batch < 1:
+        raise EdgeError(f"batch sizes must be >= 1 (max {max_batch}, opt {opt_batch})")
+    if batch:
+        return (batch, batch, batch)
+    if dla is not None:
+        b = min(opt_batch, max_batch)
+        return (b, b, b)
+    return (1, min(max(opt_batch, 1), max_batch), max_batch)
+
+
+def link_alias(engine: Path, precision: str) -> Path:
+    """``model.<precision>.engine`` (and ``.json``) -> the versioned engine file, replaced atomically."""
+    import os
+
+    alias = engine.parent / f"model.{precision}.engine"
+    for src, dst in ((engine.name, alias), (engine.name + ".json", Path(str(alias) + ".json"))):
+        tmp = dst.parent / f".{dst.name}.tmp-link"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(src, tmp)
+        os.replace(tmp, dst)
+    return alias
+
+
 def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, batch: Optional[int] = None,
                  max_batch: int = 32, workspace_mib: int = 1024, dla: Optional[int] = None,
-                 timing_cache: Optional[str] = None, say: Callable[[str], None] = print, trt=None) -> Path:
+                 timing_cache: Optional[str] = None, say: Callable[[str], None] = print, trt=None,
+                 opt_batch: int = DAEMON_BATCH) -> Path:
     """Build one engine with TensorRT from an ONNX artifact.
 
     Args:
@@ -127,9 +166,10 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
         out_dir: Folder for the engine and its JSON.
         precision: ``fp32``, ``fp16`` or ``int8``.
         batch: Fixed batch (1) or None for a dynamic profile 1..max_batch.
-        max_batch: Largest batch of the profile (opt = max).
+        max_batch: Largest batch of the profile.
+        opt_batch: The profile's opt batch (the daemon's batch, 16); DLA builds are static at it.
         workspace_mib: Workspace memory pool limit.
-        dla: DLA core (GPU fallback on) or None.
+        dla: DLA core (GPU fallback on; static shape; FP16/INT8 only) or None.
         timing_cache: File to load the timing cache from and save it back to.
         say: Progress output.
         trt: The tensorrt module (default: import it, after checking for a GPU).
@@ -150,6 +190,8 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
             raise EdgeError("TensorRT is not installed (on Jetson it comes with JetPack)") from None
     version = compat.version_of(trt)
     compat.builder_branch(version)  # refuses < 8.5
+    if dla is not None:
+        compat.check_dla(trt, precision, quantized=meta.get("precision") == "int8")
     dev = _device()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -170,16 +212,22 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
             say(f"keeping {len(pinned)} layer(s) in FP32 as model.fp16.onnx does: {', '.join(pinned)}")
     inp = network.get_input(0)
     dims = tuple(int(d) for d in inp.shape)
+    prof = None
     if dims[0] == -1:
+        prof = profile_batches(batch, max_batch, opt_batch, dla)
         profile = builder.create_optimization_profile()
-        lo = batch or 1
-        hi = batch or max_batch
-        profile.set_shape(inp.name, (lo, *dims[1:]), (hi, *dims[1:]), (hi, *dims[1:]))
+        profile.set_shape(inp.name, *[(b, *dims[1:]) for b in prof])
         config.add_optimization_profile(profile)
+        if dla is not None:
+            batch = prof[0]  # static
+    placement = None
     if dla is not None:
         compat.use_dla(trt, builder, config, dla)
+        placement = compat.dla_placement(trt, network, config)
+        say(f"DLA core {dla}: {len(placement['dla'])} layer(s) on the DLA, {len(placement['gpu'])} fall back to "
+            f"the GPU{': ' + ', '.join(placement['gpu'][:8]) if placement['gpu'] else ''}")
     cache_data = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    cache = compat.set_timing_cache(trt, config, cache_data)
+    cache = compat.set_timing_cache(trt, config, cache_data, warn=say)
     monitor = compat.attach_progress(trt, config, say)  # kept referenced during the build
     say(f"building TensorRT {version} {precision} engine from {Path(onnx_path).name} on {dev.name} ...")
     t0 = time.perf_counter()
@@ -200,18 +248,20 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
                                   "drift_gate", "tools") if k in meta}
     emeta.update({"format": "engine", "backend": "tensorrt", "precision": precision,
                   "source_onnx": Path(onnx_path).name,
-                  "tensorrt": {"version": str(version), "gpu": dev.name, "compute_capability": dev.compute_capability,
-                               "dla_core": dla, "workspace_mib": workspace_mib, "fp32_layers": pinned,
-                               "profile": None if batch else [1, max_batch, max_batch],
+                  "tensorrt": {"version": str(trt.__version__), "gpu": dev.name,
+                               "compute_capability": dev.compute_capability,
+                               "dla_core": dla, "dla_placement": placement, "workspace_mib": workspace_mib,
+                               "fp32_layers": pinned, "profile": list(prof) if prof else None,
                                "build_seconds": round(time.perf_counter() - t0, 1)}})
     write_meta(out, emeta)
-    say(f"{name}: built in {emeta['tensorrt']['build_seconds']} s")
+    alias = link_alias(out, precision)
+    say(f"{name}: built in {emeta['tensorrt']['build_seconds']} s ({alias.name} links to it)")
     return out
 
 
 def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Optional[int] = None, max_batch: int = 32,
                     workspace_mib: int = 1024, dla: Optional[int] = None, timing_cache: Optional[str] = None,
-                    force: bool = False, say: Callable[[str], None] = print) -> Path:
+                    force: bool = False, say: Callable[[str], None] = print, opt_batch: int = DAEMON_BATCH) -> Path:
     """``edge-convert --from-onnx FILE.onnx``: an engine from an ONNX artifact and its metadata.
 
     The precision comes from the metadata (an INT8 build uses the Q/DQ ranges already in the
@@ -248,8 +298,10 @@ def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Option
             and (src.parent / "model.fp16.onnx").exists():
         say("note: TensorRT 11 networks are strongly typed: this FP32 ONNX builds an FP32 engine; "
             "for FP16 pass model.fp16.onnx")
-    existing = list(out.glob(f"model.{precision}.*.engine"))
+    existing = [p for p in out.glob(f"model.{precision}.*.engine") if not p.is_symlink()]
     if existing and not force:
         raise EdgeError(f"{existing[0]} already exists (use --force to rebuild)")
+    if dla is not None:
+        compat.check_dla(trt, precision, quantized=precision == "int8")
     return build_engine(src, meta, out, precision, batch=batch, max_batch=max_batch, workspace_mib=workspace_mib,
-                        dla=dla, timing_cache=timing_cache, say=say, trt=trt)
+                        dla=dla, timing_cache=timing_cache, say=say, trt=trt, opt_batch=opt_batch)

@@ -39,6 +39,15 @@ def load_runner(artifact, backend: str = "auto", **opts) -> Runner:
         backend: ``auto`` (from the metadata), ``onnxruntime``, ``tensorrt`` or ``keras``.
         **opts: Passed to the runner (e.g. ``threads``, ``providers``, ``cuda_backend``).
     """
+    path = Path(artifact)
+    if path.suffix.lower() in ENGINE_SUFFIXES and not path.exists():
+        # The engine is built on the device, from the ONNX artifacts (no TensorFlow there).
+        stem = path.name[:-len(path.suffix)]
+        found = sorted(p.name for p in path.parent.glob(f"{stem}.*{path.suffix}")) if path.parent.is_dir() else []
+        onnx = path.parent / f"{stem}.onnx"
+        also = f" (this folder has {', '.join(found)})" if found else ""
+        raise EdgeError(f"no engine at {path}{also}: build it on this device with `edge-convert --from-onnx "
+                        f"{onnx}`, which writes {path.name} beside the versioned engine file")
     meta = read_meta(artifact)
     b = backend_of(artifact, meta) if backend == "auto" else backend
     if b == "onnxruntime":

@@ -164,12 +164,13 @@ def test_from_onnx_needs_the_qdq_model_and_tensorrt(tmp_path, capsys):
 class _Layer:
     """Stand-in layer: a name, output tensor names, and what our code sets."""
 
-    def __init__(self, name, outs):
+    def __init__(self, name, outs, dtypes=None):
         self.name, self._outs, self.precision, self.out_types = name, outs, None, {}
         self.num_outputs = len(outs)
+        self._dtypes = dtypes or ["FLOAT"] * len(outs)
 
     def get_output(self, j):
-        return types.SimpleNamespace(name=self._outs[j])
+        return types.SimpleNamespace(name=self._outs[j], dtype=self._dtypes[j])
 
     def set_output_type(self, j, t):
         self.out_types[j] = t
@@ -208,6 +209,19 @@ def test_fp16_keeps_the_fp32_nodes_on_weakly_typed_branches(version):
     assert compat.keep_fp32_layers(trt, _Net(layers), _Cfg()) == []  # nothing kept: no constraint, no flag
 
 
+@pytest.mark.parametrize("version", ["8.5.2", "10.3.0"])
+def test_fp16_keep_never_forces_float_on_int32_or_bool_outputs(version):
+    trt = fake_trt(version, DataType=types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", INT32="INT32", BOOL="BOOL"))
+    trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS = "OBEY"
+    mixed = _Layer("stem_conv", ["t0", "idx"], ["HALF", "INT32"])   # e.g. TopK: values + indices
+    shape = _Layer("stem_conv_1", ["s"], ["INT32"])                  # a Shape layer of the node
+    cmp_ = _Layer("stem_conv_2", ["m"], ["BOOL"])
+    pinned = compat.keep_fp32_layers(trt, _Net([mixed, shape, cmp_]), _Cfg(), nodes=["stem_conv"])
+    assert pinned == ["stem_conv"]
+    assert mixed.out_types == {0: "FLOAT"} and mixed.precision == "FLOAT"
+    assert shape.out_types == {} and shape.precision is None and cmp_.out_types == {} and cmp_.precision is None
+
+
 def test_fp16_keeps_nothing_on_11_strongly_typed():
     trt = fake_trt("11.4.0")  # no OBEY flag, no DataType: touching them would raise
     cfg = _Cfg()
@@ -232,3 +246,116 @@ def test_fp16_kept_nodes_read_from_the_fp16_metadata(tmp_path):
     (tmp_path / "model.fp16.onnx").write_bytes(b"")
     write_meta(tmp_path / "model.fp16.onnx", {"precision": "fp16", "fp16": {"kept_fp32": ["b"]}})
     assert fp16_kept_nodes({"precision": "fp32"}, tmp_path / "model.onnx") == {"nodes": ["b"], "tensors": ["y"]}
+
+
+# ----------------------------------------------------------------------------- section 2: builder defects
+@pytest.mark.parametrize("version,explicit", [("9.3.0", True), ("10.0.1", False)])
+def test_tensorrt_9_takes_the_10_branch_but_keeps_explicit_batch(version, explicit):
+    assert compat.builder_branch(version) == "10"
+    assert compat.network_flags(fake_trt(version), "fp32") == (1 if explicit else 0)
+
+
+def test_profile_opt_is_the_daemon_batch_and_dla_is_static():
+    from convert.tensorrt import profile_batches
+
+    assert profile_batches(None, 32) == (1, 16, 32)          # opt = edge-capture's batch, not max
+    assert profile_batches(None, 8) == (1, 8, 8)             # clamped into the range
+    assert profile_batches(1, 32) == (1, 1, 1)
+    assert profile_batches(None, 32, dla=0) == (16, 16, 16)  # the DLA has no dynamic shapes
+    with pytest.raises(EdgeError):
+        profile_batches(None, 0)
+
+
+@pytest.mark.parametrize("version,precision,quantized,refused", [
+    ("10.3.0", "fp32", False, "FP16 or INT8 only"),
+    ("8.5.2", "int8", True, "does not run an explicitly quantized"),
+    ("8.6.2", "fp16", False, None),
+    ("10.3.0", "int8", True, None),
+    ("11.1.0", "fp16", False, "no DLA support"),
+])
+def test_dla_refusals(version, precision, quantized, refused):
+    trt = fake_trt(version)
+    if refused is None:
+        compat.check_dla(trt, precision, quantized)
+    else:
+        with pytest.raises(EdgeError, match=refused) as ei:
+            compat.check_dla(trt, precision, quantized)
+        assert "\n" not in str(ei.value)
+
+
+def test_dla_placement_records_layers_per_device():
+    class Cfg:
+        def can_run_on_DLA(self, layer):
+            return layer.name != "softmax"
+
+    net = _Net([_Layer("conv", ["a"]), _Layer("softmax", ["p"])])
+    assert compat.dla_placement(fake_trt("10.3.0"), net, Cfg()) == {"dla": ["conv"], "gpu": ["softmax"]}
+
+
+class _CacheCfg:
+    """create_timing_cache / set_timing_cache like TensorRT: a blob of another version is refused."""
+
+    def __init__(self, mode):
+        self.mode, self.attached = mode, None
+
+    def create_timing_cache(self, data):
+        if data and self.mode == "raise":
+            raise RuntimeError("Timing cache header mismatch")
+        if data and self.mode == "none":
+            return None
+        return ("cache", bytes(data))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        if cache[1] and self.mode == "refuse":
+            return False
+        self.attached = cache
+        return True
+
+
+@pytest.mark.parametrize("mode", ["raise", "none", "refuse"])
+def test_stale_timing_cache_warns_and_starts_fresh(mode):
+    said = []
+    cfg = _CacheCfg(mode)
+    cache = compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"old-cache", warn=said.append)
+    assert cache == ("cache", b"") and cfg.attached == ("cache", b"")
+    assert len(said) == 1 and "stale" in said[0] and "starting a fresh one" in said[0]
+
+
+def test_fitting_timing_cache_is_used_silently():
+    said = []
+    cfg = _CacheCfg("ok")
+    assert compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"blob", warn=said.append) == ("cache", b"blob")
+    assert said == []
+
+
+def test_engine_alias_links_the_versioned_file(tmp_path):
+    from convert.tensorrt import link_alias
+
+    for build in ("model.int8.b1-32.trt8.5.2.2.orin-sm87.engine", "model.int8.b1-32.trt8.5.2.2.orin-sm87-x.engine"):
+        eng = tmp_path / build
+        eng.write_bytes(b"plan " + build.encode())
+        (tmp_path / (build + ".json")).write_text("{}")
+        alias = link_alias(eng, "int8")
+        assert alias.name == "model.int8.engine" and alias.read_bytes() == eng.read_bytes()
+        assert (tmp_path / "model.int8.engine.json").resolve() == (tmp_path / (build + ".json")).resolve()
+
+
+def test_capture_toml_and_readme_name_the_alias_the_converter_writes():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    toml = (root / "jetson" / "capture.toml").read_text()
+    assert 'model.int8.engine"' in toml
+    readme = (root / "jetson" / "README.md").read_text()
+    assert "model.int8.engine" in readme and "edge-convert --from-onnx" in readme
+    assert "--int8 --engine always" not in readme   # no TensorFlow on the device
+
+
+def test_missing_engine_points_to_from_onnx(tmp_path):
+    from edge.runtime import load_runner
+
+    (tmp_path / "model.int8.b1-32.trt10.3.0.30.orin-sm87.engine").write_bytes(b"x")
+    with pytest.raises(EdgeError) as ei:
+        load_runner(tmp_path / "model.int8.engine")
+    msg = str(ei.value)
+    assert "edge-convert --from-onnx" in msg and "model.int8.onnx" in msg and "trt10.3.0.30" in msg

@@ -104,10 +104,12 @@ def test_the_check_can_fail(wheel):
         # 11.x removed EXPLICIT_BATCH and the FP16 builder flag: the 8.x branch would not work there.
         gone = api.missing(compat.BUILDER_API["8.6"])
         assert "NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in gone and "BuilderFlag.FP16" in gone
+        # ... and the 8.x way of sharing device memory between contexts (CUDA graphs per shape).
+        assert "ICudaEngine.create_execution_context_without_device_memory" in api.missing(compat.RUNTIME_API["8.6"])
     elif branch == "8.6":
         # 8.6 has no Python IProgressMonitor yet: the 10.x builder branch would not work there.
         gone = api.missing(compat.BUILDER_API["10"])
         assert "IProgressMonitor" in gone and "IBuilderConfig.progress_monitor" in gone
     else:
-        # 10.x removed the binding-index profile query that the 8.5 runtime branch uses.
-        assert "ICudaEngine.get_profile_shape" in api.missing(compat.RUNTIME_API["8.5"])
+        # 10.x removed the binding-index profile query (deprecated since 8.5; no branch calls it now).
+        assert api.missing(["ICudaEngine.get_profile_shape"]) == ["ICudaEngine.get_profile_shape"]

@@ -74,6 +74,19 @@ def resolve_max_batch(tensors: Sequence, requested: Optional[int] = None) -> int
     return int(requested)
 
 
+def static_batch(t) -> Optional[int]:
+    """The one batch size an input accepts, or None for a dynamic batch.
+
+    A fixed batch dimension, or a profile with min = max (DLA engines are built that way: the DLA
+    has no dynamic shapes). Smaller batches are padded to it by the runner.
+    """
+    if t.shape[0] >= 0:
+        return int(t.shape[0]) if t.shape[0] > 1 else None
+    if t.profile is not None and int(t.profile[0][0]) == int(t.profile[2][0]) and int(t.profile[0][0]) > 1:
+        return int(t.profile[0][0])
+    return None
+
+
 def plan_buffers(tensors: Sequence, max_batch: int) -> Dict[str, BufferPlan]:
     """Bytes of every I/O tensor at ``max_batch``: allocated once, reused for every call.
 

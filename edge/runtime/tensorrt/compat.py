@@ -14,19 +14,41 @@ from typing import NamedTuple
 
 
 class TRTVersion(NamedTuple):
+    """major.minor.patch.build (``tensorrt.__version__`` is e.g. ``8.5.2.2`` or ``10.3.0.30``).
+
+    ``build`` is -1 where the text has no fourth part (metadata of older converters).
+    """
+
     major: int
     minor: int
     patch: int = 0
+    build: int = -1
 
     @classmethod
     def parse(cls, text: str) -> "TRTVersion":
-        parts = [int(p) for p in str(text).split(".")[:3] if p.isdigit()]
+        import re
+
+        parts = []
+        for p in str(text).split(".")[:4]:
+            m = re.match(r"\d+", p)  # "0+cuda12", "1rc" style suffixes end the version
+            if not m:
+                break
+            parts.append(int(m.group()))
+            if m.end() != len(p):
+                break
         while len(parts) < 3:
             parts.append(0)
         return cls(*parts)
 
+    def same_build(self, other: "TRTVersion") -> bool:
+        """Equal up to the build number (compared only where both know it)."""
+        if self[:3] != other[:3]:
+            return False
+        return self.build < 0 or other.build < 0 or self.build == other.build
+
     def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
+        base = f"{self.major}.{self.minor}.{self.patch}"
+        return base if self.build < 0 else f"{base}.{self.build}"
 
 
 def version_of(trt) -> TRTVersion:
@@ -37,8 +59,9 @@ def version_of(trt) -> TRTVersion:
 def branch_of(version, purpose: str = "building") -> str:
     """The API branch of a TensorRT version: ``8.5``, ``8.6``, ``10`` or ``11`` (builder and runtime alike).
 
-    9.x (x86-only previews) behaves like 10.0 for everything used here; 11.x and later take the 11
-    branch.
+    9.x (x86-only, never on a JetPack) takes the 10 branch for the name-based runtime and builder
+    calls, but still needs the explicit-batch network flag (see :func:`network_flags`, which forks
+    on the version itself); 11.x and later take the 11 branch.
 
     Raises:
         EdgeError: TensorRT older than 8.5 (JetPack < 5.1: no name-based I/O API, no supported Jetson).
@@ -76,6 +99,7 @@ def missing_api(trt, names) -> list:
 #  * 8.5/8.6: networks must be created with NetworkDefinitionCreationFlag.EXPLICIT_BATCH (implicit
 #    batch is the default before 10); Q/DQ networks need BuilderFlag.INT8 and FP16 needs
 #    BuilderFlag.FP16 (weakly typed); IProgressMonitor does not exist in the Python API yet.
+#  * 9.x: like 10.x below, except that implicit batch is still the default: EXPLICIT_BATCH is passed.
 #  * 10.x: explicit batch is the only mode (the flag is deprecated and ignored, so it is not
 #    passed); FP16/INT8 builder flags still exist (weakly typed networks, deprecated in 10.12+);
 #    IBuilderConfig.progress_monitor exists (Python IProgressMonitor since 10.0).
@@ -84,14 +108,17 @@ def missing_api(trt, names) -> list:
 #    from the Q/DQ ONNX, with no precision flags. EXPLICIT_BATCH no longer exists.
 #  * Every supported version has set_memory_pool_limit (8.4+; max_workspace_size was removed in
 #    10), build_serialized_network (8.0+; build_engine was removed in 10), optimization profiles,
-#    timing caches (8.0+) and DLA with GPU_FALLBACK.
+#    timing caches (8.0+), IBuilderConfig.can_run_on_DLA and profiling_verbosity (engine inspector).
+#  * DLA: Jetson AGX/NX Xavier and Orin with TensorRT 8.5-10.x. TensorRT 11.0-11.3 has no DLA
+#    support (and 11.x ships for x86 only); on 8.x an explicitly quantized (Q/DQ) network does not
+#    run on DLA (it falls back to the GPU entirely), so those builds are refused (:func:`use_dla`).
 _BUILDER_COMMON = [
     "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
     "Builder.create_optimization_profile", "Builder.build_serialized_network", "Builder.num_DLA_cores",
     "OnnxParser", "OnnxParser.parse", "OnnxParser.num_errors", "OnnxParser.get_error",
     "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.add_optimization_profile",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.set_flag",
-    "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+    "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core", "IBuilderConfig.can_run_on_DLA",
     "ITimingCache.serialize", "IOptimizationProfile.set_shape",
     "INetworkDefinition.get_input", "ITensor.name", "ITensor.shape",
     "MemoryPoolType.WORKSPACE", "DeviceType.DLA", "BuilderFlag.GPU_FALLBACK", "NetworkDefinitionCreationFlag",
@@ -131,13 +158,15 @@ def missing_builder_api(trt, branch: str | None = None) -> list:
 def network_flags(trt, precision: str) -> int:
     """Flags for ``Builder.create_network``.
 
-    8.x: EXPLICIT_BATCH is required for ONNX (implicit batch is the default there).
+    8.x and 9.x: EXPLICIT_BATCH is required for ONNX (implicit batch is the default there; 9.x
+    takes the 10 branch otherwise, so this forks on the major version itself).
     10.x: explicit batch is the only mode; the flag is deprecated, so 0 (weakly typed network; the
     precision comes from builder flags, see :func:`precision_flags`).
     11.x: every network is strongly typed and EXPLICIT_BATCH is gone: 0.
     """
-    branch = builder_branch(version_of(trt))
-    if branch in ("8.5", "8.6"):
+    v = version_of(trt)
+    builder_branch(v)  # refuses < 8.5
+    if v.major < 10:
         return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     return 0
 
@@ -197,13 +226,20 @@ def keep_fp32_layers(trt, network, config, nodes=(), tensors=()) -> list:
         return []
     if builder_branch(version_of(trt)) == "11":
         return []
+    floats = {trt.DataType.FLOAT, trt.DataType.HALF}
     pinned = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        outs = {layer.get_output(j).name for j in range(layer.num_outputs)}
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        outs = {o.name for o in outputs}
         if layer.name in nodes or any(layer.name.startswith(n + "_") for n in nodes) or outs & tensors:
+            # Only float outputs are pinned: an INT32 / BOOL output (shape, ArgMax, comparison
+            # layers) forced to FLOAT would change what the next layer reads or fail the build.
+            float_outs = [j for j, o in enumerate(outputs) if o.dtype in floats]
+            if not float_outs:
+                continue
             layer.precision = trt.DataType.FLOAT
-            for j in range(layer.num_outputs):
+            for j in float_outs:
                 layer.set_output_type(j, trt.DataType.FLOAT)
             pinned.append(layer.name)
     if not pinned:
@@ -219,24 +255,68 @@ def set_workspace(trt, config, mib: int) -> None:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(mib) << 20)
 
 
-def set_timing_cache(trt, config, data: bytes = b""):
+def set_timing_cache(trt, config, data: bytes = b"", warn=None):
     """Attach a timing cache (empty or loaded from a file); returns it for serialisation later.
 
     ``ignore_mismatch=False``: a cache from another GPU/TensorRT is rejected by TensorRT rather than
-    silently reused.
+    silently reused. A stale cache (a TensorRT upgrade, another GPU) must not abort the build:
+    ``warn`` gets one line and a fresh, empty cache is used (and saved over the stale one).
+
+    Raises:
+        EdgeError: not even an empty timing cache can be made.
     """
     from edge.errors import EdgeError
 
-    cache = config.create_timing_cache(data)
-    if cache is None:
-        raise EdgeError("TensorRT could not create a timing cache (a cache file from another version?)")
-    if not config.set_timing_cache(cache, False):
-        raise EdgeError("TensorRT refused the timing cache (made by another TensorRT version or GPU)")
+    if data:
+        try:
+            cache = config.create_timing_cache(data)
+            ok = cache is not None and config.set_timing_cache(cache, False)
+        except Exception as e:  # noqa: BLE001  (pybind raises on a corrupt blob in some versions)
+            ok, cache = False, None
+            why = f": {' '.join(str(e).split())}"
+        else:
+            why = ""
+        if ok:
+            return cache
+        (warn or print)(f"warning: the timing cache does not fit TensorRT {trt.__version__} on this GPU "
+                        f"(stale: made by another version or GPU){why}; starting a fresh one")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise EdgeError("TensorRT could not create an empty timing cache")
     return cache
 
 
+def check_dla(trt, precision: str, quantized: bool = False) -> None:
+    """Refuse DLA builds that cannot run on the DLA (before any work).
+
+    * FP32: the DLA runs FP16 and INT8 only; with GPU fallback an FP32 build runs wholly on the GPU.
+    * TensorRT 8.x with an explicitly quantized (Q/DQ) network: 8.x runs Q/DQ on the GPU only.
+    * TensorRT 11.0-11.3: no DLA support (11.x ships for x86 only).
+
+    Raises:
+        EdgeError: one line naming the reason and what to do instead.
+    """
+    from edge.errors import EdgeError
+
+    v = version_of(trt)
+    if precision == "fp32":
+        raise EdgeError("--dla: the DLA runs FP16 or INT8 only; an FP32 engine would run entirely on the GPU "
+                        "(build model.fp16.onnx or model.int8.onnx)")
+    if v.major == 11 and v.minor <= 3:
+        raise EdgeError(f"--dla: TensorRT {v} has no DLA support (11.0-11.3; 11.x is x86-only): use the "
+                        "JetPack's TensorRT (8.5-10.x)")
+    if v.major == 8 and (precision == "int8" or quantized):
+        raise EdgeError(f"--dla: TensorRT {v} does not run an explicitly quantized (Q/DQ) network on the DLA "
+                        "(it would fall back to the GPU entirely): build FP16 for the DLA, or use TensorRT 10 "
+                        "(JetPack 6.1+)")
+
+
 def use_dla(trt, builder, config, core: int) -> None:
-    """Run on DLA core ``core`` with GPU fallback for layers the DLA cannot run (all versions)."""
+    """Run on DLA core ``core`` with GPU fallback for layers the DLA cannot run.
+
+    The caller builds a static shape (min = opt = max: the DLA has no dynamic shapes; a dynamic
+    profile silently runs everything on the GPU) and records the placement (:func:`dla_placement`).
+    """
     from edge.errors import EdgeError
 
     n = int(builder.num_DLA_cores)
@@ -247,6 +327,19 @@ def use_dla(trt, builder, config, core: int) -> None:
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = int(core)
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def dla_placement(trt, network, config) -> dict:
+    """Which layers of ``network`` can run on the DLA under ``config`` (``can_run_on_DLA``, 8.x+).
+
+    Returns:
+        ``{"dla": [layer names], "gpu": [layer names that fall back to the GPU]}``.
+    """
+    dla, gpu = [], []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        (dla if config.can_run_on_DLA(layer) else gpu).append(layer.name)
+    return {"dla": dla, "gpu": gpu}
 
 
 def attach_progress(trt, config, say) -> object:
@@ -281,20 +374,50 @@ def attach_progress(trt, config, say) -> object:
 # 8.5 is the first release with the name-based I/O API (num_io_tensors, get_tensor_name/mode/shape/
 # dtype, set_input_shape, set_tensor_address, execute_async_v3); its Python profile query is still
 # the binding one (get_profile_shape(profile, binding)), so that is the one binding call kept.
+# get_tensor_profile_shape exists from 8.5 on (the binding-based get_profile_shape is deprecated
+# there and warns; it is gone in 10). trt.nptype is not used: TensorRT 8.5.1/8.5.2's refers to
+# np.bool, removed in numpy 1.24, so dtypes go through our own table (:data:`NUMPY_DTYPES`).
+# Contexts sharing one device scratch (one per CUDA-graph shape): 8.5-10.x have
+# create_execution_context_without_device_memory + the device_memory property; 10.x adds
+# ExecutionContextAllocationStrategy.USER_MANAGED, device_memory_size_v2 and set_device_memory,
+# the only spelling left in 11.x. Runtime.DLA_core selects the DLA core an engine runs on.
 _RUNTIME_COMMON = [
-    "Logger", "Runtime", "Runtime.deserialize_cuda_engine", "TensorIOMode", "nptype", "volume",
+    "Logger", "Runtime", "Runtime.deserialize_cuda_engine", "Runtime.DLA_core", "TensorIOMode", "DataType",
     "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
     "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_dtype", "ICudaEngine.create_execution_context",
-    "ICudaEngine.num_optimization_profiles",
+    "ICudaEngine.num_optimization_profiles", "ICudaEngine.get_tensor_profile_shape",
     "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
     "IExecutionContext.get_tensor_shape", "IExecutionContext.execute_async_v3",
 ]
+_SHARED_8 = ["ICudaEngine.create_execution_context_without_device_memory", "ICudaEngine.device_memory_size",
+             "IExecutionContext.device_memory"]
+_SHARED_10 = ["ExecutionContextAllocationStrategy.USER_MANAGED", "ICudaEngine.device_memory_size_v2",
+              "IExecutionContext.set_device_memory"]
 RUNTIME_API = {
-    "8.5": _RUNTIME_COMMON + ["ICudaEngine.get_profile_shape"],
-    "8.6": _RUNTIME_COMMON + ["ICudaEngine.get_tensor_profile_shape"],
-    "10": _RUNTIME_COMMON + ["ICudaEngine.get_tensor_profile_shape"],
-    "11": _RUNTIME_COMMON + ["ICudaEngine.get_tensor_profile_shape"],
+    "8.5": _RUNTIME_COMMON + _SHARED_8,
+    "8.6": _RUNTIME_COMMON + _SHARED_8,
+    "10": _RUNTIME_COMMON + _SHARED_10,
+    "11": _RUNTIME_COMMON + _SHARED_10,
 }
+
+#: TensorRT DataType member name -> numpy dtype name (BF16, FP8, INT4, FP4 have no numpy dtype).
+NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool",
+                "UINT8": "uint8", "INT64": "int64"}
+
+
+def numpy_dtype(trt_dtype) -> str:
+    """The numpy dtype name of a TensorRT ``DataType`` (our table, not ``trt.nptype``).
+
+    Raises:
+        EdgeError: a TensorRT type numpy cannot hold (BF16, FP8, INT4, FP4).
+    """
+    from edge.errors import EdgeError
+
+    name = getattr(trt_dtype, "name", None) or str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in NUMPY_DTYPES:
+        raise EdgeError(f"TensorRT data type {name} has no numpy equivalent: the runner binds "
+                        f"{', '.join(NUMPY_DTYPES)} tensors only")
+    return NUMPY_DTYPES[name]
 
 
 def runtime_branch(version) -> str:
@@ -312,12 +435,17 @@ def missing_runtime_api(trt, branch: str | None = None) -> list:
     return missing_api(trt, RUNTIME_API[branch])
 
 
-def deserialize_engine(trt, data: bytes, logger=None):
-    """Deserialize an engine; None-result (TensorRT's way of failing) becomes an EdgeError."""
+def deserialize_engine(trt, data: bytes, logger=None, dla_core=None):
+    """Deserialize an engine; None-result (TensorRT's way of failing) becomes an EdgeError.
+
+    ``dla_core``: the DLA core a DLA engine runs on (``Runtime.DLA_core``, set before deserializing).
+    """
     from edge.errors import EdgeError
 
     logger = logger or trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = int(dla_core)
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise EdgeError(f"TensorRT {trt.__version__} could not deserialize the engine (see the log above)")
@@ -335,26 +463,24 @@ class IOTensor(NamedTuple):
 
 
 def profile_shape(trt, engine, name: str, profile: int = 0) -> tuple:
-    """(min, opt, max) shapes of input ``name`` in optimisation ``profile``."""
-    branch = runtime_branch(version_of(trt))
-    if branch == "8.5":
-        # 8.5's Python API has no get_tensor_profile_shape yet: the binding query takes the name.
-        shapes = engine.get_profile_shape(profile, name)
-    else:
-        shapes = engine.get_tensor_profile_shape(name, profile)
+    """(min, opt, max) shapes of input ``name`` in optimisation ``profile``.
+
+    ``get_tensor_profile_shape(name, profile)`` on every branch: 8.5 has it already (its
+    ``get_profile_shape`` is the deprecated binding query, which warns).
+    """
+    runtime_branch(version_of(trt))  # refuses < 8.5
+    shapes = engine.get_tensor_profile_shape(name, profile)
     return tuple(tuple(int(d) for d in s) for s in shapes)
 
 
 def io_tensors(trt, engine) -> list:
     """The engine's I/O tensors by name (8.5+: the name-based API on every branch)."""
-    import numpy as np
-
     out = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
         shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name
+        dtype = numpy_dtype(engine.get_tensor_dtype(name))
         prof = profile_shape(trt, engine, name) if is_input and any(d < 0 for d in shape) else None
         out.append(IOTensor(name, is_input, shape, dtype, prof))
     return out
@@ -382,3 +508,36 @@ def execute_async(trt, context, stream_handle: int) -> None:
 
     if not context.execute_async_v3(int(stream_handle)):
         raise EdgeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+
+
+def device_memory_size(trt, engine) -> int:
+    """Scratch bytes an execution context needs (``device_memory_size_v2`` on 10.x+, else the 8.x name)."""
+    if runtime_branch(version_of(trt)) in ("10", "11"):
+        return int(engine.device_memory_size_v2)
+    return int(engine.device_memory_size)
+
+
+def context_with_shared_memory(trt, engine, ptr: int, nbytes: int):
+    """An execution context that uses the caller's device scratch at ``ptr`` (``nbytes``).
+
+    Several contexts (one per CUDA-graph shape) share one scratch buffer: they run one after the
+    other on one stream, never concurrently. 8.x: ``create_execution_context_without_device_memory``
+    + ``device_memory``; 10.x/11.x: ``USER_MANAGED`` allocation + ``set_device_memory`` (the 8.x
+    calls are deprecated in 10 and gone in 11).
+
+    Raises:
+        EdgeError: TensorRT could not make the context.
+    """
+    from edge.errors import EdgeError
+
+    if runtime_branch(version_of(trt)) in ("10", "11"):
+        ctx = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if ctx is not None:
+            ctx.set_device_memory(int(ptr), int(nbytes))
+    else:
+        ctx = engine.create_execution_context_without_device_memory()
+        if ctx is not None:
+            ctx.device_memory = int(ptr)
+    if ctx is None:
+        raise EdgeError("TensorRT could not create an execution context (out of memory?)")
+    return ctx

@@ -1,7 +1,6 @@
 """Engine loading: refuse an engine built for another TensorRT version or GPU, then deserialize.
 
-A TensorRT plan runs only on the TensorRT version and GPU (compute capability) it was built for,
-unless it was built version- or hardware-compatible. The engine's metadata JSON records both
+A TensorRT plan runs only on the TensorRT version and GPU (compute capability) it was built for. The engine's metadata JSON records both
 (``"tensorrt": {"version", "gpu", "compute_capability"}``); the check reads it before touching the
 plan, so the user gets one line instead of TensorRT's deserialization error.
 """
@@ -17,6 +16,12 @@ from edge.errors import EdgeError
 log = logging.getLogger(__name__)
 
 
+def rebuild_hint(meta: Dict[str, Any]) -> str:
+    """``edge-convert --from-onnx <the ONNX it was built from>``: the one command that rebuilds it here."""
+    src = meta.get("source_onnx") or f"model.{meta.get('precision', 'int8')}.onnx"
+    return f"edge-convert --from-onnx {src}"
+
+
 def check_engine_compat(meta: Dict[str, Any], trt_version: str, device=None) -> None:
     """Raise a one-line EdgeError if the engine's metadata says another TensorRT or GPU.
 
@@ -25,8 +30,10 @@ def check_engine_compat(meta: Dict[str, Any], trt_version: str, device=None) -> 
         trt_version: ``tensorrt.__version__`` of this machine.
         device: :class:`edge.cuda.DeviceInfo` of the GPU that will run it (None: skip the GPU check).
 
-    Metadata flags ``version_compatible`` / ``hardware_compatible`` (engines built with
-    ``BuilderFlag.VERSION_COMPATIBLE`` / a hardware-compatibility level) relax the checks.
+    The full version is compared (major.minor.patch.build; the build where both name it): a plan
+    runs only on the exact TensorRT that built it. Engines are never built version- or
+    hardware-compatible by edge-convert (hardware compatibility does not exist on Jetson), so
+    there is no relaxed path.
     """
     from edge.runtime.tensorrt.compat import TRTVersion
 
@@ -36,24 +43,17 @@ def check_engine_compat(meta: Dict[str, Any], trt_version: str, device=None) -> 
     if not built:
         raise EdgeError(f"{name}: metadata has no tensorrt.version; cannot tell which TensorRT built it")
     bv, rv = TRTVersion.parse(built), TRTVersion.parse(trt_version)
-    if info.get("version_compatible"):
-        if (bv.major, bv.minor) > (rv.major, rv.minor):
-            raise EdgeError(f"{name} was built with TensorRT {bv} (version-compatible), this machine has older {rv}")
-    elif bv != rv:
-        raise EdgeError(f"{name} was built with TensorRT {bv} but this machine has TensorRT {rv}: "
-                        f"rebuild it here (edge-convert --engine always)")
+    if not bv.same_build(rv):
+        raise EdgeError(f"{name} was built with TensorRT {built} but this machine has TensorRT {trt_version}: "
+                        f"rebuild it here ({rebuild_hint(meta)})")
     if device is None:
         return
     cc = str(info.get("compute_capability") or "")
     if not cc:
         raise EdgeError(f"{name}: metadata has no tensorrt.compute_capability; cannot check the GPU")
-    if info.get("hardware_compatible"):
-        if float(device.compute_capability) < 8.0:
-            raise EdgeError(f"{name} is hardware-compatible (Ampere+), this GPU {device.name} is sm {device.compute_capability}")
-        return
     if cc != device.compute_capability:
         raise EdgeError(f"{name} was built for {info.get('gpu', '?')} (sm {cc}) but this GPU is {device.name} "
-                        f"(sm {device.compute_capability}): rebuild it on this device")
+                        f"(sm {device.compute_capability}): rebuild it on this device ({rebuild_hint(meta)})")
     if info.get("gpu") and info["gpu"] != device.name:
         log.warning("%s was built on %s, running on %s (same compute capability %s)", name, info["gpu"],
                     device.name, cc)
@@ -82,5 +82,6 @@ def load_engine(path: str | Path, meta: Dict[str, Any], device=None, trt=None, l
     data = Path(path).read_bytes()
     if not data:
         raise EdgeError(f"engine file {path} is empty")
-    runtime, engine = compat.deserialize_engine(trt, data, logger)
+    dla = (meta.get("tensorrt") or {}).get("dla_core")
+    runtime, engine = compat.deserialize_engine(trt, data, logger, dla_core=dla)
     return trt, runtime, engine

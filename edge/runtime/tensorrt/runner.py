@@ -11,9 +11,18 @@ allocated once, for the max batch, when the runner is activated. A batch larger 
 of pinned+device buffers, a copy stream and a compute stream, so chunk i+1 is preprocessed and
 uploaded while chunk i computes (:func:`edge.runtime.tensorrt.buffers.double_buffer_schedule`).
 
-Options: ``cuda_graph`` captures ``execute_async_v3`` per (batch size, slot) into a CUDA graph;
-``zero_copy`` (Jetson / integrated GPUs) binds mapped pinned host memory directly to the engine
-and skips the copies.
+Options: ``cuda_graph`` captures ``execute_async_v3`` per (batch size, slot) into a CUDA graph,
+each batch size on its own execution context (all sharing one device scratch buffer), so a
+graph is never replayed on a context that has since run another shape (NVIDIA: re-capture
+after a shape change, or keep a context per captured shape); only clean captures are kept, a
+failed one falls back to a plain enqueue for that shape and says so once. Graphs need the
+cuda-python backend (pycuda has no stream-capture API: refused in one line). ``zero_copy``
+(Jetson / integrated GPUs) binds mapped pinned host memory directly to the engine and skips the
+copies. Events are blocking-sync (a waiting host thread sleeps instead of spinning a core);
+timing events exist only for :meth:`infer`'s timing split.
+
+An engine with a static batch (a fixed-batch ONNX, or a DLA engine: min = opt = max) takes
+smaller batches padded to that size; only the real rows are copied back.
 """
 
 from __future__ import annotations
@@ -37,9 +46,9 @@ class _Slot:
     def __init__(self, be, plans, zero_copy: bool):
         self.host = {n: be.pinned(p.nbytes, mapped=zero_copy) for n, p in plans.items()}
         self.dev = {} if zero_copy else {n: be.device(p.nbytes) for n, p in plans.items()}
-        self.uploaded, self.done = be.event(), be.event()
-        self.t = [be.event() for _ in range(4)]  # start, after H2D, after compute, after D2H
-        self.graphs: Dict[int, object] = {}
+        self.uploaded, self.done = be.event(), be.event()       # blocking-sync, no timing
+        self.t = [be.event(timing=True) for _ in range(4)]  # start, after H2D, after compute, after D2H
+        self.graphs: Dict[int, object] = {}  # batch size -> a cleanly captured graph
 
     def addr(self, name: str) -> int:
         return self.dev[name].ptr if self.dev else self.host[name].device_ptr
@@ -65,7 +74,7 @@ class TensorRTRunner(Runner):
         zero_copy: Bind mapped pinned host memory straight to the engine, no copies (Jetson):
             False (default), True (refused on a GPU that cannot map host memory), or ``auto``
             (on integrated GPUs that can). Measure both with edge-bench before choosing.
-        device: CUDA device index.
+        device: CUDA device index (made current by the backend before the engine is loaded).
     """
 
     backend = "tensorrt"
@@ -85,6 +94,10 @@ class TensorRTRunner(Runner):
         self._plans: Dict[str, bufmath.BufferPlan] = {}
         self._max_batch = None
         self.zero_copy = False
+        self._contexts: Dict[int, object] = {}   # batch size -> context of its CUDA graphs
+        self._scratch = None                      # device scratch shared by those contexts
+        self._graph_refused: Dict[int, str] = {}  # batch size -> why its capture failed
+        self._static_batch: Optional[int] = None
 
     # -- lifecycle ---------------------------------------------------------------
     def activate_impl(self) -> None:
@@ -99,7 +112,10 @@ class TensorRTRunner(Runner):
         from edge.runtime.tensorrt import compat
         from edge.runtime.tensorrt.loader import load_engine
 
-        self.be = get_backend(self.cuda_backend)
+        self.be = get_backend(self.cuda_backend, device=self.device)
+        if self.cuda_graph and not self.be.supports_graphs:
+            raise EdgeError(f"--cuda-graph needs the cuda-python backend: {self.be.name} has no stream-capture API "
+                            "(use --cuda-backend cuda-python, or drop --cuda-graph)")
         dev = self.be.device_info(self.device)
         self.trt, self._runtime, self.engine = load_engine(self.artifact, self.meta, dev)
         self.context = self.engine.create_execution_context()
@@ -112,11 +128,18 @@ class TensorRTRunner(Runner):
             raise EdgeError(f"{self.artifact}: the runner takes one input and one output, the engine has "
                             f"{len(ins)} and {len(outs)}")
         self._in, self._out = ins[0], outs[0]
+        self._static_batch = bufmath.static_batch(self._in)
         self._max_batch = bufmath.resolve_max_batch(self._tensors, self.requested_max_batch)
-        self._plans = bufmath.plan_buffers(self._tensors, self._max_batch)
+        self._plans = bufmath.plan_buffers(self._tensors, max(self._max_batch, self._static_batch or 0))
         self.zero_copy = self._want_zero_copy(dev)
         self.s_copy, self.s_compute = self.be.stream(), self.be.stream()
         self.slots = [_Slot(self.be, self._plans, self.zero_copy) for _ in range(2)]
+        if self._static_batch:  # padding rows stay zero
+            for sl in self.slots:
+                sl.host[self._in.name].array[:] = 0
+        if self.cuda_graph:
+            nbytes = compat.device_memory_size(self.trt, self.engine)
+            self._scratch = self.be.device(max(nbytes, 1))
         log.info("TensorRT %s engine %s: max batch %d, %s, backend %s%s", self.trt.__version__, self.artifact.name,
                  self._max_batch, "zero-copy mapped memory" if self.zero_copy else "pinned + device buffers",
                  self.be.name, ", CUDA graphs" if self.cuda_graph else "")
@@ -139,8 +162,12 @@ class TensorRTRunner(Runner):
             for st in (self.s_copy, self.s_compute):
                 if st is not None:
                     st.free()
+            self._contexts.clear()  # before their scratch memory goes
+            if self._scratch is not None:
+                self._scratch.free()
         finally:
             self.slots = []
+            self._contexts, self._scratch = {}, None
             self.s_copy = self.s_compute = None
             self.context = self.engine = self._runtime = None
 
@@ -169,32 +196,71 @@ class TensorRTRunner(Runner):
         return self._max_batch if self._max_batch is not None else super().max_batch
 
     # -- one chunk ----------------------------------------------------------------
-    def _bind(self, slot: _Slot, n: int) -> None:
+    def _exec_n(self, n: int) -> int:
+        """Rows the engine runs for a batch of ``n``: the static batch where the engine has one."""
+        return self._static_batch or n
+
+    def _bind(self, ctx, slot: _Slot, n: int) -> None:
         from edge.runtime.tensorrt import compat
 
         if self._in.shape[0] < 0:
-            compat.set_input_shape(self.trt, self.context, self._in.name, self._plans[self._in.name].batch_shape(n))
+            compat.set_input_shape(self.trt, ctx, self._in.name, self._plans[self._in.name].batch_shape(n))
         for t in self._tensors:
-            compat.set_tensor_address(self.context, t.name, slot.addr(t.name))
+            compat.set_tensor_address(ctx, t.name, slot.addr(t.name))
 
-    def _launch(self, slot: _Slot, n: int, stream) -> None:
-        """execute_async_v3 on ``stream`` (or its captured CUDA graph)."""
+    def _graph_context(self, n: int):
+        """The execution context of batch size ``n``'s graphs (its own, sharing the scratch)."""
         from edge.runtime.tensorrt import compat
 
-        self._bind(slot, n)
-        if not self.cuda_graph:
+        ctx = self._contexts.get(n)
+        if ctx is None:
+            ctx = self._contexts[n] = compat.context_with_shared_memory(self.trt, self.engine, self._scratch.ptr,
+                                                                        self._scratch.nbytes)
+        return ctx
+
+    def _capture(self, ctx, stream):
+        """Capture one ``execute_async_v3`` into a graph; (graph, None) or (None, why) on failure."""
+        from edge.runtime.tensorrt import compat
+
+        graph, why = None, None
+        self.be.begin_capture(stream)
+        try:
+            compat.execute_async(self.trt, ctx, stream.handle)
+        except Exception as e:  # noqa: BLE001  (the capture must be ended whatever happened)
+            why = " ".join(str(e).split()) or type(e).__name__
+        try:
+            graph = self.be.end_capture(stream)  # ends the capture mode of the stream in every case
+        except Exception as e:  # noqa: BLE001
+            why = why or " ".join(str(e).split()) or type(e).__name__
+        if why is not None and graph is not None:
+            graph.free()
+            graph = None
+        return graph, why
+
+    def _launch(self, slot: _Slot, n: int, stream) -> None:
+        """execute_async_v3 on ``stream`` (or the CUDA graph captured for this batch size and slot)."""
+        from edge.runtime.tensorrt import compat
+
+        n = self._exec_n(n)
+        if not self.cuda_graph or n in self._graph_refused:
+            self._bind(self.context, slot, n)
             compat.execute_async(self.trt, self.context, stream.handle)
             return
         g = slot.graphs.get(n)
         if g is None:
-            # TensorRT needs one regular enqueue after a shape change before it can be captured.
-            compat.execute_async(self.trt, self.context, stream.handle)
+            ctx = self._graph_context(n)
+            self._bind(ctx, slot, n)
+            # TensorRT needs one regular enqueue after a shape is set before it can be captured.
+            compat.execute_async(self.trt, ctx, stream.handle)
             stream.synchronize()
-            self.be.begin_capture(stream)
-            try:
+            g, why = self._capture(ctx, stream)
+            if g is None:
+                self._graph_refused[n] = why
+                log.warning("CUDA graph capture failed for batch %d (%s): plain enqueue for this batch size", n, why)
+                self._bind(self.context, slot, n)
                 compat.execute_async(self.trt, self.context, stream.handle)
-            finally:
-                g = slot.graphs[n] = self.be.end_capture(stream)
+                return
+            slot.graphs[n] = g  # only clean captures are kept
         g.launch(stream)
 
     def _enqueue(self, slot: _Slot, n: int, copy_stream, compute_stream, timed: bool) -> None:
@@ -202,7 +268,7 @@ class TensorRTRunner(Runner):
         pin, pout = self._plans[self._in.name], self._plans[self._out.name]
         if timed:
             slot.t[0].record(copy_stream)
-        if not self.zero_copy:
+        if not self.zero_copy:  # only the batch's rows: padding rows of a static batch stay as they are
             self.be.memcpy_htod_async(slot.dev[pin.name].ptr, slot.host[pin.name].ptr, pin.batch_nbytes(n), copy_stream)
         slot.uploaded.record(copy_stream)
         if compute_stream is not copy_stream:
@@ -222,19 +288,20 @@ class TensorRTRunner(Runner):
         view = slot.host[p.name].view(p.batch_shape(len(batch)), p.dtype)
         np.copyto(view, batch, casting="same_kind")
 
-    def _collect(self, slot: _Slot, n: int) -> np.ndarray:
-        slot.done.synchronize()
+    def _collect(self, slot: _Slot, n: int, wait: bool = True) -> np.ndarray:
+        if wait:
+            slot.done.synchronize()
         p = self._plans[self._out.name]
         return np.array(slot.host[p.name].view(p.batch_shape(n), p.dtype), dtype=np.float32)
 
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
-        """One chunk on one stream: H2D → execute → D2H, one synchronize, event timing."""
+        """One chunk on one stream: H2D → execute → D2H, one blocking-sync event wait, event timing."""
         slot, s, n = self.slots[0], self.s_compute, len(batch)
         self._fill(slot, batch)
         self._enqueue(slot, n, s, s, timed=True)
         slot.t[3].record(s)
-        s.synchronize()
-        out = self._collect(slot, n)
+        slot.t[3].synchronize()  # recorded after `done`: the one wait of this call
+        out = self._collect(slot, n, wait=False)
         t = slot.t
         h2d = t[0].elapsed_ms(t[1])
         return out, Timing(h2d_ms=None if self.zero_copy else h2d, compute_ms=t[1].elapsed_ms(t[2]),

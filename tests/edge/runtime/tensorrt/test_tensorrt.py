@@ -39,11 +39,16 @@ def test_runtime_branch_refuses_old_tensorrt():
         compat.runtime_branch("8.4.3")
 
 
+def _nptype_of_trt_8_5(d):
+    """What TensorRT 8.5.1/8.5.2's trt.nptype does on numpy >= 1.24: np.bool is gone."""
+    raise AttributeError("module 'numpy' has no attribute 'bool'")
+
+
 def _fake_trt(version="10.3.0", engine=None):
     ns = types.SimpleNamespace(__version__=version)
     ns.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    ns.nptype = lambda d: np.float32
-    ns.volume = lambda s: int(np.prod(s))
+    ns.nptype = _nptype_of_trt_8_5
+    ns.ExecutionContextAllocationStrategy = types.SimpleNamespace(USER_MANAGED="USER_MANAGED")
 
     class Logger:
         WARNING = 2
@@ -52,12 +57,15 @@ def _fake_trt(version="10.3.0", engine=None):
             pass
 
     class Runtime:
+        DLA_core = -1
+
         def __init__(self, logger):
-            pass
+            ns.runtimes.append(self)
 
         def deserialize_cuda_engine(self, data):
             return engine
 
+    ns.runtimes = []
     ns.Logger, ns.Runtime = Logger, Runtime
     ns.ICudaEngine, ns.IExecutionContext = type(engine) if engine is not None else object, FakeContext
     return ns
@@ -68,11 +76,14 @@ class FakeEngine:
 
     num_optimization_profiles = 1
     num_io_tensors = 2
+    device_memory_size = device_memory_size_v2 = 4096
 
-    def __init__(self, backend=None):
+    def __init__(self, backend=None, profile=PROFILE):
         self.backend = backend
         self.names = ["input", "probs"]
         self.calls = []
+        self.profile = profile
+        self.contexts = []
 
     def get_tensor_name(self, i):
         return self.names[i]
@@ -88,14 +99,19 @@ class FakeEngine:
 
     def get_tensor_profile_shape(self, name, profile):
         self.calls.append(("get_tensor_profile_shape", name, profile))
-        return PROFILE
+        return self.profile
 
     def get_profile_shape(self, profile, name):
         self.calls.append(("get_profile_shape", profile, name))
-        return PROFILE
+        return self.profile
 
-    def create_execution_context(self):
-        return FakeContext(self)
+    def create_execution_context(self, strategy=None):
+        ctx = FakeContext(self, strategy)
+        self.contexts.append(ctx)
+        return ctx
+
+    def create_execution_context_without_device_memory(self):
+        return self.create_execution_context("without_device_memory")
 
 
 def reference(x):
@@ -107,13 +123,23 @@ def reference(x):
 
 
 class FakeContext:
-    def __init__(self, engine):
-        self.engine, self.shape, self.addr = engine, None, {}
+    """Models what matters for the graph defect: a captured launch reads the context's state
+    (its current shape) when it is replayed, as TensorRT's shape-dependent enqueue state does."""
+
+    def __init__(self, engine, strategy=None):
+        self.engine, self.shape, self.addr, self.strategy = engine, None, {}, strategy
+        self.device_memory = None
+        self.fail_capture = False
+
+    def set_device_memory(self, ptr, nbytes):
+        self.device_memory = (ptr, nbytes)
 
     def set_input_shape(self, name, shape):
-        if not PROFILE[0][0] <= shape[0] <= PROFILE[2][0]:
+        prof = self.engine.profile
+        if not prof[0][0] <= shape[0] <= prof[2][0]:
             return False
         self.shape = tuple(shape)
+        self.engine.backend.log.append(("set_shape", shape[0]))
         return True
 
     def set_tensor_address(self, name, ptr):
@@ -124,15 +150,18 @@ class FakeContext:
         return self.shape
 
     def execute_async_v3(self, stream_handle):
-        n, addr = self.shape[0], dict(self.addr)
+        addr = dict(self.addr)
 
         def run():
+            n = self.shape[0]  # the context's shape at replay time
             x = host_array(addr["input"], (n, H, W, 1), np.float32)
             host_array(addr["probs"], (n, K), np.float32)[:] = reference(x)
 
         be = self.engine.backend
-        be.log.append(("exec", n))
+        be.log.append(("exec", self.shape[0]))
         if be.capturing is not None:
+            if self.fail_capture:
+                return False
             be.capturing.append(run)
         else:
             run()
@@ -144,9 +173,11 @@ class FakeBackend(CudaBackend):
 
     name = "fake"
 
-    def __init__(self, integrated=False):
+    def __init__(self, integrated=False, supports_graphs=True):
         self.log, self.capturing, self.keep = [], None, []
         self.integrated = integrated
+        self.supports_graphs = supports_graphs
+        self.timing_events = 0
 
     def device_info(self, index=0):
         return DeviceInfo(0, "FakeOrin", "8.7", self.integrated, self.integrated)
@@ -198,8 +229,9 @@ class FakeBackend(CudaBackend):
 
         return S()
 
-    def event(self):
+    def event(self, timing=False):
         be = self
+        self.timing_events += bool(timing)
 
         class E(Event):
             t = 0.0
@@ -264,17 +296,40 @@ def test_missing_runtime_api_lists_absent_names():
     assert compat.missing_runtime_api(trt2) == compat.RUNTIME_API["10"]
 
 
-@pytest.mark.parametrize("v,call", [("8.5.2", "get_profile_shape"), ("8.6.1", "get_tensor_profile_shape"),
-                                    ("10.3.0", "get_tensor_profile_shape")])
-def test_profile_shape_uses_the_call_of_the_branch(v, call):
+@pytest.mark.parametrize("v", ["8.5.2.2", "8.6.1", "10.3.0", "11.1.0"])
+def test_profile_shape_uses_get_tensor_profile_shape_on_every_branch(v):
+    # 8.5 has get_tensor_profile_shape already; its get_profile_shape is the deprecated binding call.
     eng = FakeEngine()
     trt = _fake_trt(v, eng)
     tensors = compat.io_tensors(trt, eng)
     assert [t.name for t in tensors] == ["input", "probs"]
     assert tensors[0].is_input and not tensors[1].is_input
     assert tensors[0].profile == PROFILE and tensors[1].profile is None
-    assert tensors[0].dtype == "float32"
-    assert [c[0] for c in eng.calls] == [call]
+    assert tensors[0].dtype == "float32"   # our table: trt.nptype (np.bool on 8.5) is never called
+    assert [c[0] for c in eng.calls] == ["get_tensor_profile_shape"]
+
+
+@pytest.mark.parametrize("name,dtype", [("FLOAT", "float32"), ("HALF", "float16"), ("INT8", "int8"),
+                                        ("INT32", "int32"), ("BOOL", "bool"), ("UINT8", "uint8"), ("INT64", "int64")])
+def test_numpy_dtype_table(name, dtype):
+    member = types.SimpleNamespace(name=name)   # pybind enum members have .name
+    assert compat.numpy_dtype(member) == dtype
+    assert compat.numpy_dtype(f"DataType.{name}") == dtype
+    assert np.dtype(dtype).name == dtype
+
+
+def test_numpy_dtype_refuses_types_numpy_lacks():
+    with pytest.raises(EdgeError, match="TensorRT data type BF16 has no numpy equivalent"):
+        compat.numpy_dtype(types.SimpleNamespace(name="BF16"))
+
+
+def test_runtime_api_lists_match_the_bindings_per_branch():
+    # Checked against NVIDIA/TensorRT's python/src/infer/pyCore.cpp (release/8.5, v8.6.1, v10.3.0,
+    # v11.1): create_execution_context_without_device_memory is gone in 11.
+    assert "ICudaEngine.create_execution_context_without_device_memory" in compat.RUNTIME_API["8.5"]
+    assert "ICudaEngine.create_execution_context_without_device_memory" not in compat.RUNTIME_API["11"]
+    assert all("nptype" not in n and "get_profile_shape" != n.split(".")[-1] for b in compat.RUNTIME_API.values()
+               for n in b)
 
 
 def test_set_input_shape_outside_profile_is_refused():
@@ -293,18 +348,33 @@ def test_engine_check_refuses_other_tensorrt_version():
         check_engine_compat(META_TRT, "8.6.2")
 
 
+def test_engine_check_compares_the_full_version_and_points_to_from_onnx():
+    meta = {**META_TRT, "source_onnx": "model.int8.onnx",
+            "tensorrt": {**META_TRT["tensorrt"], "version": "8.5.2.2"}}
+    check_engine_compat(meta, "8.5.2.2")
+    check_engine_compat({**META_TRT, "tensorrt": {**META_TRT["tensorrt"], "version": "8.5.2"}}, "8.5.2.2")
+    with pytest.raises(EdgeError) as ei:
+        check_engine_compat(meta, "8.5.2.1")   # same major.minor.patch, another build
+    msg = str(ei.value)
+    assert "built with TensorRT 8.5.2.2 but this machine has TensorRT 8.5.2.1" in msg
+    assert "edge-convert --from-onnx model.int8.onnx" in msg and "\n" not in msg
+
+
 def test_engine_check_refuses_other_gpu():
     dev = DeviceInfo(0, "Xavier", "7.2", True, True)
     with pytest.raises(EdgeError, match=r"built for Orin \(sm 8.7\) but this GPU is Xavier \(sm 7.2\)"):
         check_engine_compat(META_TRT, "10.3.0", dev)
 
 
-def test_engine_check_accepts_match_and_version_compatible():
+def test_engine_check_accepts_match_and_has_no_relaxed_paths():
     check_engine_compat(META_TRT, "10.3.0", DeviceInfo(0, "Orin", "8.7", True, True))
-    vc = {"tensorrt": {**META_TRT["tensorrt"], "version_compatible": True}}
-    check_engine_compat(vc, "10.7.0")
-    with pytest.raises(EdgeError, match="older"):
-        check_engine_compat(vc, "10.1.0")
+    # edge-convert never builds version-/hardware-compatible engines (no engine_host_code_allowed,
+    # no hardware compatibility on Jetson): such flags in metadata relax nothing.
+    vc = {"tensorrt": {**META_TRT["tensorrt"], "version_compatible": True, "hardware_compatible": True}}
+    with pytest.raises(EdgeError, match="built with TensorRT 10.3.0"):
+        check_engine_compat(vc, "10.7.0")
+    with pytest.raises(EdgeError, match=r"sm 8.7.*sm 8.6"):
+        check_engine_compat(vc, "10.3.0", DeviceInfo(0, "RTX", "8.6", False, True))
     with pytest.raises(EdgeError, match="no tensorrt.version"):
         check_engine_compat({"tensorrt": {}}, "10.3.0")
 
@@ -360,17 +430,26 @@ def test_double_buffer_schedule_invariants(n):
 # ----------------------------------------------------------------------------- the runner's orchestration
 @pytest.fixture
 def fake_engine(tmp_path, monkeypatch):
-    def make(integrated=False, version="10.3.0", meta_version="10.3.0"):
-        be = FakeBackend(integrated)
-        eng = FakeEngine(be)
+    def make(integrated=False, version="10.3.0", meta_version="10.3.0", profile=PROFILE, supports_graphs=True,
+             dla_core=None):
+        be = FakeBackend(integrated, supports_graphs)
+        eng = FakeEngine(be, profile)
         trt = _fake_trt(version, eng)
+        be.trt, be.engine = trt, eng
+
+        def get_backend(name="auto", device=0):
+            be.device_index = device
+            be.log.append(("get_backend", name, device))
+            return be
+
         monkeypatch.setattr("edge.runtime.tensorrt.loader.import_tensorrt", lambda: trt)
-        monkeypatch.setattr("edge.cuda.get_backend", lambda name="auto": be)
+        monkeypatch.setattr("edge.cuda.get_backend", get_backend)
         path = tmp_path / "model.engine"
         path.write_bytes(b"stand-in plan")
         meta = {"artifact": path.name, "format": "engine", "backend": "tensorrt", "precision": "fp16",
                 "classes": ["a", "b", "c"], "preprocess": {"height": H, "width": W, "channels": 1, "scale": "unit"},
-                "tensorrt": {"version": meta_version, "gpu": "FakeOrin", "compute_capability": "8.7"}}
+                "tensorrt": {"version": meta_version, "gpu": "FakeOrin", "compute_capability": "8.7",
+                             "dla_core": dla_core}}
         (tmp_path / "model.engine.json").write_text(json.dumps(meta))
         return path, be
 
@@ -389,8 +468,8 @@ def test_runner_one_call_pinned_h2d_execute_d2h(fake_engine):
         t = r.last_timing
         log = list(be.log)
     np.testing.assert_allclose(out, reference(x), rtol=1e-6)
-    kinds = [o[0] for o in log if o[0] in ("htod", "exec", "dtoh", "stream_sync")]
-    assert kinds == ["htod", "exec", "dtoh", "stream_sync"]           # one sync per call
+    kinds = [o[0] for o in log if o[0] in ("htod", "exec", "dtoh", "stream_sync", "event_sync")]
+    assert kinds == ["htod", "exec", "dtoh", "event_sync"]  # one blocking-sync event wait per call
     assert ("htod", 3 * H * W * 4) in log and ("dtoh", 3 * K * 4) in log  # only the batch's bytes
     assert t.h2d_ms is not None and t.d2h_ms is not None and t.compute_ms is not None
 
@@ -460,7 +539,6 @@ def test_runner_refuses_engine_of_other_version_before_deserializing(fake_engine
 
 
 def test_runner_without_tensorrt_or_gpu_fails_with_one_line(tmp_path):
-    pytest.importorskip("edge.cuda.cuda_python")
     from edge.cuda import gpu_available
     from edge.runtime import load_runner
 
@@ -478,4 +556,108 @@ def test_runner_without_tensorrt_or_gpu_fails_with_one_line(tmp_path):
     with pytest.raises(EdgeError) as ei:
         with load_runner(p):
             pass
-    assert "\n" not in str(ei.value) and ("TensorRT is not installed" in str(ei.value) or "failed" in str(ei.value))
+    msg = str(ei.value)
+    assert "\n" not in msg and ("TensorRT is not installed" in msg or msg.startswith("no CUDA memory backend: "))
+
+
+# ----------------------------------------------------------------------------- section 2 defects
+def test_graphs_stay_right_when_shapes_change_like_the_daemon(fake_engine):
+    """Batches 4, 4, 2 per frame (the daemon's 16, 16, 4 at max batch 4): a graph captured for 4 must
+    not be replayed on a context that has since run batch 2. One context per captured shape."""
+    from edge.runtime import load_runner
+
+    path, be = fake_engine()
+    rng = np.random.default_rng(5)
+    with load_runner(path, warmup=0, cuda_graph=True) as r:
+        for _ in range(3):  # three frames
+            frame = [rng.random((n, H, W, 1), dtype=np.float32) for n in (4, 4, 2)]
+            for x in frame:
+                np.testing.assert_allclose(r.infer(x), reference(x), rtol=1e-6)
+            outs = list(r.infer_batches(frame))
+            for x, o in zip(frame, outs):
+                np.testing.assert_allclose(o, reference(x), rtol=1e-6)
+        graph_ctx = {n: c for n, c in r._contexts.items()}
+    assert sorted(graph_ctx) == [2, 4]
+    assert all(c.strategy == "USER_MANAGED" and c.device_memory is not None for c in graph_ctx.values())
+    assert len({c.device_memory for c in graph_ctx.values()}) == 1   # one shared scratch buffer
+    assert sum(o == ("graph_launch",) for o in be.log) > 0
+
+
+def test_graphs_on_tensorrt_8_use_contexts_without_device_memory(fake_engine):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine(version="8.5.2.2", meta_version="8.5.2.2")
+    with load_runner(path, warmup=0, cuda_graph=True) as r:
+        r.infer(np.zeros((3, H, W, 1), np.float32))
+        (ctx,) = r._contexts.values()
+    assert ctx.strategy == "without_device_memory" and ctx.device_memory is not None
+
+
+def test_failed_capture_is_not_cached_and_falls_back_once(fake_engine, caplog):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine()
+    x = np.random.default_rng(6).random((3, H, W, 1), dtype=np.float32)
+    orig = FakeEngine.create_execution_context
+
+    def failing(self, strategy=None):
+        ctx = orig(self, strategy)
+        ctx.fail_capture = strategy == "USER_MANAGED"
+        return ctx
+
+    FakeEngine.create_execution_context = failing
+    try:
+        with caplog.at_level("WARNING"), load_runner(path, warmup=0, cuda_graph=True) as r:
+            for _ in range(3):
+                np.testing.assert_allclose(r.infer(x), reference(x), rtol=1e-6)
+            assert all(not s.graphs for s in r.slots)      # no broken graph kept
+            assert 3 in r._graph_refused
+    finally:
+        FakeEngine.create_execution_context = orig
+    assert sum("CUDA graph capture failed for batch 3" in m for m in caplog.messages) == 1
+    assert ("graph_launch",) not in be.log
+
+
+def test_cuda_graph_with_pycuda_is_refused_in_one_line(fake_engine):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine(supports_graphs=False)
+    with pytest.raises(EdgeError, match="--cuda-graph needs the cuda-python backend: fake has no stream-capture API"):
+        with load_runner(path, warmup=0, cuda_graph=True):
+            pass
+
+
+def test_the_requested_device_is_the_one_the_backend_makes_current(fake_engine):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine()
+    with load_runner(path, warmup=0, device=1) as r:
+        assert r.be.device_index == 1
+    assert ("get_backend", "auto", 1) in be.log
+
+
+def test_static_batch_engine_pads_smaller_batches(fake_engine):
+    """A DLA engine (min = opt = max = 4) runs batch 4; a tail of 3 is padded, 3 rows come back."""
+    from edge.runtime import load_runner
+
+    static = ((4, H, W, 1),) * 3
+    path, be = fake_engine(profile=static, dla_core=1)
+    x = np.random.default_rng(7).random((3, H, W, 1), dtype=np.float32)
+    with load_runner(path, warmup=0) as r:
+        be.log.clear()
+        out = r.infer(x)
+        big = r.infer(np.concatenate([x, x, x]))   # 9 rows: 4, 4, 1 (+3 padding)
+    np.testing.assert_allclose(out, reference(x), rtol=1e-6)
+    np.testing.assert_allclose(big, reference(np.concatenate([x, x, x])), rtol=1e-6)
+    assert ("set_shape", 4) in be.log and ("set_shape", 3) not in be.log
+    assert ("htod", 3 * H * W * 4) in be.log and ("dtoh", 3 * K * 4) in be.log
+    assert be.trt.runtimes[-1].DLA_core == 1       # the engine's DLA core is applied when loading
+
+
+def test_pipeline_uses_no_timing_events(fake_engine):
+    from edge.runtime import load_runner
+
+    path, be = fake_engine()
+    with load_runner(path, warmup=0) as r:
+        pass
+    assert be.timing_events == 8   # 4 per slot, for infer()'s timing split only; sync events untimed
