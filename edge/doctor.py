@@ -458,7 +458,7 @@ def chain_checks(doc: Doctor, model: Path, data: Optional[str]) -> None:
         rows = {}
         for p, path in arts.items():
             with load_runner(path, backend="onnxruntime", warmup=1) as r:
-                x = r.preprocess(chain.images[:16])
+                x = r.host_input(chain.images[:16])
                 rows[p] = latency_row(r.infer, x, 10)
         text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
         return "pass", f"ONNX Runtime CPU, batch 16: {text}", {"rows": rows}
@@ -524,7 +524,7 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
             rows = {}
             for p, e in engines.items():
                 with load_runner(e, warmup=2) as r:
-                    x = r.preprocess(chain.images[:16])
+                    x = r.host_input(chain.images[:16])
                     rows[p] = latency_row(r.infer, x, 50)
             text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
             return "pass", f"TensorRT, batch 16: {text}", {"rows": rows}
@@ -539,7 +539,7 @@ def runner_modes(engine: Path, chain: Chain) -> tuple:
     from edge.runtime import load_runner
 
     with load_runner(engine, warmup=1) as r:
-        x = r.preprocess(chain.images[:16])
+        x = r.host_input(chain.images[:16])
         base = {n: r.infer(x[:n]) for n in (1, 16, 7)}
         integrated = r.be.device_info().integrated
     rows, bad = [], []
