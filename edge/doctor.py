@@ -70,6 +70,8 @@ class Doctor:
     def __init__(self, say: Callable[[str], None] = print):
         self.checks: List[Check] = []
         self.say = say
+        #: Best measured images/s per source ("onnxruntime", "tensorrt"), for the line-capacity line.
+        self.throughput: Dict[str, Dict[str, Any]] = {}
 
     def add(self, section: str, name: str, status: str, reason: str, **data) -> Check:
         reason = " ".join(str(reason).split())
@@ -300,15 +302,20 @@ def check_onnxruntime():
     return "pass", f"onnxruntime {ort.__version__}: {', '.join(prov)}", {"providers": prov}
 
 
-def check_capacity():
+def check_capacity(doc: "Doctor", line: Optional[Dict[str, float]]):
+    """bench.capacity's verdict for the best throughput measured here (TensorRT before ONNX Runtime)."""
     try:
-        from bench import capacity  # added by the bench helpers; optional
+        from bench.capacity import line_capacity, sentence
     except ImportError:
-        return "skip", "bench.capacity is not part of this install (line-capacity estimate not available)"
-    fn = getattr(capacity, "line_capacity", None) or getattr(capacity, "capacity", None)
-    if fn is None:
-        return "skip", "bench.capacity has no line_capacity function"
-    return "skip", "bench.capacity present: run it with a measured throughput (python -m bench.capacity)"
+        return "skip", "bench.capacity is not part of this install (no line-capacity estimate)"
+    if not line:
+        return "skip", "give --line-speed, --strip-width and --mm-per-px for the line-capacity verdict"
+    best = doc.throughput.get("tensorrt") or doc.throughput.get("onnxruntime")
+    if not best:
+        return "skip", "no throughput was measured (the chain did not run)"
+    cap = line_capacity(best["images_per_s"], line["line_speed"], line["strip_width"], line["mm_per_px"],
+                        int(line["tile"]), artifact=best["artifact"], batch=best["batch"])
+    return ("pass" if cap["verdict"] == "keeps up" else "warn"), sentence(cap), cap
 
 
 # ============================================================================ the chain
@@ -461,6 +468,8 @@ def chain_checks(doc: Doctor, model: Path, data: Optional[str]) -> None:
                 x = r.host_input(chain.images[:16])
                 rows[p] = latency_row(r.infer, x, 10)
         text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
+        p = max(rows, key=lambda k: rows[k]["images_per_s"])
+        doc.throughput["onnxruntime"] = {**rows[p], "artifact": arts[p].name}
         return "pass", f"ONNX Runtime CPU, batch 16: {text}", {"rows": rows}
 
     doc.run("chain", "onnxruntime latency", ort_latency)
@@ -527,6 +536,8 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
                     x = r.host_input(chain.images[:16])
                     rows[p] = latency_row(r.infer, x, 50)
             text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
+            p = max(rows, key=lambda k: rows[k]["images_per_s"])
+            doc.throughput["tensorrt"] = {**rows[p], "artifact": engines[p].name}
             return "pass", f"TensorRT, batch 16: {text}", {"rows": rows}
 
         doc.run("tensorrt", "engine latency", trt_latency)
@@ -590,11 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
     p.add_argument("--md", metavar="OUT.md", help="write the report as Markdown")
     p.add_argument("--quick", action="store_true", help="platform and Python stack only (no model, no builds)")
+    p.add_argument("--line-speed", type=float, metavar="M/S", help="line speed for the line-capacity verdict")
+    p.add_argument("--strip-width", type=float, metavar="MM", help="strip width (line capacity)")
+    p.add_argument("--mm-per-px", type=float, metavar="MM", help="camera resolution on the strip (line capacity)")
+    p.add_argument("--tile", type=int, default=200, help="daemon tile size in px (line capacity; default 200)")
     return p
 
 
 def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,
-               say: Callable[[str], None] = print) -> Dict[str, Any]:
+               say: Callable[[str], None] = print, line: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
     """Run every check; the report dict (``checks``, ``summary``, ``host``)."""
     doc = Doctor(say)
     for name, fn in [("l4t", check_l4t), ("gpu", check_gpu), ("cuda versions", check_cuda_versions),
@@ -610,7 +625,7 @@ def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,
         if not m.exists():
             raise EdgeError(f"--model {model} does not exist")
         chain_checks(doc, m, data)
-        doc.run("line", "capacity", check_capacity)
+        doc.run("line", "capacity", lambda: check_capacity(doc, line))
     return {"tool": PROG, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": {"platform": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0],
                      "cpu": _cpu_name(), "cpus": os.cpu_count()},
@@ -632,7 +647,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from edge.fsutil import atomic_path
 
-    report = run_doctor(args.model, args.data, args.quick)
+    given = [v is not None for v in (args.line_speed, args.strip_width, args.mm_per_px)]
+    if any(given) and not all(given):
+        raise EdgeError("the line-capacity verdict needs --line-speed, --strip-width and --mm-per-px together")
+    line = ({"line_speed": args.line_speed, "strip_width": args.strip_width, "mm_per_px": args.mm_per_px,
+             "tile": args.tile} if all(given) else None)
+    report = run_doctor(args.model, args.data, args.quick, line=line)
     if args.json:
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -82,6 +82,23 @@ def test_doctor_on_this_machine_runs_the_onnxruntime_chain(tmp_path, sample_dir)
     assert "| chain | onnxruntime fp32 | pass |" in md
 
 
+def test_line_capacity_uses_the_measured_throughput(tmp_path, sample_dir):
+    pytest.importorskip("bench.capacity")
+    from edge.capture.testing import make_intensity_model
+
+    model = tmp_path / "model"
+    model.mkdir()
+    make_intensity_model(model / "model.onnx", size=32)
+    out = tmp_path / "d.json"
+    rc = doctor.main(["--model", str(model), "--data", str(sample_dir), "--json", str(out), "--line-speed", "1",
+                      "--strip-width", "1000", "--mm-per-px", "1"])
+    cap = {(c["section"], c["name"]): c for c in json.loads(out.read_text())["checks"]}[("line", "capacity")]
+    assert rc == 0 and cap["status"] in ("pass", "warn")
+    assert cap["data"]["measured_tiles_per_s"] > 0 and cap["data"]["artifact"] == "model.onnx"
+    assert ("keeps up" in cap["reason"]) == (cap["status"] == "pass")
+    assert doctor.main(["--model", str(model), "--line-speed", "1"]) == 2   # needs all three figures
+
+
 def test_quick_and_bad_model(tmp_path, capsys):
     assert doctor.main(["--quick"]) in (0, 1)
     assert "chain/all: --quick" in capsys.readouterr().out
