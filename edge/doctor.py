@@ -74,7 +74,7 @@ class Doctor:
         self.throughput: Dict[str, Dict[str, Any]] = {}
 
     def add(self, section: str, name: str, status: str, reason: str, **data) -> Check:
-        reason = " ".join(str(reason).split())
+        reason = " ".join(str(reason).split()).replace(str(Path.cwd()) + os.sep, "")  # paths relative to cwd
         c = Check(section, name, status, reason, data)
         self.checks.append(c)
         self.say(f"[{status:4}] {section}/{name}: {reason}")
@@ -368,7 +368,7 @@ def compare(ref: np.ndarray, out: np.ndarray, labels: np.ndarray, precision: str
     agree = float((out.argmax(1) == ref.argmax(1)).mean() * 100)
     acc = float((out.argmax(1) == labels).mean() * 100)
     data = {"max_abs_diff": diff, "top1_agreement_pct": agree, "sample_accuracy_pct": acc, "n": int(len(ref))}
-    text = f"max |diff| {diff:.2e}, top-1 agreement {agree:.1f} %, sample accuracy {acc:.1f} % on {len(ref)} images"
+    text = f"max abs diff {diff:.2e}, top-1 agreement {agree:.1f} %, sample accuracy {acc:.1f} % on {len(ref)} images"
     if precision == "fp16":
         ok = diff <= FP16_TOL
         return ("pass" if ok else "fail"), text + f" (FP16 limit {FP16_TOL:g})", data
@@ -566,7 +566,7 @@ def runner_modes(engine: Path, chain: Chain) -> tuple:
                     d = max(diffs)
                     rows.append({"mode": mode, "max_abs_diff": d})
                     if d > 1e-5:
-                        bad.append(f"{mode}: max |diff| {d:.2e}")
+                        bad.append(f"{mode}: max abs diff {d:.2e}")
                 except EdgeError as e:
                     expected = backend == "pycuda" and (graph or "pycuda is not installed" in str(e))
                     rows.append({"mode": mode, "refused": str(e)})
@@ -583,7 +583,8 @@ def runner_modes(engine: Path, chain: Chain) -> tuple:
 def to_markdown(report: Dict[str, Any]) -> str:
     s = report["summary"]
     lines = [f"# edge-doctor report", "",
-             f"{report['host']['platform']}, Python {report['host']['python']}, {report['time']}", "",
+             f"{report['host']['platform']}, {report['host']['cpu']} ({report['host']['cpus']} CPUs), "
+             f"Python {report['host']['python']}, {report['time']}", "",
              f"**{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip** "
              f"({'nothing failed' if not s['fail'] else 'FAILED'})", "",
              "| section | check | status | reason |", "|---|---|---|---|"]
