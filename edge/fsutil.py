@@ -23,13 +23,44 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows; else set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 for umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir()`` gives a new folder under the current umask (0755 for umask 022)."""
+    return 0o777 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the mode of an ordinary new file under the process umask (``mkstemp`` alone
+    would make it 0600, unreadable to the service user of an admin-built model).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
@@ -72,6 +103,8 @@ def _json_default(o: Any) -> Any:
 def staged_dir(outdir: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Build an output folder in a staging folder and move it into place only on success.
 
+    The folder gets the mode of an ordinary new folder under the process umask (0755 for 022).
+
     An existing ``outdir`` is refused unless ``force``; with ``force`` it is replaced only
     once the new one is complete. On any exception the staging folder is removed, so the user
     never finds a half-written ``outdir``.
@@ -92,6 +125,7 @@ def staged_dir(outdir: str | os.PathLike, force: bool = False) -> Iterator[Path]
     try:
         parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=parent))
+        os.chmod(stage, dir_mode())  # mkdtemp makes 0700; the finished folder follows the umask
     except OSError as e:
         raise EdgeError(f"output folder {outdir} is not writable: {e.strerror or e}") from None
     try:

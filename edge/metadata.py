@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
 from edge.errors import EdgeError
 from edge.preprocess import Preprocess
@@ -62,9 +62,14 @@ def read_meta(artifact: str | os.PathLike) -> Dict[str, Any]:
     mp = meta_path(artifact)
     if mp.is_file():
         try:
-            return json.loads(mp.read_text())
+            meta = json.loads(mp.read_text())
         except json.JSONDecodeError as e:
             raise EdgeError(f"metadata {mp} is not valid JSON: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise EdgeError(f"cannot read metadata {mp}: {getattr(e, 'strerror', None) or e}") from None
+        if not isinstance(meta, dict):
+            raise EdgeError(f"metadata {mp} must be a JSON object, not a {type(meta).__name__}")
+        return meta
     # A Keras model folder from edge-train: preprocess.json + classes.json beside it.
     pp, cl = artifact.parent / "preprocess.json", artifact.parent / "classes.json"
     if pp.is_file() and cl.is_file():
@@ -80,7 +85,13 @@ def preprocess_of(meta: Dict[str, Any]) -> Preprocess:
     """The :class:`Preprocess` stored in an artifact's metadata."""
     if "preprocess" not in meta:
         raise EdgeError(f"metadata of {meta.get('artifact', '?')} has no preprocessing")
-    return Preprocess.from_dict(meta["preprocess"])
+    pp = meta["preprocess"]
+    if not isinstance(pp, dict):
+        raise EdgeError(f"metadata of {meta.get('artifact', '?')}: preprocess must be an object")
+    try:
+        return Preprocess.from_dict(pp)
+    except (TypeError, ValueError) as e:
+        raise EdgeError(f"metadata of {meta.get('artifact', '?')}: bad preprocess: {' '.join(str(e).split())}") from None
 
 
 def input_form(meta: Dict[str, Any]) -> tuple:
@@ -102,10 +113,69 @@ def input_form(meta: Dict[str, Any]) -> tuple:
 
 
 def classes_of(meta: Dict[str, Any]) -> List[str]:
-    """The class names stored in an artifact's metadata."""
-    if not meta.get("classes"):
+    """The class names stored in an artifact's metadata (a list of distinct, non-empty strings)."""
+    classes = meta.get("classes")
+    if not classes:
         raise EdgeError(f"metadata of {meta.get('artifact', '?')} has no class names")
-    return list(meta["classes"])
+    if (not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise EdgeError(f"metadata of {meta.get('artifact', '?')}: classes must be a list of distinct names, "
+                        f"got {str(classes)[:120]}")
+    return list(classes)
+
+
+def _static(dims) -> List[Any]:
+    return [d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None for d in dims]
+
+
+def check_meta(meta: Dict[str, Any], where: str = "", input_shape: Optional[Sequence[int]] = None) -> None:
+    """Check that an artifact's metadata agrees with itself: the input shape with the preprocessing
+    (or with ``input_shape``, the (H, W, C) the artifact takes, e.g. uint8 tiles), the output
+    width with the number of classes.
+
+    Raises:
+        EdgeError: one line saying what disagrees.
+    """
+    name = where or meta.get("artifact", "?")
+    classes, prep = classes_of(meta), preprocess_of(meta)
+    for key in ("input", "output"):
+        spec = meta.get(key)
+        if spec is None:
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("shape", []), list):
+            raise EdgeError(f"metadata of {name}: {key} must be an object with a shape list")
+    shape = (meta.get("input") or {}).get("shape")
+    if shape:
+        want = tuple(input_shape) if input_shape is not None else prep.input_shape
+        dims = _static(shape[1:])
+        if len(dims) != 3 or any(d is not None and d != e for d, e in zip(dims, want)):
+            raise EdgeError(f"metadata of {name}: input shape {shape} does not match the preprocessing "
+                            f"(H, W, C) = {want}")
+    shape = (meta.get("output") or {}).get("shape")
+    if shape:
+        k = _static(shape[-1:])[0]
+        if k is not None and k != len(classes):
+            raise EdgeError(f"metadata of {name}: output width {k} does not match its {len(classes)} class names")
+
+
+def check_model_io(artifact: str, input_shape, output_shape, meta: Dict[str, Any],
+                   expected_input: Optional[Sequence[int]] = None) -> None:
+    """Check a loaded model's own input/output shapes against its metadata (-1/None: dynamic, not checked).
+
+    Raises:
+        EdgeError: the model takes another (H, W, C) than the preprocessing makes, or gives
+            another number of scores than the metadata has classes.
+    """
+    classes, prep = classes_of(meta), preprocess_of(meta)
+    want = tuple(expected_input) if expected_input is not None else prep.input_shape
+    dims = _static(list(input_shape)[1:])
+    if len(dims) == 3 and any(d is not None and d != e for d, e in zip(dims, want)):
+        raise EdgeError(f"{artifact}: the model takes (H, W, C) = {tuple(input_shape)[1:]} but its metadata's "
+                        f"preprocessing makes {want}")
+    k = _static(list(output_shape)[-1:])[0] if len(output_shape) else None
+    if k is not None and k != len(classes):
+        raise EdgeError(f"{artifact}: the model gives {k} class scores but its metadata names {len(classes)} "
+                        f"classes")
 
 
 def tool_versions() -> Dict[str, str]:

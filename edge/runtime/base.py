@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.metadata import classes_of, input_form, preprocess_of, read_meta
+from edge.metadata import check_meta, check_model_io, classes_of, input_form, preprocess_of, read_meta
 from edge.preprocess import Preprocess, TileInput
 
 
@@ -67,6 +67,8 @@ class Runner(abc.ABC):
     def __init__(self, artifact: str | Path, meta: Optional[Dict[str, Any]] = None, warmup: int = 2):
         self.artifact = Path(artifact)
         self.meta = meta if meta is not None else read_meta(self.artifact)
+        if not isinstance(self.meta, dict):
+            raise EdgeError(f"metadata of {self.artifact} must be a JSON object")
         self.classes: List[str] = classes_of(self.meta)
         #: The model's preprocessing (done on the host, or inside the graph for uint8-tile artifacts).
         self.preprocess: Preprocess = preprocess_of(self.meta)
@@ -76,6 +78,7 @@ class Runner(abc.ABC):
         #: What the host does to images before :meth:`infer`: the preprocessing, or packing tiles.
         self.host_input = (self.preprocess if self.input_form == "float"
                            else TileInput(self.tile[0], self.tile[1], self.preprocess.interpolation))
+        check_meta(self.meta, str(self.artifact), self.input_shape)
         self.warmup = warmup
         self.is_active = False
         self.last_timing = Timing()
@@ -94,10 +97,26 @@ class Runner(abc.ABC):
             return
         self.activate_impl()
         self.is_active = True
-        if self.warmup:
-            dummy = np.zeros((1, *self.input_shape), self.input_dtype)
-            for _ in range(self.warmup):
-                self.infer(dummy)
+        try:
+            # the model's own shapes against the metadata, before anything runs
+            check_model_io(str(self.artifact), self.input_spec.shape, self.output_spec.shape, self.meta,
+                           self.input_shape)
+            if self.warmup:
+                dummy = np.zeros((1, *self.input_shape), self.input_dtype)
+                try:
+                    for _ in range(self.warmup):
+                        out = self.infer(dummy)
+                except EdgeError:
+                    raise
+                except Exception as e:  # a backend's own error type: the metadata does not fit the model
+                    raise EdgeError(f"{self.artifact}: warm-up inference with the metadata's input shape "
+                                    f"{(1, *self.input_shape)} failed: {' '.join(str(e).split())[:300]}") from None
+                if out.ndim != 2 or out.shape[1] != len(self.classes):  # dynamic output width: check the result
+                    raise EdgeError(f"{self.artifact}: the model gives {tuple(out.shape[1:])} scores per input but "
+                                    f"its metadata names {len(self.classes)} classes")
+        except BaseException:
+            self.deactivate()
+            raise
 
     def deactivate(self) -> None:
         if self.is_active:
