@@ -57,6 +57,13 @@ def read_meta(artifact: str | os.PathLike) -> Dict[str, Any]:
         EdgeError: the artifact or its metadata is missing or unreadable.
     """
     artifact = Path(artifact)
+    try:
+        return _read_meta(artifact)
+    except OSError as e:  # e.g. a folder the service user may not enter
+        raise EdgeError(f"cannot read {artifact} or its metadata: {e.strerror or e}") from None
+
+
+def _read_meta(artifact: Path) -> Dict[str, Any]:
     if not artifact.exists():
         raise EdgeError(f"{artifact} does not exist")
     mp = meta_path(artifact)

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import List, Optional
 
-from edge.errors import cli_entry
+from edge.errors import EdgeError, cli_entry
 
 PROG = "edge-capture"
 #: Exit code when the stop deadline passed before the queued work was done.
@@ -58,6 +58,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     verbose = args.pop("verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+    if not verbose:  # OpenCV's own multi-line decoder errors: the daemon names a skipped frame itself
+        try:
+            import cv2
+
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+        except (ImportError, AttributeError):
+            pass
     file_values = load_config_file(args.pop("config")) if "config" in args else {}
     cfg = merge(file_values, args)
     daemon = CaptureDaemon(cfg)
@@ -78,6 +85,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = daemon.run()
+    except OSError as e:  # a file or device the daemon may not use (permissions, a missing device)
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        raise EdgeError(f"cannot use{where}: {e.strerror or e}") from None
     finally:
         for s, h in old.items():
             signal.signal(s, h)

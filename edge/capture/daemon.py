@@ -299,7 +299,8 @@ class CaptureDaemon:
                 m.add_health_check("crops", lambda: self.crops.error)
             writer = EventWriter(cfg.events, int(cfg.rotate_mb * (1 << 20)), cfg.rotate_keep, cfg.flush_interval,
                                  max_pending=cfg.retry_events, on_written=lambda n: m.inc("events", n),
-                                 on_dropped=lambda reason, n: m.inc("events_dropped", n, {"reason": reason}))
+                                 on_dropped=lambda reason, n: m.inc("events_dropped", n, {"reason": reason}),
+                                 on_error=lambda: m.inc("event_write_errors"))
             self.writer = writer
             m.add_gauge("events_pending", "Events in memory waiting to be written (retried while the disk refuses)",
                         fn=lambda: writer.pending)
@@ -343,7 +344,7 @@ class CaptureDaemon:
                 prep.join(5.0)
                 if self._abort.is_set():
                     self.stopped_at_deadline = True
-                g.join(5.0)
+                g.join(0.2 if g.in_read else 5.0)
             finally:
                 m.running = False
                 writer.close()
@@ -373,7 +374,7 @@ class CaptureDaemon:
         After a stop it goes on until END (every frame read is classified) unless the stop
         deadline passes: then the frames still coming are counted as skipped, not classified.
         """
-        stopping = False
+        stopping = unblocked = False
         while True:
             if self._stop.is_set() and not stopping:
                 stopping = True
@@ -386,6 +387,15 @@ class CaptureDaemon:
             except queue.Empty:
                 if stopping:
                     self._past_deadline()
+                    if not unblocked and g.in_read and g.source.live and g.queue.empty():
+                        # a live source blocked in read (a stalled stream): nothing more is coming, end
+                        # the pipeline without waiting for the read to return
+                        log.info("stop: the source is blocked in a read; not waiting for it")
+                        unblocked = True
+                        try:
+                            g.queue.put_nowait(END)
+                        except queue.Full:
+                            pass
                 continue
             if work is END:
                 return

@@ -90,16 +90,18 @@ class EventWriter:
             dropped (reason ``disk``).
         on_written: Called with the number of events just written (e.g. to count a metric).
         on_dropped: Called with (reason, number) for events lost.
+        on_error: Called at every failed write.
     """
 
     def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20, backups: int = 5,
                  flush_interval: float = 1.0, max_pending: int = 100_000,
                  on_written: Optional[Callable[[int], None]] = None,
-                 on_dropped: Optional[Callable[[str, int], None]] = None):
+                 on_dropped: Optional[Callable[[str, int], None]] = None,
+                 on_error: Optional[Callable[[], None]] = None):
         self.path = Path(path)
         self.max_bytes, self.backups, self.flush_interval = int(max_bytes), int(backups), float(flush_interval)
         self.max_pending = int(max_pending)
-        self._on_written, self._on_dropped = on_written, on_dropped
+        self._on_written, self._on_dropped, self._on_error = on_written, on_dropped, on_error
         self._buf: "collections.deque[bytes]" = collections.deque()
         self._lock = threading.RLock()
         self._last_flush = time.monotonic()
@@ -235,12 +237,14 @@ class EventWriter:
                         self._on_written(len(chunk))
             except OSError as e:
                 self.write_errors += 1
+                if self._on_error:
+                    self._on_error()
                 self.error = f"{self.path}: {e.strerror or e}"
                 self._warn("write", f"cannot write events to {self.error}; {len(self._buf)} event(s) kept for retry, "
                                     f"{self.dropped['disk']} dropped so far")
                 return False
             if self.error is not None:
-                log.warning("events file %s writable again: %d event(s) written", self.path, self.written)
+                log.warning("events file %s writable again (%d event(s) written in all)", self.path, self.written)
                 self.error = None
             return True
 

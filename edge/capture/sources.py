@@ -418,6 +418,7 @@ class Grabber:
         self.prepare = None if self.drop else prepare
         self.stop_event = threading.Event()
         self.error: Optional[BaseException] = None
+        self.in_read = False  # True while blocked in source.read() (the daemon need not wait for it to stop)
         self._index = 0
         self._thread = threading.Thread(target=self._run, name="grab", daemon=True)
 
@@ -479,6 +480,7 @@ class Grabber:
                 if self.max_frames is not None and self._index >= self.max_frames:
                     break
                 try:
+                    self.in_read = True
                     img = self.source.read()
                 except EndOfStream:
                     if not self.source.live:
@@ -492,6 +494,10 @@ class Grabber:
                     if not self._connect(after_loss=True):
                         break
                     continue
+                finally:
+                    self.in_read = False
+                if self.stop_event.is_set() and self.source.live:
+                    break  # read while stopping (a stalled stream came back): not queued
                 idx = self._index
                 self._index += 1
                 self._wait, self._failures = self.reconnect_initial, 0  # delivering again: reset the backoff
