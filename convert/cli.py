@@ -3,6 +3,7 @@
 Examples:
     edge-convert runs/compact-s42/model.keras --fp16 --int8 --int8-cpu --calib-data data/NEU-CLS -o runs/convert-compact
     edge-convert --from-onnx runs/convert-compact/model.int8.onnx      # on the Jetson: build the engine
+    edge-convert --from-onnx runs/convert-compact/model.int8.onnx --triton-repo /srv/triton/models  # GPU server
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dla", type=int, default=None, metavar="N", help="build for DLA core N (GPU fallback on)")
     p.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to reuse and update")
     p.add_argument("--force", action="store_true", help="replace an existing OUTDIR")
+    p.add_argument("--triton-repo", metavar="DIR", help="also write the artifacts as a Triton Inference Server model "
+                   "repository (config.pbtxt, labels; see convert/triton.py), also with --from-onnx")
     p.add_argument("--check-images", type=int, default=0,
                    help="val images of the FP32 ONNX vs Keras and FP16 checks (0: the whole val split; "
                         "64 let an FP16 model 7.7e-3 off on other val images pass at 3.7e-3)")
@@ -139,6 +142,10 @@ def main(argv=None) -> int:
             raise EdgeError("give either MODEL.keras or --from-onnx FILE.onnx, not both")
         from convert.tensorrt import build_from_onnx
 
+        if args.triton_repo:
+            from convert.triton import from_onnx
+
+            return from_onnx(args, _say)
         build_from_onnx(args.from_onnx, out_dir=args.out, batch=_batch_arg(args.batch), max_batch=args.max_batch,
                         workspace_mib=args.workspace, dla=args.dla, timing_cache=args.timing_cache,
                         force=args.force, say=_say, opt_batch=args.opt_batch)
@@ -352,6 +359,10 @@ def convert(args) -> int:
     if plan.message:
         _say(plan.message.format(out=out))
     _say(f"wrote {out}/: {', '.join(written)} in {time.perf_counter() - t_start:.0f} s")
+    if args.triton_repo:
+        from convert.triton import repository_for
+
+        repository_for(out, args.triton_repo, say=_say)
     failed = [(label, art, g) for label, art, g in (("INT8", "model.int8.onnx", gate_res),
                                                      ("CPU int8", "model.int8cpu.onnx", cpu_gate))
               if g is not None and not g.passed]
