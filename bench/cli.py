@@ -123,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise EdgeError(f"reference model {r} does not exist")
     reference = refs[0]
     for a in args.artifacts:
-        if not Path(a).is_file():
+        if not Path(a).is_file() and not str(a).startswith(("triton://", "triton+grpc://", "triton+http://")):
             raise EdgeError(f"artifact {a} does not exist")
     ref_meta = core.load_reference_meta(reference)
     if args.line_speed is not None:

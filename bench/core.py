@@ -245,7 +245,6 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
     from bench.formats import describe
     from bench.runners import open_runner
     from edge.fsutil import sha256_file
-    from edge.metadata import read_meta
     from edge.runtime import load_runner
 
     cfg.validate()
@@ -259,8 +258,11 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
             raise EdgeError(f"reference {ref.model} has classes {ref.classes} but {refs[0].model} has {refs[0].classes}")
     metas = []
     for a in artifacts:
-        a = Path(a)
-        meta = read_meta(a)
+        from edge.runtime import artifact_meta
+        from edge.runtime.triton.runner import TritonURL, is_triton_url
+
+        a = TritonURL(a) if is_triton_url(a) else Path(a)     # a served model: triton://host:8001/MODEL
+        meta = artifact_meta(a)
         cls = meta.get("classes")
         if cls and list(cls) != refs[0].classes:
             raise EdgeError(f"{a} has classes {cls} but the reference {refs[0].model} has {refs[0].classes}")
@@ -283,7 +285,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         d = describe(a, meta)
         res: Dict[str, Any] = {
             "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
-            "size_mb": _size_mb(a), "sha256": sha256_file(a), "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
+            "size_mb": _size_mb(a), "sha256": sha256_file(a) if a.is_file() else "", "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
             "latency_parts_ms": {}, "throughput_ips": {}, "iterations": {}, "unstable_batches": [],
             "accuracy": None, "drift": None, "confusion_matrix": None, "disagreements": [], "status": "failed",
             "status_reason": "", "notes": [note] if note else [], "_samples": {},

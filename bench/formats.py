@@ -38,8 +38,8 @@ def describe(artifact: str | Path, meta: Dict[str, Any]) -> Dict[str, Optional[s
     """
     from edge.runtime import backend_of
 
-    artifact = Path(artifact)
     backend = backend_of(artifact, meta)
+    artifact = Path(artifact)
     row = table_row(artifact.name)
     label = _LABELS.get(str(meta.get("format")), None) or _LABELS.get(backend, backend)
     precision = meta.get("precision") or (row.precision if row is not None else "fp32")

@@ -111,7 +111,8 @@ def model_config(name: str, meta: Dict[str, Any], platform: str, max_batch: int 
         cfg.default_model_filename = default_file
     for cc, f in sorted((cc_files or {}).items()):
         cfg.cc_model_filenames[cc] = f
-    slim = {k: meta[k] for k in ("classes", "preprocess", "input", "output", "precision", "format") if k in meta}
+    slim = {k: meta[k] for k in ("classes", "preprocess", "input", "output", "precision", "format", "source_model")
+            if k in meta}
     slim["source_sha256"] = (meta.get("source_model") or {}).get("sha256")
     cfg.parameters[META_KEY].string_value = json.dumps(slim, separators=(",", ":"))
     return cfg

@@ -318,7 +318,7 @@ def load_config_file(path: str | os.PathLike) -> Dict[str, Any]:
     out = {k: coerce(BY_NAME[k], v, where) for k, v in out.items()}
     base = path.resolve().parent
     for k, v in out.items():  # relative paths are relative to the config file
-        if BY_NAME[k].kind == "path" and v and not os.path.isabs(v):
+        if BY_NAME[k].kind == "path" and v and not os.path.isabs(v) and "://" not in v:  # triton://...
             out[k] = str(base / v)
     return out
 

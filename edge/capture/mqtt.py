@@ -587,7 +587,9 @@ def publisher_for(cfg, runner, run_id: str, summary: Callable[[], Dict[str, Any]
     from edge import __version__
 
     check_config(cfg)
-    status = {"run": run_id, "model": str(cfg.model), "sha256": file_sha256(cfg.model),
+    meta = getattr(runner, "meta", None) or {}
+    sha = file_sha256(cfg.model) or (meta.get("source_model") or {}).get("sha256") or meta.get("source_sha256")
+    status = {"run": run_id, "model": str(cfg.model), "sha256": sha,
               "classes": list(runner.classes), "version": __version__, "host": socket.gethostname()}
     return MqttPublisher(cfg.mqtt, cfg.events, cfg.line, cfg.camera, status=status, summary=summary,
                          metrics_interval=cfg.mqtt_metrics_interval, password_file=cfg.mqtt_password_file,

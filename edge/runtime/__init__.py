@@ -16,7 +16,10 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def backend_of(artifact, meta=None) -> str:
-    """``onnxruntime`` / ``tensorrt`` / ``keras`` for an artifact, from its metadata or suffix."""
+    """``onnxruntime`` / ``tensorrt`` / ``keras`` for an artifact, from its metadata or suffix
+    (``triton`` for a ``triton://host:8001/MODEL`` URL)."""
+    if str(artifact).startswith(("triton://", "triton+grpc://", "triton+http://")):
+        return "triton"
     meta = meta if meta is not None else read_meta(artifact)
     b = meta.get("backend")
     if b in ("onnxruntime", "tensorrt", "keras"):
@@ -39,6 +42,10 @@ def load_runner(artifact, backend: str = "auto", **opts) -> Runner:
         backend: ``auto`` (from the metadata), ``onnxruntime``, ``tensorrt`` or ``keras``.
         **opts: Passed to the runner (e.g. ``threads``, ``providers``, ``cuda_backend``).
     """
+    if backend in ("auto", "triton") and str(artifact).startswith(("triton://", "triton+grpc://", "triton+http://")):
+        from edge.runtime.triton import TritonRunner
+
+        return TritonRunner(str(artifact), **opts)
     path = Path(artifact)
     if path.suffix.lower() in ENGINE_SUFFIXES and not path.exists():
         # The engine is built on the device, from the ONNX artifacts (no TensorFlow there).
@@ -65,4 +72,15 @@ def load_runner(artifact, backend: str = "auto", **opts) -> Runner:
     raise EdgeError(f"unknown backend {b!r} (onnxruntime, tensorrt or keras)")
 
 
-__all__ = ["Runner", "TensorSpec", "Timing", "load_runner", "backend_of"]
+def artifact_meta(artifact):
+    """An artifact's metadata: its ``.json`` file, or for ``triton://`` the model's config on the server."""
+    if str(artifact).startswith(("triton://", "triton+grpc://", "triton+http://")):
+        from edge.runtime.triton import TritonRunner
+
+        meta = dict(TritonRunner(str(artifact)).meta)
+        meta.setdefault("backend", "triton")
+        return meta
+    return read_meta(artifact)
+
+
+__all__ = ["Runner", "TensorSpec", "Timing", "load_runner", "backend_of", "artifact_meta"]
