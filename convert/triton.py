@@ -233,7 +233,7 @@ def repository_for(out_dir: str | Path, repo: str | Path, say: Callable[[str], N
     """Every artifact of an edge-convert output folder (or the folder of one artifact) into ``repo``."""
     out_dir = Path(out_dir)
     files = sorted(f for f in out_dir.iterdir() if f.suffix in (".onnx", ".engine", ".plan")
-                   and Path(str(f) + ".json").is_file())
+                   and Path(str(f) + ".json").is_file() and not f.is_symlink())   # model.int8.engine: a link
     return write_repository(files, repo, say=say)
 
 

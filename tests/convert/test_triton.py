@@ -46,6 +46,8 @@ def artifacts(tmp_path):
         write_meta(e, dict(meta, format="engine", backend="tensorrt", precision="int8",
                            tensorrt={"version": "10.3", "compute_capability": cc, "profile": [1, 16, 16],
                                      "dla_core": None}))
+    (out / "model.int8.engine").symlink_to(e.name)                  # edge-convert's link to the latest build
+    (out / "model.int8.engine.json").symlink_to(e.name + ".json")
     return out
 
 
