@@ -787,3 +787,55 @@ def test_daemon_as_another_user_against_an_admin_built_model(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# -- deployment -------------------------------------------------------------------------------
+def test_shipped_config_is_valid_and_sets_a_crops_budget():
+    vals = load_config_file(ROOT / "jetson" / "capture.toml")
+    assert vals["save_crops"] and vals["crops_max_mb"] <= 4096 and vals["crops_per_minute"] <= 60
+    assert vals["crops_max_age"] and vals["stop_timeout"] <= 10
+
+
+def _unit(path):
+    import configparser
+
+    cp = configparser.ConfigParser(strict=False, interpolation=None, empty_lines_in_values=False)
+    cp.optionxform = str
+    cp.read(path)
+    return cp
+
+
+def test_systemd_unit_is_hardened_and_verifies(tmp_path):
+    import shutil
+
+    unit = ROOT / "jetson" / "edge-capture.service"
+    cp = _unit(unit)
+    svc, top = cp["Service"], cp["Unit"]
+    assert "StartLimitIntervalSec" in top and "StartLimitBurst" in top
+    assert "StartLimitIntervalSec" not in svc and "StartLimitBurst" not in svc   # ignored there by systemd
+    for k, v in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+                 "CapabilityBoundingSet": "", "UMask": "0022"}.items():
+        assert svc[k] == v, k
+    assert svc["ReadWritePaths"] and svc["MemoryMax"] and "127.0.0.1:" in svc["ExecStart"]
+    assert float(svc["TimeoutStopSec"]) > 10                   # after the daemon's own stop deadline
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed: the unit was checked by its keys only")
+    # verify needs ExecStart to exist: the same unit with /bin/true in its place
+    copy = tmp_path / "edge-capture.service"
+    copy.write_text(unit.read_text().replace("/opt/steel-edge/venv/bin/edge-capture", "/bin/true"))
+    r = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(copy)], capture_output=True, text=True)
+    if r.returncode != 0 or "exposure level" not in r.stdout:
+        pytest.skip(f"systemd-analyze security --offline does not run here: {r.stderr.strip()[:200]}")
+    exposure = float(r.stdout.rsplit("exposure level for", 1)[1].split(":")[1].split()[0])
+    assert exposure < 4.0, r.stdout[-500:]
+
+
+def test_dockerfile_runs_as_non_root_on_the_loopback():
+    text = (ROOT / "jetson" / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    entry = [line for line in lines if line.startswith("ENTRYPOINT")][-1]
+    assert "0.0.0.0" not in entry and "127.0.0.1:9108" in entry
