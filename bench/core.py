@@ -377,9 +377,14 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
                                    "accuracy_delta_pp": res["drift"]["accuracy_delta_pp"],
                                    "top1_agreement": res["drift"]["top1_agreement"]}
                  for res in results if res["drift"] is not None}
-        report["corruptions"] = {"seed": cfg.seed, "conditions": [
-            {"corruption": "none", "severity": 0, "param": None, "reference_accuracy": refs[0].accuracy,
-             "reference_accuracies": {str(ref.model): ref.accuracy for ref in refs}, "results": clean}] + rows}
+        from bench.corruptions import summarize
+
+        conds = [{"corruption": "none", "severity": 0, "param": None, "reference_accuracy": refs[0].accuracy,
+                  "reference_accuracies": {str(ref.model): ref.accuracy for ref in refs}, "results": clean}] + rows
+        models = [str(ref.model) for ref in refs] + [res["artifact"] for res in results if res["drift"] is not None]
+        reference_of = {res["artifact"]: res["reference"] for res in results}
+        report["corruptions"] = {"seed": cfg.seed, "conditions": conds,
+                                 "summary": summarize(conds, models, reference_of)}
         for res in results:
             res.pop("_corrupt", None)
     return report

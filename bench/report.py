@@ -18,7 +18,9 @@ JSON schema (keys documented in the README)::
           "status": "ok" | "drift" | "failed", "status_reason"
       }],
       "corruptions": null | {"seed", "conditions": [{"corruption","severity","param","reference_accuracy",
-                                                    "results": {"<artifact>": {"accuracy","accuracy_delta_pp","top1_agreement"}}}]},
+                                                    "results": {"<artifact>": {"accuracy","accuracy_delta_pp","top1_agreement"}}}],
+                             "summary": {"<model or artifact>": {"clean","per_kind","per_kind_1_3","mca","mca_1_3",
+                                         "relative","relative_1_3","max_drop_pp_vs_reference_1_3","min_agreement_1_3"}}},
       "conventions": {...}, "settings": {...}
     }
 """
@@ -160,6 +162,28 @@ def corruption_table(report: Dict[str, Any]) -> str:
     return _table(head, rows)
 
 
+def corruption_summary_table(report: Dict[str, Any]) -> str:
+    """Per model: clean accuracy, mean per kind over severities 1-5, mean corruption accuracy (mCA), relative."""
+    cor = report.get("corruptions") or {}
+    summ = cor.get("summary")
+    if not summ:
+        return ""
+    names = {x["model"]: f"`{_name(x)}` (Keras FP32)" for x in _refs(report)}
+    names.update({r["artifact"]: f"`{_name(r)}`" for r in report["results"]})
+    kinds = list(next(iter(summ.values()))["per_kind"])
+    head = ["Model", "Clean"] + kinds + ["mCA 1-5", "mCA 1-3", "relative 1-5", "worst Δ pp vs FP32 (sev ≤ 3)",
+                                         "min agreement (sev ≤ 3)"]
+    rows = []
+    for m, x in summ.items():
+        pct = lambda v: _f(None if v is None else 100 * v, "{:.2f}%")  # noqa: E731
+        rows.append([names.get(m, m), pct(x["clean"])] + [pct(x["per_kind"].get(k)) for k in kinds] +
+                    [pct(x["mca"]), pct(x["mca_1_3"]), _f(x["relative"], "{:.3f}"),
+                     _f(None if x["max_drop_pp_vs_reference_1_3"] is None else -x["max_drop_pp_vs_reference_1_3"],
+                        "{:+.2f}"),
+                     pct(x["min_agreement_1_3"])])
+    return _table(head, rows)
+
+
 def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
     """The whole Markdown report."""
     from bench.environment import summary_lines
@@ -211,10 +235,15 @@ def markdown(report: Dict[str, Any], max_disagreements: int = 20) -> str:
                 parts.append(f"- ... and {len(dis) - max_disagreements} more (see the JSON report)")
             parts.append("")
     if report.get("corruptions"):
-        parts += ["## Robustness under corruptions", "",
-                  "Accuracy of each model on corrupted test images; in brackets the difference to the reference "
-                  "under the same corruption (pp) and the top-1 agreement with it. Parameters: noise sigma and "
-                  "brightness shift in grey levels, blur sigma in pixels, contrast factor (bench/corruptions.py).",
+        parts += ["## Robustness under line-capture corruptions", "",
+                  "ImageNet-C style: each kind at severities 1-5 (parameters in bench/corruptions.py), applied to "
+                  "the uint8 images before each model's own preprocessing, deterministic under the seed "
+                  f"({report['corruptions'].get('seed')}). mCA = mean corruption accuracy over the kinds and "
+                  "severities; relative = mCA / clean accuracy; worst Δ pp and min agreement compare each artifact "
+                  "with its FP32 Keras reference under the same corrupted images.", "",
+                  corruption_summary_table(report), "",
+                  "Per condition: accuracy; for artifacts in brackets the difference to the reference under the same "
+                  "corruption (pp) and the top-1 agreement with it.",
                   "", corruption_table(report), ""]
     if report.get("plots"):
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in report["plots"]] + [""]
@@ -350,6 +379,10 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
         ax.legend(fontsize=7)
         written.append(_savefig(fig, outdir / "throughput.png"))
 
+    cor = report.get("corruptions") or {}
+    if cor.get("conditions") and cor.get("summary"):
+        written.append(_corruption_plot(outdir / "corruptions.png", report))
+
     from sklearn.metrics import ConfusionMatrixDisplay
 
     classes = report["reference"].get("classes") or []
@@ -372,3 +405,42 @@ def write_plots(outdir: str | Path, report: Dict[str, Any]) -> List[Path]:
         fig.tight_layout()
         written.append(_savefig(fig, outdir / "confusion_matrices.png"))
     return written
+
+
+def _corruption_plot(path: Path, report: Dict[str, Any]) -> Path:
+    """One panel per corruption kind: accuracy against severity (0 = clean), one line per model."""
+    import matplotlib.pyplot as plt
+
+    cor = report["corruptions"]
+    conds = cor["conditions"]
+    names = {x["model"]: f"{_name(x)} (Keras)" for x in _refs(report)}
+    names.update({r["artifact"]: _name(r) for r in report["results"]})
+    ref_models = {x["model"] for x in _refs(report)}
+    kinds = [k for k in dict.fromkeys(c["corruption"] for c in conds) if k != "none"]
+    ncol = min(3, len(kinds))
+    nrow = -(-len(kinds) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, sharey=True)
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    clean = conds[0]
+
+    def acc(c, m):
+        if m in ref_models:
+            return (c.get("reference_accuracies") or {}).get(m)
+        x = c["results"].get(m)
+        return None if x is None else x["accuracy"]
+
+    for ax, kind in zip(axes.flat, kinds):
+        rows = [clean] + sorted((c for c in conds if c["corruption"] == kind), key=lambda c: c["severity"])
+        for m in cor["summary"]:
+            pts = [(c["severity"], acc(c, m)) for c in rows if acc(c, m) is not None]
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", ms=3, label=names.get(m, m),
+                    ls="-" if m in ref_models else "--")
+        ax.set_title(kind, fontsize=9)
+        ax.set_xticks(range(0, 6))
+        ax.set_xlabel("severity (0 = clean)")
+        ax.set_ylabel("accuracy %")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _savefig(fig, path)

@@ -1,15 +1,18 @@
-"""Training-time augmentation with OpenCV, and the Keras data feed built on it.
+"""Training-time augmentation with OpenCV and albumentations, and the Keras data feed built on it.
 
-One random affine warp per image (rotation, shift, zoom, flips) with reflected borders, then a
-brightness factor; applied to the uint8 image at the model size, so the stored
-:class:`edge.preprocess.Preprocess` is the only thing that turns pixels into model input.
+:class:`Augment`: one random affine warp per image (rotation, shift, zoom, flips) with reflected
+borders, then a brightness factor. :class:`LineCapture` (``--augment line``): that warp, then the
+line-capture corruptions of :mod:`bench.corruptions` (the same functions the robustness benchmark
+uses), each with a probability and a severity range. Applied to the uint8 image at the model size,
+so the stored :class:`edge.preprocess.Preprocess` is the only thing that turns pixels into model input.
+Every random choice comes from the feed's generator, seeded with ``--seed``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -37,19 +40,25 @@ class Augment:
     brightness: tuple = (0.6, 1.4)
 
     @classmethod
-    def preset(cls, name: str) -> Optional["Augment"]:
+    def preset(cls, name: str):
         """``seeds`` (DEVELOPERS.md: ±30°, ±30 % shift, ±40 % zoom, flips, brightness 0.6–1.4),
         ``light`` (the compact model's: ±15°, ±10 %, ±10 %, flips, 0.8–1.2; textures from scratch
-        learn faster without heavy zoom), or ``none``."""
+        learn faster without heavy zoom), ``line`` (``light`` + the line-capture corruptions, see
+        :class:`LineCapture`), ``line-strong`` (``seeds`` + the corruptions more often and up to
+        severity 4; the small-data recipe of ``edge-train --init``), or ``none``."""
         if name == "seeds":
             return cls()
         if name == "light":
             return cls(15.0, 0.1, 0.1, True, True, (0.8, 1.2))
+        if name == "line":
+            return LineCapture(cls.preset("light"))
+        if name == "line-strong":
+            return LineCapture(cls(), probability=0.3, severities=(1, 4))
         if name == "none":
             return None
         from edge.errors import EdgeError
 
-        raise EdgeError(f"unknown augmentation {name!r} (seeds, light or none)")
+        raise EdgeError(f"unknown augmentation {name!r} ({', '.join(PRESETS)})")
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         import cv2
@@ -79,8 +88,73 @@ class Augment:
                 "vflip": self.vflip, "brightness": list(self.brightness)}
 
 
+#: Names accepted by :meth:`Augment.preset` (``edge-train --augment``).
+PRESETS = ("seeds", "light", "line", "line-strong", "none")
+#: Order in which LineCapture applies the corruption kinds: geometry, lighting, optics, sensor, encoder.
+LINE_ORDER = ("scale", "illumination", "exposure", "contrast", "defocus_blur", "motion_blur", "gaussian_noise",
+              "shot_noise", "jpeg")
+
+
+@dataclass(frozen=True)
+class LineCapture:
+    """The geometric :class:`Augment`, then line-capture corruptions, each kind independently.
+
+    Each kind of :mod:`bench.corruptions` is applied with ``probability`` (per kind, per image) at a
+    severity drawn uniformly from ``severities`` (inclusive), in :data:`LINE_ORDER`. The kinds and
+    severity tables are the benchmark's: pixel parameters are stated for 200x200 NEU tiles and apply
+    here at the model size (160x160 for compact, so a blur is ~25 % wider relative to the tile).
+
+    Attributes:
+        geometric: The warp applied first (None: none).
+        probability: Chance of each kind per image; or a ``{kind: probability}`` mapping for some kinds
+            (others 0).
+        severities: (lowest, highest) severity drawn, within 1..5.
+    """
+
+    geometric: Optional[Augment] = None
+    probability: object = 0.2
+    severities: Tuple[int, int] = (1, 3)
+
+    def __post_init__(self):
+        from bench.corruptions import KINDS, SEVERITIES
+        from edge.errors import EdgeError
+
+        lo, hi = self.severities
+        if not (SEVERITIES[0] <= lo <= hi <= SEVERITIES[-1]):
+            raise EdgeError(f"line-capture severities must satisfy 1 <= low <= high <= 5, got {self.severities}")
+        for k, p in self.probabilities().items():
+            if k not in KINDS:
+                raise EdgeError(f"unknown corruption {k!r} (one of {', '.join(KINDS)})")
+            if not 0.0 <= p <= 1.0:
+                raise EdgeError(f"probability of {k} must be in [0, 1], got {p}")
+
+    def probabilities(self) -> Dict[str, float]:
+        if isinstance(self.probability, dict):
+            return {k: float(v) for k, v in self.probability.items()}
+        return {k: float(self.probability) for k in LINE_ORDER}
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from bench.corruptions import apply
+
+        out = self.geometric(img, rng) if self.geometric is not None else img
+        probs = self.probabilities()
+        lo, hi = self.severities
+        for kind in LINE_ORDER:
+            p = probs.get(kind, 0.0)
+            # draw all three numbers every time, so one kind's choice does not shift the others' streams
+            hit, sev, seed = rng.random(), int(rng.integers(lo, hi + 1)), int(rng.integers(0, 2 ** 32))
+            if hit < p:
+                out = apply(np.ascontiguousarray(out), kind, sev, seed)
+        return out
+
+    def describe(self) -> dict:
+        return {"geometric": self.geometric.describe() if self.geometric else None, "line_capture": {
+            "probability": self.probabilities(), "severities": list(self.severities),
+            "kinds": "bench.corruptions (same tables as edge-bench --corruptions)"}}
+
+
 def make_feed(images: np.ndarray, y: np.ndarray, prep: Preprocess, batch_size: int,
-              augment: Optional[Augment], seed: int, shuffle: bool = True):
+              augment, seed: int, shuffle: bool = True):
     """A ``keras.utils.PyDataset`` of (float32 batch, one-hot labels), reshuffled and re-augmented each epoch.
 
     Args:
@@ -88,7 +162,7 @@ def make_feed(images: np.ndarray, y: np.ndarray, prep: Preprocess, batch_size: i
         y: One-hot labels (N, K).
         prep: The model's preprocessing (scale, channels).
         batch_size: Batch size.
-        augment: Random changes, or None.
+        augment: Random changes (:class:`Augment`, :class:`LineCapture`), or None.
         seed: Seed of the shuffling/augmentation generator (deterministic runs).
         shuffle: Reshuffle every epoch.
     """

@@ -3,7 +3,7 @@
 Usage::
 
     edge-train --data data/NEU-CLS --model compact --seed 42 --out runs/compact-s42
-    edge-train --data data/NEU-CLS --model mobilenetv2 --weights none --input-size 128 --out runs/mobilenetv2
+    edge-train --data data/NEU-CLS --model mobilenetv2 --weights ~/mobilenet_v2_notop.h5 --out runs/mobilenetv2
 
 The output folder gets ``model.keras``, ``model.keras.json`` (metadata), ``preprocess.json``,
 ``classes.json``, ``split.csv``, ``report.json`` (test-split metrics, see :mod:`train.evaluate`),
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", required=True, help="dataset folder (NEU-CLS flat, folder per class, NEU-DET)")
     ap.add_argument("--model", required=True, choices=MODELS)
     ap.add_argument("--weights", default=None,
-                    help="imagenet (default of the backbones; needs the network), none (default of compact), "
-                         "or a local weights file")
+                    help="imagenet (default of the backbones; needs the network), a local weights file, or none "
+                         "(compact only, its default: the backbones' two-phase protocol needs a pretrained base)")
     ap.add_argument("--seed", type=int, default=42, help="seed of initialisation, shuffling and augmentation")
     ap.add_argument("--split-seed", type=int, default=42,
                     help="seed of the 70/15/15 split (kept at 42 so seeds share one test set)")
@@ -49,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--input-size", type=int, default=None,
                     help="model input height = width (default: compact 160, backbones 224)")
-    ap.add_argument("--augment", default=None, choices=["seeds", "light", "none"],
-                    help="augmentation preset (default: compact light, backbones seeds)")
+    ap.add_argument("--augment", default=None, choices=["seeds", "light", "line", "line-strong", "none"],
+                    help="augmentation preset (default: compact light, backbones seeds; line = light + line-capture "
+                         "corruptions: noise, blur along the strip, defocus, exposure, uneven lighting, contrast, "
+                         "JPEG, scale, each p 0.2 at severity 1-3 (bench/corruptions.py); line-strong = seeds + "
+                         "corruptions p 0.3 at severity 1-4)")
     ap.add_argument("--pool", default=None, choices=list(COMPACT_POOLS),
                     help="compact: global pooling before the classifier, avgmax (average and max, "
                          "one Dense each; default, recipe v4) or avg (average only, recipe v2)")
@@ -144,12 +147,13 @@ def train(args) -> Dict:
     from edge.metadata import tool_versions, write_meta
     from train.augment import Augment, make_feed
     from train.evaluate import metrics_report, plot_confusion, summary_line
-    from train.models import (build, count_params, default_preprocess, init_bn_statistics, resolve_weights,
+    from train.models import (build, check_pretrained, count_params, default_preprocess, resolve_weights,
                               set_phase)
 
     spec = spec_of(args.model)
     weights = args.weights if args.weights is not None else spec.weights
     resolve_weights(weights)  # a missing weights file fails before the data is read
+    check_pretrained(args.model, weights)
     prep = default_preprocess(args.model, args.input_size)
     epochs = args.epochs or spec.epochs
     ft_epochs = args.fine_tune_epochs or epochs
@@ -184,11 +188,6 @@ def train(args) -> Dict:
     feed = make_feed(x_tr, onehot[y_tr], prep, args.batch_size, augment, args.seed)
     val = (prep(x_va), onehot[y_va])
     model, base = build(args.model, k, prep, weights, pool=args.pool)
-    bn_init = None
-    if base is not None and resolve_weights(weights) is None:
-        # No pretrained statistics to keep: estimate them once from training images (see init_bn_statistics).
-        pick = np.random.default_rng(args.seed).permutation(len(x_tr))[:256]
-        bn_init = {"images": len(pick), "layers": init_bn_statistics(base, prep(x_tr[pick]))}
     params = count_params(model)
     verbose = 1 if sys.stdout.isatty() else 0
     steps = len(feed)
@@ -251,7 +250,7 @@ def train(args) -> Dict:
                 "schedule": ({"warmup_epochs": COMPACT_WARMUP_EPOCHS, "decay": "cosine",
                               "label_smoothing": COMPACT_LABEL_SMOOTHING} if args.model == "compact"
                              else {"decay": "exponential", "rate_per_epoch": 0.94}),
-                "bn_statistics_from_training_images": bn_init, "phases": phases,
+                "phases": phases,
                 "epochs_run": len(history), "wall_time_s": round(wall, 1),
                 "cpu_count": os.cpu_count(), "tools": tool_versions(),
                 "counts": {w: len(parts[w]) for w in parts},

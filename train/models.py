@@ -220,7 +220,7 @@ def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[
     kwargs = dict(include_top=False, weights=w, input_shape=tuple(input_shape))
     if model == "nasnetmobile" and w == "imagenet" and tuple(input_shape[:2]) != (224, 224):
         raise EdgeError(f"nasnetmobile ImageNet weights need 224x224 input, got {input_shape[0]}x{input_shape[1]} "
-                        "(use --input-size 224 or --weights none)")
+                        "(use --input-size 224 or a local weights file --weights PATH)")
     import warnings
 
     try:
@@ -235,7 +235,7 @@ def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[
         if w == "imagenet":
             raise EdgeError(
                 f"cannot get the ImageNet weights of {model} (offline? {text}); pass a local weights file "
-                f"with --weights PATH or train from scratch with --weights none") from None
+                f"with --weights PATH, or train the compact model from scratch (--model compact)") from None
         if w is not None:
             raise EdgeError(f"cannot load weights file {w} into {model}: {text}") from None
         raise EdgeError(f"cannot build {model} for input {tuple(input_shape)}: {text}") from None
@@ -338,6 +338,23 @@ def _all_layers(model):
         if hasattr(layer, "layers"):
             out.extend(_all_layers(layer))
     return out
+
+
+def check_pretrained(model: str, weights: Optional[str]) -> None:
+    """Refuse a backbone without pretrained weights (one line naming the alternatives).
+
+    The two-phase protocol (frozen base, then its last :data:`FINE_TUNE_LAYERS` layers) is meant for a
+    pretrained base: with ``--weights none`` most of a random MobileNetV2 stayed frozen and random
+    (52.96 % on NEU, docs/results/train.md). A from-scratch recipe for the backbones was not measured,
+    so it is refused rather than offered.
+
+    Raises:
+        EdgeError: ``model`` is a two-phase backbone and ``weights`` is ``none``.
+    """
+    if spec_of(model).two_phase and resolve_weights(weights) is None:
+        raise EdgeError(f"{model} needs pretrained weights: the two-phase protocol keeps most of a random base frozen "
+                        f"(52.96 % on NEU); pass a local ImageNet weights file with --weights PATH, or train the "
+                        f"compact model from scratch (--model compact)")
 
 
 def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None,

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from bench.cli import main
@@ -49,11 +50,19 @@ def test_exact_and_rolled_artifacts(run_all):
 def test_corruption_table(run_all):
     _, _, rep = run_all
     conds = rep["corruptions"]["conditions"]
-    assert len(conds) == 13 and conds[0]["corruption"] == "none"
+    assert len(conds) == 1 + 9 * 5 and conds[0]["corruption"] == "none"
     exact = rep["results"][0]["artifact"]
     for c in conds:
         assert c["results"][exact]["top1_agreement"] == 1.0     # the same linear map under every corruption
     assert conds[0]["reference_accuracy"] == rep["reference"]["accuracy"]
+    summ = rep["corruptions"]["summary"]
+    ref = rep["reference"]["model"]
+    assert set(summ) == {ref, exact, rep["results"][1]["artifact"]}
+    accs = [c["reference_accuracies"][ref] for c in conds[1:]]
+    assert summ[ref]["mca"] == pytest.approx(np.mean(accs))
+    assert summ[ref]["relative"] == pytest.approx(summ[ref]["mca"] / summ[ref]["clean"])
+    assert summ[exact]["max_drop_pp_vs_reference_1_3"] == pytest.approx(0.0, abs=1e-9)
+    assert summ[exact]["min_agreement_1_3"] == 1.0 and summ[rep["results"][1]["artifact"]]["min_agreement_1_3"] == 0.0
 
 
 def test_markdown_and_plots_written(run_all):
@@ -61,8 +70,9 @@ def test_markdown_and_plots_written(run_all):
     md = (out / "b.md").read_text()
     assert "| Format | Precision | Size (MB) |" in md and "❎" in md and "✅" in md
     assert "](plots/latency_cdf.png)" in md
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["confusion_matrices.png", "latency_cdf.png",
-                                                                    "throughput.png"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["confusion_matrices.png", "corruptions.png",
+                                                                    "latency_cdf.png", "throughput.png"]
+    assert "mCA 1-3" in md and "](plots/corruptions.png)" in md
 
 
 def test_fail_on_drift_exits_1_and_keeps_reports(linear_models, sample_dir, tmp_path, capsys):

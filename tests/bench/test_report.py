@@ -83,7 +83,7 @@ def test_markdown_rows_and_status(report):
     assert f"{p50:.3f}" in ok
     assert "❎ accuracy drop 11.00 pp" in drift
     assert "❌ TensorRT is not installed" in failed
-    assert "## Environment" in md and "## Latency (ms)" in md and "## Robustness under corruptions" in md
+    assert "## Environment" in md and "## Latency (ms)" in md and "## Robustness under line-capture corruptions" in md
     assert "`Cr_1.bmp` (label crazing)" in md
     assert "| blur | 2 | 2 | 70.00% | 60.00% (-10.00, 80.0%) |" in md
 

@@ -91,8 +91,12 @@ def test_eval_on_other_data_needs_split_all(trained, sample_dir, tmp_path, capsy
 
 
 def test_two_phase_backbone_end_to_end(sample_dir, tmp_path):
+    from train.models import build_base
+
+    local = tmp_path / "mnv2_notop.weights.h5"  # stands in for a local ImageNet file (offline plant)
+    build_base("mobilenetv2", (32, 32, 3), None).save_weights(local)
     out = tmp_path / "mnv2"
-    rc = cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "none", "--input-size", "32",
+    rc = cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", str(local), "--input-size", "32",
                    "--epochs", "1", "--fine-tune-epochs", "1", "--out", str(out)])
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
@@ -123,8 +127,11 @@ def test_train_bad_inputs(sample_dir, tmp_path, capsys):
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--weights", str(tmp_path / "w.h5"), *base]),
                     "w.h5")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--input-size", "8", *base]), "too small")
-    _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "none",
+    _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "imagenet",
                                       "--pool", "avgmax", "--out", str(out)]), "--pool avgmax", "compact only")
+    for arch in ("mobilenetv2", "resnet50v2", "nasnetmobile"):  # no random two-phase base (issue 15, part 4)
+        _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", arch, "--weights", "none",
+                                          "--out", str(out)]), arch, "--weights PATH", "--model compact")
     assert not out.exists()
     out.mkdir()
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), *base]), "--force")
@@ -142,7 +149,7 @@ def test_train_imagenet_offline(sample_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(file_utils, "get_file", offline)
     out = tmp_path / "o"
     rc = cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--input-size", "32", "--out", str(out)])
-    _one_line_error(capsys, rc, "--weights PATH", "--weights none")
+    _one_line_error(capsys, rc, "--weights PATH", "--model compact")
     assert not out.exists() and not list(tmp_path.glob(".o.*")), "nothing half-written"
 
 

@@ -188,9 +188,22 @@ def test_imagenet_offline_is_one_clear_error(monkeypatch):
     with pytest.raises(EdgeError) as ei:
         models.build_transfer("mobilenetv2", (96, 96, 3), K, weights="imagenet")
     msg = str(ei.value)
-    assert "\n" not in msg and "--weights PATH" in msg and "--weights none" in msg
+    assert "\n" not in msg and "--weights PATH" in msg and "--model compact" in msg
     with pytest.raises(EdgeError, match="224x224"):
         models.build_base("nasnetmobile", (96, 96, 3), "imagenet")
+
+
+def test_backbone_without_pretrained_weights_is_refused(tmp_path):
+    for arch in ("mobilenetv2", "resnet50v2", "nasnetmobile"):
+        with pytest.raises(EdgeError) as ei:
+            models.check_pretrained(arch, "none")
+        msg = str(ei.value)
+        assert "\n" not in msg and arch in msg and "--weights PATH" in msg and "--model compact" in msg
+    models.check_pretrained("compact", "none")  # compact is the from-scratch model
+    models.check_pretrained("mobilenetv2", "imagenet")
+    local = tmp_path / "w.weights.h5"
+    local.write_bytes(b"x")
+    models.check_pretrained("mobilenetv2", str(local))
 
 
 def test_local_weights_file_is_loaded(tmp_path):
