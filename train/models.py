@@ -391,3 +391,56 @@ def count_params(model) -> dict:
     tr = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     nt = int(sum(np.prod(v.shape) for v in model.non_trainable_weights))
     return {"total": tr + nt, "trainable": tr, "non_trainable": nt}
+
+
+# --------------------------------------------------------------------------- open-set score
+
+def logits_of(model):
+    """The pre-softmax logits tensor of a classifier whose output layer is ``probs``.
+
+    compact avgmax: the input of the ``probs`` softmax Activation (the summed heads). A ``probs`` Dense
+    with a softmax activation (compact avg, the backbones): a linear twin of that Dense (same weights, no
+    activation) applied to its input.
+
+    Raises:
+        EdgeError: no ``probs`` layer of either form.
+    """
+    from keras import layers
+
+    try:
+        out = model.get_layer("probs")
+    except ValueError:
+        raise EdgeError(f"{model.name} has no 'probs' layer: cannot find its logits") from None
+    if isinstance(out, layers.Activation):
+        return out.input
+    if isinstance(out, layers.Dense) and getattr(out.activation, "__name__", "") == "softmax":
+        twin = layers.Dense(out.units, use_bias=out.use_bias, name="logits_linear")
+        z = twin(out.input)
+        twin.set_weights(out.get_weights())
+        return z
+    raise EdgeError(f"{model.name}'s 'probs' layer is neither a softmax Activation nor a softmax Dense")
+
+
+def with_ood_score(model):
+    """The classifier with a second output ``ood_score`` (N, 1) = energy ``-logsumexp(logits)``.
+
+    Built from stock Keras layers only (the model stays loadable with ``safe_mode`` and converts with
+    tf2onnx): ``logsumexp(z) = z_k - log_softmax(z)_k`` for every k, so the mean over k of
+    ``log_softmax(z) - z`` is ``-logsumexp(z)``; the mean is a frozen Dense(1) with weights 1/K. The
+    probabilities output is unchanged (same tensor).
+    """
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from edge.ood import SCORE_OUTPUT
+
+    if len(model.outputs) != 1:
+        raise EdgeError(f"{model.name} has {len(model.outputs)} outputs; expected the probabilities only")
+    z = logits_of(model)
+    k = int(z.shape[-1])
+    diff = layers.Subtract(name="ood_neg_lse")([layers.Activation("log_softmax", name="ood_log_softmax")(z), z])
+    mean = layers.Dense(1, use_bias=False, trainable=False, name=SCORE_OUTPUT)
+    score = mean(diff)
+    mean.set_weights([np.full((k, 1), 1.0 / k, np.float32)])
+    return keras.Model(model.inputs, [model.outputs[0], score], name=model.name)
