@@ -95,6 +95,7 @@ def _base_meta(model_path: Path, meta: Dict, input_name: str, output_name: str, 
         "source_model": {"path": str(model_path), "sha256": sha256_file(model_path)},
         "calibration": None, "drift_gate": None,
         "tools": tool_versions(),
+        **({"ood": meta["ood"]} if meta.get("ood") else {}),  # open-set score output and threshold (edge/ood.py)
     }
 
 

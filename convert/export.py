@@ -69,6 +69,9 @@ def _last_activation(model) -> Optional[str]:
     import keras
 
     layer = model.layers[-1] if model.layers else None
+    hist = getattr(model.outputs[0], "_keras_history", None) if model.outputs else None
+    if hist is not None:  # the layer producing the probabilities (a score output may come after it)
+        layer = hist[0]
     if layer is None:
         return None
     if isinstance(layer, keras.layers.Softmax):
@@ -86,9 +89,15 @@ def check_classifier(model, classes: Sequence[str], input_shape: Sequence[int]) 
         EdgeError: several inputs/outputs, input shape not the preprocessing's, output not
             (N, len(classes)), or no softmax at the end.
     """
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    from edge.ood import SCORE_OUTPUT
+
+    extra = model.outputs[1:]
+    score_ok = (len(extra) == 1 and getattr(extra[0], "_keras_history", [None])[0] is not None
+                and extra[0]._keras_history[0].name == SCORE_OUTPUT and tuple(extra[0].shape)[1:] == (1,))
+    if len(model.inputs) != 1 or (extra and not score_ok):
         raise EdgeError(f"the model has {len(model.inputs)} input(s) and {len(model.outputs)} output(s); "
-                        "a classifier with one input and one output is expected")
+                        f"a classifier with one input and one output (plus an optional {SCORE_OUTPUT!r} (N, 1) "
+                        "output) is expected")
     ishape = tuple(model.inputs[0].shape)[1:]
     if tuple(ishape) != tuple(input_shape):
         raise EdgeError(f"the model input is {ishape} but its preprocessing gives {tuple(input_shape)}")
@@ -184,8 +193,9 @@ def ort_predict(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:
 
 
 def keras_predict(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Probabilities of a Keras model (inference mode)."""
-    return np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
+    """Probabilities of a Keras model (inference mode; the first output of a model with a score output)."""
+    out = model.predict(x, batch_size=batch, verbose=0)
+    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float32)
 
 
 def compare(ref: np.ndarray, other: np.ndarray) -> Dict[str, float]:

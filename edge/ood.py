@@ -45,8 +45,8 @@ def max_softmax(probs: np.ndarray) -> np.ndarray:
 def calibrate(scores_in: Sequence[float], acceptance: float = DEFAULT_ACCEPTANCE) -> float:
     """The threshold that accepts ``acceptance`` of in-distribution scores (score <= threshold).
 
-    The ``acceptance`` quantile of the scores (numpy's ``higher`` method: at least that share is
-    accepted on the calibration images).
+    The smallest calibration score that accepts at least ``acceptance`` of the calibration images
+    (the ``ceil(acceptance * n)``-th smallest score).
 
     Raises:
         EdgeError: ``acceptance`` outside (0, 1], or no scores.
@@ -56,7 +56,8 @@ def calibrate(scores_in: Sequence[float], acceptance: float = DEFAULT_ACCEPTANCE
         raise EdgeError(f"in-distribution acceptance must be in (0, 1], got {acceptance}")
     if not len(s):
         raise EdgeError("no in-distribution scores to calibrate the threshold on")
-    return float(np.quantile(s, acceptance, method="higher"))
+    k = int(np.ceil(acceptance * len(s) - 1e-9))
+    return float(np.sort(s)[max(k, 1) - 1])
 
 
 def evaluate(scores_in: Sequence[float], scores_out: Sequence[float], threshold: Optional[float] = None) -> Dict:

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def resolve_split(model: Path, data: Path, which: str, split_file: Optional[str]
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "test",
              split_file: Optional[str | os.PathLike] = None, batch_size: int = 64,
-             progress: bool = False) -> Dict:
+             progress: bool = False, ood: Optional[str | os.PathLike] = None) -> Dict:
     """Evaluate an artifact on one split of a dataset.
 
     Args:
@@ -125,9 +125,12 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
         split_file: ``split.csv``; default the one beside the model, else the default seed-42 split.
         batch_size: Images per inference call.
         progress: Show a progress bar.
+        ood: Folder of out-of-distribution images (any layout, labels ignored): adds the ``"ood"`` block
+            (:func:`ood_report`), DIR's evaluated images being the in-distribution ones.
 
     Returns:
-        The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``.
+        The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``
+        (and ``ood``).
     """
     from edge.data import load_dataset, load_images, make_split, read_split_csv
     from edge.metadata import classes_of, read_meta
@@ -151,18 +154,72 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
     else:
         sel, used = ds.subset(make_split(ds, seed=42), which), "default split (seed 42)"
     images = load_images(sel, progress=progress)
-    probs = []
+    ood_images = None
+    if ood is not None:
+        ood_images = load_images(ood_files(ood), progress=progress)
     with load_runner(model, warmup=0) as runner:
-        it = range(0, len(images), batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, desc="evaluating", unit="batch", leave=False)
-        for i in it:
-            probs.append(runner.infer_images(images[i:i + batch_size]))
+        probs, score = _run(runner, images, batch_size, progress)
         backend = runner.backend
-    rep = metrics_report(sel.labels, np.concatenate(probs), classes)
+        if ood_images is not None:
+            probs_out, score_out = _run(runner, ood_images, batch_size, progress)
+    rep = metrics_report(sel.labels, probs, classes)
     rep.update({"model": str(model), "data": str(data), "split": which, "split_file": used, "backend": backend})
+    if ood_images is not None:
+        rep["ood"] = ood_report(meta, probs, score, probs_out, score_out, ood)
+    return rep
+
+
+def _run(runner, images, batch_size: int, progress: bool):
+    """Probabilities (N, K) and the in-graph open-set score (N,) or None, as every stage runs images."""
+    probs, scores = [], []
+    it = range(0, len(images), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="evaluating", unit="batch", leave=False)
+    for i in it:
+        probs.append(runner.infer_images(images[i:i + batch_size]))
+        if runner.last_score is not None:
+            scores.append(runner.last_score)
+    score = np.concatenate(scores) if scores and len(scores) == len(probs) else None
+    return np.concatenate(probs), score
+
+
+def ood_files(folder: str | os.PathLike) -> List[Path]:
+    """Every image file under ``folder`` (any layout, labels ignored), sorted.
+
+    Raises:
+        EdgeError: the folder does not exist or holds no image.
+    """
+    from edge.data import IMAGE_EXTS
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise EdgeError(f"--ood folder {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise EdgeError(f"--ood folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+    return files
+
+
+def ood_report(meta: Dict, probs_in, score_in, probs_out, score_out, ood_dir) -> Dict:
+    """The ``"ood"`` block: the model's own score and threshold when it has them, else max-softmax.
+
+    Keys: ``auroc``, ``fpr_at_95tpr``, ``threshold``, ``accepted_in``, ``rejected_out``, ``n_in``,
+    ``n_out`` (:func:`edge.ood.evaluate`) plus ``score``, ``acceptance`` and ``ood_data``. Without a
+    threshold in the metadata (no ``python -m train.ood``), ``threshold``, ``accepted_in`` and
+    ``rejected_out`` are None: a threshold is never picked on the evaluated images.
+    """
+    from edge import ood as O
+
+    block = O.score_of(meta)
+    if block is not None and score_in is not None and score_out is not None:
+        name, si, so, thr = block["score"], score_in, score_out, block["threshold"]
+    else:
+        name, si, so, thr = "max_softmax", O.max_softmax(probs_in), O.max_softmax(probs_out), None
+    rep = O.evaluate(si, so, thr)
+    rep.update({"score": name, "acceptance": block.get("acceptance") if block and thr is not None else None,
+                "ood_data": str(ood_dir)})
     return rep
 
 
@@ -182,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--plots", help="folder for confusion_matrix.png")
     ap.add_argument("--batch", type=int, default=64, help="images per inference call")
+    ap.add_argument("--ood", metavar="OOD_DIR",
+                    help="folder of images of none of the classes (any layout, labels ignored): adds \"ood\" "
+                         "(AUROC, FPR at 95 %% TPR, decisions at the model's threshold) to the report")
     return ap
 
 
@@ -194,7 +254,8 @@ def main(argv=None) -> int:
         from edge.fsutil import check_writable_dir
 
         check_writable_dir(Path(args.json).parent)
-    rep = evaluate(args.model, args.data, args.split, args.split_file, args.batch, progress=sys.stderr.isatty())
+    rep = evaluate(args.model, args.data, args.split, args.split_file, args.batch, progress=sys.stderr.isatty(),
+                   ood=args.ood)
     if args.json:
         from edge.fsutil import write_json
 
@@ -202,6 +263,12 @@ def main(argv=None) -> int:
     if args.plots:
         plot_confusion(rep, Path(args.plots) / "confusion_matrix.png")
     print(summary_line(rep) + (f" -> {args.json}" if args.json else ""))
+    if "ood" in rep:
+        o = rep["ood"]
+        dec = ("" if o["threshold"] is None else f", at threshold {o['threshold']:.4f}: {100 * o['accepted_in']:.1f} % "
+               f"of in-distribution accepted, {100 * o['rejected_out']:.1f} % of OOD rejected")
+        print(f"open set ({o['score']}): AUROC {o['auroc']:.4f}, FPR at 95 % TPR {100 * o['fpr_at_95tpr']:.1f} % "
+              f"({o['n_in']} in / {o['n_out']} out){dec}")
     return 0
 
 

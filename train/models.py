@@ -421,26 +421,37 @@ def logits_of(model):
     raise EdgeError(f"{model.name}'s 'probs' layer is neither a softmax Activation nor a softmax Dense")
 
 
-def with_ood_score(model):
-    """The classifier with a second output ``ood_score`` (N, 1) = energy ``-logsumexp(logits)``.
+def with_ood_score(model, score: str = "max_softmax"):
+    """The classifier with a second output ``ood_score`` (N, 1): higher = more unusual (edge/ood.py).
 
-    Built from stock Keras layers only (the model stays loadable with ``safe_mode`` and converts with
-    tf2onnx): ``logsumexp(z) = z_k - log_softmax(z)_k`` for every k, so the mean over k of
-    ``log_softmax(z) - z`` is ``-logsumexp(z)``; the mean is a frozen Dense(1) with weights 1/K. The
+    ``max_softmax``: ``-max(probs)`` (chosen by the leave-one-class-out validation rule,
+    docs/results/open-set.md); ``energy``: ``-logsumexp(logits)``, written as the mean over k of
+    ``log_softmax(z)_k - z_k`` (``logsumexp(z) = z_k - log_softmax(z)_k`` for every k).
+
+    Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract), so the
+    model stays loadable with ``safe_mode``, converts with tf2onnx, and adds no MatMul/Conv that the INT8
+    quantizer would quantize: the score is computed in float from the probabilities / logits. The
     probabilities output is unchanged (same tensor).
+
+    Raises:
+        EdgeError: an unknown score, or a model with more than one output.
     """
     import keras
-    import numpy as np
     from keras import layers
 
-    from edge.ood import SCORE_OUTPUT
+    from edge.ood import SCORE_OUTPUT, SCORES
 
+    if score not in SCORES:
+        raise EdgeError(f"unknown open-set score {score!r} (one of {', '.join(SCORES)})")
     if len(model.outputs) != 1:
         raise EdgeError(f"{model.name} has {len(model.outputs)} outputs; expected the probabilities only")
-    z = logits_of(model)
-    k = int(z.shape[-1])
-    diff = layers.Subtract(name="ood_neg_lse")([layers.Activation("log_softmax", name="ood_log_softmax")(z), z])
-    mean = layers.Dense(1, use_bias=False, trainable=False, name=SCORE_OUTPUT)
-    score = mean(diff)
-    mean.set_weights([np.full((k, 1), 1.0 / k, np.float32)])
-    return keras.Model(model.inputs, [model.outputs[0], score], name=model.name)
+    probs = model.outputs[0]
+    k = int(probs.shape[-1])
+    if score == "max_softmax":
+        top = layers.GlobalMaxPooling1D(name="ood_max_prob")(layers.Reshape((k, 1), name="ood_reshape")(probs))
+        out = layers.Rescaling(-1.0, name=SCORE_OUTPUT)(top)
+    else:
+        z = logits_of(model)
+        diff = layers.Subtract(name="ood_neg_lse")([layers.Activation("log_softmax", name="ood_log_softmax")(z), z])
+        out = layers.GlobalAveragePooling1D(name=SCORE_OUTPUT)(layers.Reshape((k, 1), name="ood_reshape")(diff))
+    return keras.Model(model.inputs, [probs, out], name=model.name)

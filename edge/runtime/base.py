@@ -82,6 +82,9 @@ class Runner(abc.ABC):
         self.warmup = warmup
         self.is_active = False
         self.last_timing = Timing()
+        #: Open-set score (N,) of the last :meth:`infer` call when the model has an ``ood_score`` output
+        #: (see :mod:`edge.ood`), else None.
+        self.last_score: Optional[np.ndarray] = None
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> "Runner":
@@ -166,13 +169,15 @@ class Runner(abc.ABC):
         batch = self.check_batch(batch)
         mb = self.max_batch
         t0 = time.perf_counter()
+        scores = []
         if mb is None or len(batch) <= mb:
             out, timing = self.infer_impl(batch)
+            out = _with_score(out, scores)
         else:
             parts, timing = [], Timing()
             for i in range(0, len(batch), mb):
                 o, t = self.infer_impl(batch[i:i + mb])
-                parts.append(o)
+                parts.append(_with_score(o, scores))
                 timing.compute_ms += t.compute_ms
                 for k in ("h2d_ms", "d2h_ms"):
                     if getattr(t, k) is not None:
@@ -180,6 +185,7 @@ class Runner(abc.ABC):
             out = np.concatenate(parts)
         timing.total_ms = (time.perf_counter() - t0) * 1e3
         self.last_timing = timing
+        self.last_score = np.concatenate(scores) if scores else None
         return out
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
@@ -219,4 +225,17 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
-        """Run one chunk (len <= max_batch); return probabilities and the timing split."""
+        """Run one chunk (len <= max_batch); return probabilities and the timing split.
+
+        A model with an open-set score output returns ``((probs, score), timing)`` instead; :meth:`infer`
+        keeps the probabilities as its result and the score in :attr:`last_score`.
+        """
+
+
+def _with_score(out, scores: list) -> np.ndarray:
+    """``out`` = probs, or (probs, score): append the score (N,) to ``scores``, return probs."""
+    if isinstance(out, tuple):
+        probs, score = out
+        scores.append(np.asarray(score, dtype=np.float32).reshape(len(probs)))
+        return probs
+    return out

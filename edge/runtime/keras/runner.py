@@ -66,5 +66,7 @@ class KerasRunner(Runner):
             raise EdgeError("Keras model is not loaded")
         t0 = time.perf_counter()
         out = self.model(batch, training=False)
-        out = np.asarray(out, dtype=np.float32)
-        return out, Timing(compute_ms=(time.perf_counter() - t0) * 1e3)
+        ms = (time.perf_counter() - t0) * 1e3
+        if isinstance(out, (list, tuple)):  # probabilities and the open-set score (train.models.with_ood_score)
+            return (np.asarray(out[0], dtype=np.float32), np.asarray(out[1], dtype=np.float32)), Timing(compute_ms=ms)
+        return np.asarray(out, dtype=np.float32), Timing(compute_ms=ms)

@@ -73,6 +73,10 @@ class OnnxRuntimeRunner(Runner):
             raise EdgeError(f"onnxruntime cannot load {self.artifact}: {str(e).splitlines()[0]}") from None
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
+        from edge.ood import SCORE_OUTPUT
+
+        # optional second output: the open-set score (models made with train.models.with_ood_score)
+        self._score = next((o for o in self.session.get_outputs()[1:] if o.name == SCORE_OUTPUT), None)
 
     def deactivate_impl(self) -> None:
         self.session = None
@@ -92,5 +96,9 @@ class OnnxRuntimeRunner(Runner):
 
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
         t0 = time.perf_counter()
-        out = self.session.run([self._out.name], {self._in.name: batch})[0]
-        return np.asarray(out, dtype=np.float32), Timing(compute_ms=(time.perf_counter() - t0) * 1e3)
+        names = [self._out.name] + ([self._score.name] if self._score is not None else [])
+        res = self.session.run(names, {self._in.name: batch})
+        ms = (time.perf_counter() - t0) * 1e3
+        if self._score is not None:
+            return (np.asarray(res[0], dtype=np.float32), np.asarray(res[1], dtype=np.float32)), Timing(compute_ms=ms)
+        return np.asarray(res[0], dtype=np.float32), Timing(compute_ms=ms)
