@@ -126,6 +126,7 @@ class Work:
     gray: np.ndarray
     batches: List[np.ndarray] = field(default_factory=list)   # <= cfg.batch tiles each (views of one array)
     probs: Optional[np.ndarray] = None
+    scores: Optional[np.ndarray] = None   # open-set score per tile (models with an ood_score output)
 
     @property
     def boxes(self):
@@ -280,6 +281,10 @@ class CaptureDaemon:
             self.runner = runner
             self._prep = runner.preprocess
             self.classes = runner.classes
+            from edge.ood import score_of
+
+            # open-set threshold of the model (python -m train.ood): tiles above it are labelled "unknown"
+            self.ood = score_of(runner.meta)
             if cfg.tile or runner.input_form == "uint8_tiles":
                 self._tile_size()  # a tile size the artifact cannot take: refused before any frame
             unknown_ok = [c for c in cfg.ok_classes if c not in self.classes]
@@ -506,8 +511,13 @@ class CaptureDaemon:
             SkipFrame: inference failed, or the stop deadline passed between chunks.
         """
         t0 = time.perf_counter()
+        parts, scores = [], []
         try:
-            parts = list(self.runner.infer_batches(self._chunks(work)))
+            for p in self.runner.infer_batches(self._chunks(work)):
+                parts.append(p)
+                sc = getattr(self.runner, "last_score", None)  # the score of the batch just yielded, if any
+                if sc is not None and len(sc) == len(p):
+                    scores.append(sc)
         except SkipFrame:
             raise
         except Exception as e:
@@ -515,6 +525,7 @@ class CaptureDaemon:
         finally:
             self.stages.add("inference", time.perf_counter() - t0)
         work.probs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        work.scores = np.concatenate(scores) if scores and len(scores) == len(parts) else None
         return work
 
     def emit(self, work: Work) -> None:
@@ -523,7 +534,13 @@ class CaptureDaemon:
         cfg, m, frame = self.cfg, self.metrics, work.frame
         results = classify_tiles(work.probs, self.classes, cfg.threshold)
         tiles = None
+        thr = (getattr(self, "ood", None) or {}).get("threshold") if work.scores is not None else None
         for k, (ci, label, conf, unc) in enumerate(results):
+            top = label
+            unknown = thr is not None and bool(work.scores[k] > thr)
+            if unknown:  # none of the trained classes: not a class, not "uncertain" either
+                label, unc = "unknown", False
+                m.inc("unknown")
             m.count_class(label)
             if unc:
                 m.inc("uncertain")
@@ -534,6 +551,10 @@ class CaptureDaemon:
             eid = f"{frame.index:08d}-{k:04d}"
             ev = {"id": eid, "run": self.run_id, "frame": frame.index, "ts": round(frame.ts, 6), "tile": [x, y, w, h],
                   "label": label, "confidence": round(conf, 6), "uncertain": unc}
+            if thr is not None:
+                ev["ood_score"] = round(float(work.scores[k]), 6)
+                if unknown:
+                    ev["top_class"] = top
             if cfg.probs:
                 ev["probs"] = [round(float(v), 6) for v in work.probs[k]]
             if self.crops is not None and defect:
@@ -585,6 +606,6 @@ def summary_line(s: Dict[str, Any]) -> str:
     return (f"frames read {s.get('frames_read', 0)}, processed {s.get('frames_processed', 0)}, "
             f"dropped {s.get('frames_dropped', 0)}, corrupt {s.get('frames_corrupt', 0)}, "
             f"skipped {s.get('frames_skipped', 0)}, tiles {s.get('tiles', 0)}, "
-            f"events {s.get('events', 0)} written {s.get('events_dropped', 0)} dropped, uncertain {s.get('uncertain', 0)}, reconnects {s.get('reconnects', 0)}, "
+            f"events {s.get('events', 0)} written {s.get('events_dropped', 0)} dropped, uncertain {s.get('uncertain', 0)}, unknown {s.get('unknown', 0)}, reconnects {s.get('reconnects', 0)}, "
             f"latency mean {ms(s.get('latency_mean_ms'))} p99 {ms(s.get('latency_p99_ms'))}, "
             f"{s.get('tiles_per_s') or 0:.1f} tiles/s")

@@ -46,6 +46,7 @@ COUNTERS = {
     "events": "Events written to the events file (whole lines on disk)",
     "event_write_errors": "Failed writes of the events file (events kept for retry)",
     "uncertain": "Tiles whose top probability was below the threshold",
+    "unknown": "Tiles whose open-set score passed the model's threshold (labelled unknown, edge/ood.py)",
     "reconnects": "Source reconnections",
     "crops_saved": "Defect crops written",
 }
