@@ -27,9 +27,9 @@ padding:0 1em;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em;display:block;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right;white-space:nowrap}
-th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafafa}
+th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}td:last-child{white-space:normal;min-width:8em}tr:nth-child(even) td{background:#fafafa}
 img{max-width:100%;height:auto;border:1px solid #e3e3e3;margin:.4em 0}
-code{background:#f4f4f4;padding:0 .25em;border-radius:3px;font-size:.92em}
+code{background:#f4f4f4;padding:0 .25em;border-radius:3px;font-size:.92em;overflow-wrap:anywhere}
 pre{background:#f6f8fa;padding:.6em;overflow-x:auto}
 blockquote{border-left:4px solid #2b8a3e;margin:.8em 0;padding:.3em .9em;background:#f3faf4;font-size:1.05em}
 """

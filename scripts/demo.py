@@ -158,12 +158,15 @@ def annotate_line(line: Path, events_file: Path, classes: List[str], mm_per_px: 
         img = read_gray(line / info["frames_dir"] / f"frame_{f:05d}.png")
         ann = annotate_frame(img, by_frame.get(f, []), classes, title=f"frame {f}")
         written.append(write_png(line / f"annotated_{f:05d}.png", ann))
+    unc = {f: sum(t.uncertain or t.label is None for t in by_frame.get(f, [])) for f in range(info["frames"])}
+    shown = max(range(info["frames"]), key=lambda f: (unc[f], -f))  # the frame with most uncertain tiles
     advance = info["rows"] * info["tile"]
     dm = defect_map(events, classes, advance, line / "defect_map.png", mm_per_px=mm_per_px,
                     strip_width_px=info["cols"] * info["tile"],
                     title=f"Strip defect map: {len(events)} events over {info['frames']} frames "
                           f"({info['frames'] * advance * mm_per_px / 1000:g} m of strip)")
-    return {"annotated": written, "defect_map": dm, "advance_px": advance, "events": len(events)}
+    return {"annotated": written, "shown": written[shown], "defect_map": dm, "advance_px": advance,
+            "events": len(events)}
 
 
 def report_md(a, out: Path, steps: Steps, bench: Dict, line_info: Dict, capture: Dict, score: Dict,
@@ -209,15 +212,15 @@ def report_md(a, out: Path, steps: Steps, bench: Dict, line_info: Dict, capture:
               f"| daemon throughput (short run, incl. start-up of the pipeline) | {capture.get('tiles_per_s')} tiles/s |",
               f"| latency frame read → events written, mean / p99 | "
               f"{_ms(capture.get('latency_mean_ms'))} / {_ms(capture.get('latency_p99_ms'))} |", ""]
-    first = pics["annotated"][0]
+    first = pics["shown"]
     lines += [f"Annotated frame (`{_rel_to(first, out)}`, one of {len(pics['annotated'])}): each tile outlined "
               "in its class colour with the confidence; `?` marks a tile below the threshold, grey one without a "
               "result.", "", f"![annotated frame]({_rel_to(first, out)})", "",
               "Strip defect map (`line/defect_map.png`): every defect event of the recording, along the strip "
               "against across it. NEU has no \"no defect\" class, so every tile is a defect event here.", "",
               f"![defect map]({_rel_to(pics['defect_map'], out)})", ""]
-    lines += ["## What ran", "", "| Step | Command | Seconds |", "|---|---|---|"]
-    lines += [f"| {s['step']} | `{s['command']}` | {s['seconds']} |" for s in steps.done]
+    lines += ["## What ran", ""]
+    lines += [f"- **{s['step']}** ({s['seconds']} s): `{s['command']}`" for s in steps.done]
     lines += ["", f"Total: {total_s:.0f} s. Logs in `logs/`."]
     if env:
         lines += ["", "## Environment", ""] + [f"- {x}" for x in summary_lines(env)]
@@ -319,7 +322,7 @@ def _print_summary(out: Path, bench: Dict, capture: Dict, score: Dict, pics: Dic
     if bench.get("line_capacity"):
         print("Line capacity: " + sentence(bench["line_capacity"]))
     print("Open:")
-    for p in (out / "report.html", out / "report.md", out / "bench.json", pics["annotated"][0], pics["defect_map"],
+    for p in (out / "report.html", out / "report.md", out / "bench.json", pics["shown"], pics["defect_map"],
               out / "line" / "events.jsonl"):
         print(f"  {p}")
     print("=" * 78)

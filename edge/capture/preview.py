@@ -10,7 +10,7 @@ Routes (same 127.0.0.1 server as ``/metrics``):
 Encoding stays off the classification path: the daemon only hands over references to the frame
 and its per-tile results (:meth:`Preview.submit`, no copy, no drawing); the drawing and JPEG
 encoding run lazily in the HTTP thread when a client asks, at most once per ``min_interval``
-seconds (later requests in the interval get the cached JPEG), so with no viewer it costs nothing
+seconds (0.5 by default; later requests in the interval get the cached JPEG), so with no viewer it costs nothing
 and with many viewers it costs at most one encode per interval.
 """
 
@@ -68,7 +68,7 @@ class Preview:
     """
 
     def __init__(self, classes: Sequence[str], metrics=None, model: str = "", threshold: float = 0.5,
-                 min_interval: float = 0.2, quality: int = 80, max_width: int = 1600):
+                 min_interval: float = 0.5, quality: int = 80, max_width: int = 1600):
         self.classes = list(classes)
         self.threshold = float(threshold)
         self.metrics = metrics

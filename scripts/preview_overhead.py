@@ -1,0 +1,153 @@
+"""Does ``edge-capture --preview`` slow classification? Daemon tiles/s with the preview off and on.
+
+Paired rounds in ABBA order (off, on, on, off, ...) on the same raw recording (``raw://``, a
+uint8 N x H x W .npy: no codec in the way, so the daemon runs at the speed of its runner and any
+cost of the preview shows). With the preview on, a client polls ``/preview.jpg`` every
+``--poll`` seconds for the whole run (a browser on the ``/`` page asks once a second; the preview
+encodes at most once per 0.5 s however often it is asked) and ``/preview.json`` once a second. Each run
+is an in-process :class:`edge.capture.daemon.CaptureDaemon` with the metrics server on a free
+127.0.0.1 port. Reported: tiles/s per run, the medians, the per-pair ratio on/off, and how many
+JPEGs were encoded and served.
+
+Example:
+    python scripts/preview_overhead.py --model runs/demo/convert/model.int8cpu.onnx \\
+        --frames-from runs/demo/line/frames --repeat 40 --rounds 4 -o docs/results/preview-overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
+
+PROG = "preview_overhead"
+
+
+def make_raw(frames_dir: Path, repeat: int, out: Path) -> Path:
+    """Stack the PNG frames of a line ``repeat`` times into a raw .npy recording."""
+    from edge.data import read_gray
+
+    files = sorted(frames_dir.glob("*.png"))
+    if not files:
+        raise EdgeError(f"no PNG frames in {frames_dir}")
+    imgs = np.stack([read_gray(f) for f in files])
+    np.save(out, np.concatenate([imgs] * repeat))
+    return out
+
+
+def _poll(url: str, every: float, stop: threading.Event, counts: Dict[str, int]) -> None:
+    t_json = 0.0
+    while not stop.is_set():
+        for path in ("/preview.jpg",) + (("/preview.json",) if time.monotonic() - t_json >= 1.0 else ()):
+            try:
+                with urllib.request.urlopen(url + path, timeout=2) as r:
+                    r.read()
+                    counts[path] = counts.get(path, 0) + int(r.status == 200)
+            except OSError:
+                counts["errors"] = counts.get("errors", 0) + 1
+            if path == "/preview.json":
+                t_json = time.monotonic()
+        stop.wait(every)
+
+
+def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll: float, threads: int) -> Dict:
+    from edge.capture.config import CaptureConfig
+    from edge.capture.daemon import CaptureDaemon
+
+    with tempfile.TemporaryDirectory(prefix="preview-") as tmp:
+        cfg = CaptureConfig(model=model, source=source, tile=tile, batch=batch, log_all=True,
+                            events=str(Path(tmp) / "ev.jsonl"), metrics="127.0.0.1:0", preview=preview,
+                            threads=threads, queue=8)
+        d = CaptureDaemon(cfg)
+        stop = threading.Event()
+        counts: Dict[str, int] = {}
+        poller = None
+        if preview:
+            orig = d.emit
+
+            def emit(work):  # start polling once the server is up and the first frame is out
+                nonlocal poller
+                orig(work)
+                if poller is None:
+                    poller = threading.Thread(target=_poll, args=(d.server.url, poll, stop, counts), daemon=True)
+                    poller.start()
+
+            d.emit = emit
+        try:
+            s = d.run()
+        finally:
+            stop.set()
+            if poller is not None:
+                poller.join(5)
+    out = {"preview": preview, "tiles": s["tiles"], "elapsed_s": s["elapsed_s"], "tiles_per_s": s["tiles_per_s"],
+           "frames": s["frames_processed"]}
+    if preview:
+        out.update(served=counts, encodes=d.preview.encodes)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--frames-from", required=True, help="folder of PNG frames (e.g. runs/demo/line/frames)")
+    ap.add_argument("--repeat", type=int, default=40, help="times the frames are repeated in the recording")
+    ap.add_argument("--tile", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=4, help="pairs (off, on), in ABBA order")
+    ap.add_argument("--poll", type=float, default=0.2, help="seconds between /preview.jpg requests")
+    ap.add_argument("-o", "--out", required=True, help="JSON result file")
+    return ap
+
+
+@cli_entry(PROG)
+def main(argv=None) -> int:
+    from bench.environment import environment
+    from edge.fsutil import write_json
+
+    a = build_parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="preview-rec-") as tmp:
+        raw = make_raw(Path(a.frames_from), a.repeat, Path(tmp) / "frames.npy")
+        source = f"raw://{raw}"
+        run_once(a.model, source, a.tile, a.batch, False, a.poll, a.threads)  # warm-up (not counted)
+        runs: List[Dict] = []
+        for r in range(a.rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            pair = {p: run_once(a.model, source, a.tile, a.batch, p, a.poll, a.threads) for p in order}
+            runs += [pair[False], pair[True]]
+            print(f"round {r + 1}: off {pair[False]['tiles_per_s']:.0f} tiles/s, on {pair[True]['tiles_per_s']:.0f} "
+                  f"tiles/s ({pair[True]['encodes']} JPEGs encoded, {pair[True]['served']})", flush=True)
+    off = [x["tiles_per_s"] for x in runs if not x["preview"]]
+    on = [x["tiles_per_s"] for x in runs if x["preview"]]
+    ratios = [b / a_ for a_, b in zip(off, on)]
+    res = {"model": a.model, "recording": {"frames_from": a.frames_from, "repeat": a.repeat, "tile": a.tile,
+                                           "frames": runs[0]["frames"], "tiles": runs[0]["tiles"]},
+           "batch": a.batch, "poll_s": a.poll, "rounds": a.rounds, "runs": runs,
+           "median_tiles_per_s": {"off": statistics.median(off), "on": statistics.median(on)},
+           "paired_ratio_on_off": {"per_round": [round(x, 3) for x in ratios], "median": round(statistics.median(ratios), 3)},
+           "machine": platform.processor() or platform.machine(), "environment": environment(),
+           "command": "python scripts/preview_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    write_json(a.out, res)
+    print(f"median tiles/s off {res['median_tiles_per_s']['off']:.0f}, on {res['median_tiles_per_s']['on']:.0f}; "
+          f"paired ratio on/off median {res['paired_ratio_on_off']['median']:.3f} -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
