@@ -147,5 +147,12 @@ def check_writable_dir(path: str | os.PathLike) -> None:
     p = Path(path).resolve()
     while not p.exists():
         p = p.parent
+    if not p.is_dir():
+        raise EdgeError(f"{path} is not writable: {p} is a file, not a folder")
     if not os.access(p, os.W_OK):
         raise EdgeError(f"{path} is not writable")
+    try:  # access() says yes to root on a read-only mount of some kinds: try for real
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise EdgeError(f"{path} is not writable: {e.strerror or e}") from None

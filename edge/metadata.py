@@ -165,6 +165,38 @@ def check_meta(meta: Dict[str, Any], where: str = "", input_shape: Optional[Sequ
             raise EdgeError(f"metadata of {name}: output width {k} does not match its {len(classes)} class names")
 
 
+def check_class_order(artifact: str | os.PathLike, meta: Dict[str, Any]) -> None:
+    """Refuse metadata whose class names are those of the model it came from, in another order.
+
+    The order of ``classes`` is the order of the model's outputs: a permuted list labels every tile
+    wrongly without any error. It is compared with ``classes.json`` beside the artifact (an
+    ``edge-train`` folder) and with the source model's metadata / ``classes.json`` (converted
+    artifacts), where those can be read.
+
+    Raises:
+        EdgeError: the same names in another order.
+    """
+    classes = classes_of(meta)
+    artifact = Path(artifact)
+    refs = [artifact.parent / "classes.json"]
+    src = (meta.get("source_model") or {}).get("path") if isinstance(meta.get("source_model"), dict) else None
+    if isinstance(src, str) and src:
+        sp = Path(src)
+        refs += [meta_path(sp), sp.parent / "classes.json"]
+    for ref in refs:
+        try:
+            if ref.resolve() == meta_path(artifact).resolve() or not ref.is_file():
+                continue
+            other = json.loads(ref.read_text())
+        except (OSError, ValueError):
+            continue
+        other = other.get("classes") if isinstance(other, dict) else other
+        if (isinstance(other, list) and other != classes and len(other) == len(classes)
+                and sorted(map(str, other)) == sorted(classes)):
+            raise EdgeError(f"metadata of {artifact.name} lists the classes in another order than {ref}: "
+                            f"{classes} vs {other}; the order must be the model's output order")
+
+
 def check_model_io(artifact: str, input_shape, output_shape, meta: Dict[str, Any],
                    expected_input: Optional[Sequence[int]] = None) -> None:
     """Check a loaded model's own input/output shapes against its metadata (-1/None: dynamic, not checked).

@@ -163,6 +163,9 @@ def train(args) -> Dict:
 
     t_start = time.perf_counter()
     ds = load_dataset(args.data)
+    if len(ds.classes) < 2:  # nothing to tell apart: refused before any training
+        raise EdgeError(f"{ds.root} has {len(ds.classes)} class ({', '.join(ds.classes) or 'none'}); "
+                        "a classifier needs at least 2 classes")
     split = read_split_csv(args.split_file, ds) if args.split_file else make_split(ds, seed=args.split_seed)
     parts = {w: ds.subset(split, w) for w in ("train", "val", "test")}
     k = len(ds.classes)

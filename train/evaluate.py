@@ -250,10 +250,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch < 1:
         raise EdgeError(f"--batch must be >= 1, got {args.batch}")
-    if args.json:
-        from edge.fsutil import check_writable_dir
+    from edge.fsutil import check_writable_dir
 
+    if args.json:
         check_writable_dir(Path(args.json).parent)
+    if args.plots:  # checked before the run, not after it
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise EdgeError(f"--plots {args.plots} is not a folder")
+        check_writable_dir(args.plots)
     rep = evaluate(args.model, args.data, args.split, args.split_file, args.batch, progress=sys.stderr.isatty(),
                    ood=args.ood)
     if args.json:
@@ -261,7 +265,11 @@ def main(argv=None) -> int:
 
         write_json(args.json, rep)
     if args.plots:
-        plot_confusion(rep, Path(args.plots) / "confusion_matrix.png")
+        try:
+            plot_confusion(rep, Path(args.plots) / "confusion_matrix.png")
+        except OSError as e:
+            raise EdgeError(f"cannot write the plot into {args.plots}: {e.strerror or e}"
+                            + (f" (the report is in {args.json})" if args.json else "")) from None
     print(summary_line(rep) + (f" -> {args.json}" if args.json else ""))
     if "ood" in rep:
         o = rep["ood"]

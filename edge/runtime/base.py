@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.metadata import check_meta, check_model_io, classes_of, input_form, preprocess_of, read_meta
+from edge.metadata import check_class_order, check_meta, check_model_io, classes_of, input_form, preprocess_of, read_meta
 from edge.preprocess import Preprocess, TileInput
 
 
@@ -79,6 +79,7 @@ class Runner(abc.ABC):
         self.host_input = (self.preprocess if self.input_form == "float"
                            else TileInput(self.tile[0], self.tile[1], self.preprocess.interpolation))
         check_meta(self.meta, str(self.artifact), self.input_shape)
+        check_class_order(self.artifact, self.meta)
         self.warmup = warmup
         self.is_active = False
         self.last_timing = Timing()

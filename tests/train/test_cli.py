@@ -122,6 +122,11 @@ def test_train_bad_inputs(sample_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     _one_line_error(capsys, cli.main(["--data", str(empty), *base]), "empty")
+    one = tmp_path / "one" / "scratches"             # one class: nothing to tell apart, refused before training
+    one.mkdir(parents=True)
+    for f in sorted(sample_dir.glob("Sc_*.bmp"))[:4]:
+        (one / f.name).write_bytes(f.read_bytes())
+    _one_line_error(capsys, cli.main(["--data", str(tmp_path / "one"), *base]), "at least 2 classes")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--epochs", "0", *base]), "--epochs")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--batch-size", "0", *base]), "--batch-size")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--weights", str(tmp_path / "w.h5"), *base]),
@@ -160,6 +165,20 @@ def test_eval_bad_inputs(trained, sample_dir, tmp_path, capsys):
     _one_line_error(capsys, evaluate.main([m, "--data", str(sample_dir), "--split-file", str(tmp_path / "s.csv")]),
                     "s.csv")
     _one_line_error(capsys, evaluate.main([m, "--data", str(sample_dir), "--batch", "0"]), "--batch")
+    blocker = tmp_path / "plots-file"
+    blocker.write_text("x")                            # --plots into an unwritable place: refused before the run
+    _one_line_error(capsys, evaluate.main([m, "--data", str(sample_dir), "--plots", str(blocker)]), "not a folder")
+    _one_line_error(capsys, evaluate.main([m, "--data", str(sample_dir), "--plots", str(blocker / "sub")]),
+                    "not writable")
+    import shutil
+
+    swapped = tmp_path / "swapped"                     # metadata classes permuted against the model's classes.json
+    shutil.copytree(trained, swapped)
+    meta = json.loads((swapped / "model.keras.json").read_text())
+    meta["classes"] = meta["classes"][1:] + meta["classes"][:1]
+    (swapped / "model.keras.json").write_text(json.dumps(meta))
+    _one_line_error(capsys, evaluate.main([str(swapped / "model.keras"), "--data", str(sample_dir)]),
+                    "another order")
 
 
 def test_metrics_report_against_counts():
