@@ -1,8 +1,9 @@
 """Pictures of what the daemon saw: annotated frames and the strip defect map.
 
 * :func:`annotate_frame`: the tile grid drawn on a frame, each tile filled and outlined in its
-  class colour (``uncertain`` tiles outlined in amber with a ``?``, ``unknown`` ones — no result,
-  or a label the model does not have — in grey), with the label and confidence, and a legend.
+  class colour (``uncertain`` tiles outlined in amber with a ``?``, ``unknown`` ones — the daemon's
+  open-set ``unknown`` label, no result, or a label the model does not have — in grey), with the
+  label and confidence, and a legend.
   Used by ``edge-capture --preview`` (:mod:`edge.capture.preview`) and by ``scripts/demo.py``.
 * :func:`defect_map`: one marker per defect event over a whole recording, position along the
   strip (frame index x advance per frame + the tile's y) against position across it (the tile's x),
@@ -63,9 +64,9 @@ def _bgr(rgb: Tuple[int, int, int]) -> Tuple[int, int, int]:
 
 def tile_style(t: TileResult, colors: Dict[str, Tuple[int, int, int]]) -> Tuple[str, Tuple[int, int, int], str]:
     """(kind, RGB colour, text) of a tile; kind is ``class``, ``uncertain`` or ``unknown``."""
-    if t.label is None or t.label not in colors:
-        return "unknown", UNKNOWN_RGB, "unknown" if t.label is None else f"{t.label}?"
     conf = "" if t.confidence is None else f" {t.confidence:.2f}"
+    if t.label is None or t.label not in colors:  # no result, the daemon's open-set "unknown", or a foreign label
+        return "unknown", UNKNOWN_RGB, "unknown" if t.label in (None, "unknown") else f"{t.label}?"
     if t.uncertain:
         return "uncertain", UNCERTAIN_RGB, f"? {short_name(t.label)}{conf}"
     return "class", colors[t.label], f"{short_name(t.label)}{conf}"
@@ -128,7 +129,7 @@ def _legend(width: int, classes: Sequence[str], colors, scale: float, thick: int
     import cv2
 
     items = [(f"{short_name(c)} {c}" if short_name(c) != c else c, colors[c]) for c in classes]
-    items += [("? uncertain (below threshold)", UNCERTAIN_RGB), ("unknown", UNKNOWN_RGB)]
+    items += [("? uncertain (below threshold)", UNCERTAIN_RGB), ("unknown (none of the classes)", UNKNOWN_RGB)]
     s = scale * 0.85
     (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, s, thick)
     row_h = th + base + 10

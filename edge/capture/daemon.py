@@ -563,7 +563,8 @@ class CaptureDaemon:
                     ev["crop"] = f"{eid}_{label}.png"   # named in the event, so the plant report can point to it
             self.writer.write(ev)
         if self.preview is not None:  # references only: drawn and encoded when a client asks
-            self.preview.submit(frame.index, frame.image, work.boxes, [work.probs])
+            self.preview.submit(frame.index, frame.image, work.boxes, [work.probs],
+                                None if thr is None else work.scores > thr)
         m.inc("tiles", len(results))
         m.inc("frames_processed")
         m.observe_latency(time.monotonic() - frame.t_read)

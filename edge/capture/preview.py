@@ -77,14 +77,15 @@ class Preview:
         self.quality = int(quality)
         self.max_width = int(max_width)
         self._lock = threading.Lock()
-        self._latest: Optional[Tuple[int, np.ndarray, list, List[np.ndarray]]] = None
+        self._latest: Optional[Tuple[int, np.ndarray, list, List[np.ndarray], Optional[np.ndarray]]] = None
         self._cache: Optional[Tuple[int, bytes]] = None
         self._encoded_at = 0.0
         self.encodes = 0
         self.submitted = 0
 
     # -- the daemon's side: no work beyond keeping references ---------------------------------
-    def submit(self, index: int, image: np.ndarray, boxes: list, probs: List[np.ndarray]) -> None:
+    def submit(self, index: int, image: np.ndarray, boxes: list, probs: List[np.ndarray],
+               unknown: Optional[np.ndarray] = None) -> None:
         """Keep the latest frame (references only; drawn and encoded when someone asks).
 
         Args:
@@ -92,19 +93,24 @@ class Preview:
             image: The frame as read.
             boxes: Its tiles' boxes (x, y, w, h), in order.
             probs: The class probabilities of the tiles, in order, as the chunks the runner returned.
+            unknown: Per tile, True where the daemon labelled it ``unknown`` (open-set score above the
+                model's threshold); None for models without a score.
         """
         with self._lock:
-            self._latest = (index, image, boxes, probs)
+            self._latest = (index, image, boxes, probs, unknown)
             self.submitted += 1
 
-    def tiles(self, boxes: list, probs: List[np.ndarray]) -> List[TileResult]:
-        """The tiles' results (label, confidence, uncertain) from their probabilities."""
+    def tiles(self, boxes: list, probs: List[np.ndarray], unknown: Optional[np.ndarray] = None) -> List[TileResult]:
+        """The tiles' results (label, confidence, uncertain / unknown) from their probabilities."""
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
         idx = p.argmax(axis=1) if len(p) else np.zeros(0, int)
         out = []
         for k, box in enumerate(boxes):
             if k < len(p):
                 conf = float(p[k, idx[k]])
+                if unknown is not None and bool(unknown[k]):
+                    out.append(TileResult(tuple(int(v) for v in box), "unknown", conf, False))
+                    continue
                 out.append(TileResult(tuple(int(v) for v in box), self.classes[int(idx[k])], conf,
                                       conf < self.threshold))
             else:  # not classified (the frame was cut short)
@@ -123,8 +129,8 @@ class Preview:
             return None
         if cache is not None and (cache[0] == latest[0] or fresh):
             return cache[1]
-        index, image, boxes, probs = latest
-        img = annotate_frame(image, self.tiles(boxes, probs), self.classes, title=f"frame {index}")
+        index, image, boxes, probs, unknown = latest
+        img = annotate_frame(image, self.tiles(boxes, probs, unknown), self.classes, title=f"frame {index}")
         if img.shape[1] > self.max_width:
             f = self.max_width / img.shape[1]
             img = cv2.resize(img, (self.max_width, int(img.shape[0] * f)), interpolation=cv2.INTER_AREA)

@@ -40,6 +40,8 @@ def test_labels_say_class_confidence_and_state():
         ("class", colors["pitted_surface"], "PS 0.93")
     assert tile_style(TileResult((0, 0, 1, 1), "patches", 0.41, True), colors)[::2] == ("uncertain", "? Pa 0.41")
     assert tile_style(TileResult((0, 0, 1, 1), None), colors)[::2] == ("unknown", "unknown")
+    assert tile_style(TileResult((0, 0, 1, 1), "unknown", 0.8), colors)[::2] == ("unknown", "unknown")
+    assert tile_style(TileResult((0, 0, 1, 1), "rust", 0.8), colors)[::2] == ("unknown", "rust?")
     assert len(set(colors.values())) == 6
 
 

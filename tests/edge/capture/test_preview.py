@@ -140,3 +140,5 @@ def test_tiles_uncertain_and_cut_short():
     assert (t[0].label, t[0].uncertain) == ("crazing", False)
     assert (t[1].label, t[1].uncertain) == ("crazing", True) and t[1].confidence == pytest.approx(0.5)
     assert t[2].label is None                        # not classified: drawn as unknown
+    t = p.tiles([(0, 0, 8, 8), (8, 0, 8, 8)], probs, unknown=np.array([False, True]))
+    assert t[0].label == "crazing" and (t[1].label, t[1].uncertain) == ("unknown", False)   # the daemon's open-set label
