@@ -67,6 +67,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
     file_values = load_config_file(args.pop("config")) if "config" in args else {}
     cfg = merge(file_values, args)
+    if cfg.summary:  # a summary that cannot be written is refused before the run, not after it
+        from edge.fsutil import check_writable_dir
+
+        if os.path.isdir(cfg.summary):
+            raise EdgeError(f"--summary {cfg.summary} is a folder; give a file name")
+        check_writable_dir(os.path.dirname(os.path.abspath(cfg.summary)))
     daemon = CaptureDaemon(cfg)
 
     def on_signal(signum, _frame):
