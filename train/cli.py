@@ -4,6 +4,7 @@ Usage::
 
     edge-train --data data/NEU-CLS --model compact --seed 42 --out runs/compact-s42
     edge-train --data data/NEU-CLS --model mobilenetv2 --weights ~/mobilenet_v2_notop.h5 --out runs/mobilenetv2
+    edge-train --init models/neu-compact/model.keras --data my_tiles/ --out runs/my-line   # fine-tune
 
 The output folder gets ``model.keras``, ``model.keras.json`` (metadata), ``preprocess.json``,
 ``classes.json``, ``split.csv``, ``report.json`` (test-split metrics, see :mod:`train.evaluate`),
@@ -34,7 +35,15 @@ COMPACT_LABEL_SMOOTHING = 0.1
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="edge-train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="dataset folder (NEU-CLS flat, folder per class, NEU-DET)")
-    ap.add_argument("--model", required=True, choices=MODELS)
+    ap.add_argument("--model", choices=MODELS, help="architecture to train (not with --init)")
+    ap.add_argument("--init", metavar="MODEL.keras",
+                    help="fine-tune this trained model on --data (folder per class) instead: known classes keep "
+                         "their weights, new ones are added, early layers frozen, strong augmentation, early "
+                         "stopping on a held-out part of the data (train/finetune.py)")
+    ap.add_argument("--holdout", type=float, default=None,
+                    help="--init: share of each class held out for early stopping (default 0.2, at least 1)")
+    ap.add_argument("--freeze", type=int, default=None,
+                    help="--init: freeze the first N weighted layers (default: compact's stem and blocks 1-2)")
     ap.add_argument("--weights", default=None,
                     help="imagenet (default of the backbones; needs the network), a local weights file, or none "
                          "(compact only, its default: the backbones' two-phase protocol needs a pretrained base)")
@@ -64,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
+    if (args.model is None) == (args.init is None):
+        raise EdgeError("give either --model ARCH (train) or --init MODEL.keras (fine-tune a trained model)")
+    if args.init is not None:
+        for name in ("pool", "weights", "input_size", "fine_tune_epochs"):
+            if getattr(args, name) is not None:
+                raise EdgeError(f"--{name.replace('_', '-')} does not apply to --init (the model keeps its own)")
+    elif args.holdout is not None or args.freeze is not None:
+        raise EdgeError("--holdout and --freeze apply to --init only")
     for name in ("epochs", "fine_tune_epochs", "patience", "input_size"):
         v = getattr(args, name)
         if v is not None and v < (0 if name == "patience" else 1):
@@ -302,7 +319,12 @@ def _write_history(path, history, phase_starts, phases) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    train(args)
+    if args.init is not None:
+        from train.finetune import finetune
+
+        finetune(args)
+    else:
+        train(args)
     return 0
 
 
