@@ -123,13 +123,16 @@ def reference(x):
 
 
 class FakeContext:
-    """Models what matters for the graph defect: a captured launch reads the context's state
-    (its current shape) when it is replayed, as TensorRT's shape-dependent enqueue state does."""
+    """Models what matters for the graph defect: enqueueing a new shape rebuilds the context's
+    shape-dependent internal state (``epoch``), and a graph captured before that replays against
+    state that is no longer there (NVIDIA: re-capture after a shape change); here it then writes
+    NaN, so a stale replay cannot pass unnoticed."""
 
     def __init__(self, engine, strategy=None):
         self.engine, self.shape, self.addr, self.strategy = engine, None, {}, strategy
         self.device_memory = None
         self.fail_capture = False
+        self.epoch, self._last_exec_shape = 0, None
 
     def set_device_memory(self, ptr, nbytes):
         self.device_memory = (ptr, nbytes)
@@ -150,12 +153,16 @@ class FakeContext:
         return self.shape
 
     def execute_async_v3(self, stream_handle):
-        addr = dict(self.addr)
+        addr, n = dict(self.addr), self.shape[0]
+        if self.shape != self._last_exec_shape:   # TensorRT re-plans for the new shape
+            self.epoch += 1
+            self._last_exec_shape = self.shape
+        epoch = self.epoch
 
         def run():
-            n = self.shape[0]  # the context's shape at replay time
             x = host_array(addr["input"], (n, H, W, 1), np.float32)
-            host_array(addr["probs"], (n, K), np.float32)[:] = reference(x)
+            out = host_array(addr["probs"], (n, K), np.float32)
+            out[:] = reference(x) if self.epoch == epoch else np.nan  # stale graph: garbage
 
         be = self.engine.backend
         be.log.append(("exec", self.shape[0]))
