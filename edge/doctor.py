@@ -507,15 +507,10 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
                 continue
 
             def build_and_compare(p=p):
-                import tensorrt as trt
-
-                from edge.runtime.tensorrt import compat
-
-                src = chain.artifacts[compat.onnx_for_precision(trt, p)] if p == "fp16" else chain.artifacts[p]
-                eng = build_from_onnx(str(src), out_dir=str(tmp / p), timing_cache=str(tmp / "timing.cache"),
-                                      say=lambda m: None)
-                if p == "fp16" and src.name == "model.onnx":  # FP32 ONNX + FP16 flag builds "fp32" by metadata
-                    pass
+                # --from-onnx takes the precision from the artifact's metadata: model.fp16.onnx
+                # builds the FP16 engine on every branch, model.int8.onnx the Q/DQ INT8 one.
+                eng = build_from_onnx(str(chain.artifacts[p]), out_dir=str(tmp / p),
+                                      timing_cache=str(tmp / "timing.cache"), say=lambda m: None)
                 engines[p] = eng
                 with load_runner(eng, warmup=1) as r:
                     out = np.concatenate([r.infer_images(chain.images[i:i + 16])

@@ -103,3 +103,20 @@ def test_quick_and_bad_model(tmp_path, capsys):
     assert doctor.main(["--quick"]) in (0, 1)
     assert "chain/all: --quick" in capsys.readouterr().out
     assert doctor.main(["--model", str(tmp_path / "nope")]) == 2
+
+
+def test_doctor_on_the_committed_model_passes_the_onnxruntime_chain(tmp_path):
+    """The committed model's ONNX artifacts (what a Jetson gets) on the embedded sample: FP16 within
+    5e-3 of FP32, INT8 >= 98 % top-1 agreement, the daemon right on a generated line; no failure."""
+    pytest.importorskip("onnxruntime")
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "d.json"
+    rc = doctor.main(["--model", str(root / "models" / "neu-compact"), "--json", str(out)])
+    report = json.loads(out.read_text())
+    by = {(c["section"], c["name"]): c for c in report["checks"]}
+    assert rc == 0 and report["summary"]["fail"] == 0
+    for name in ("artifacts", "sample", "onnxruntime fp32", "onnxruntime fp16", "onnxruntime int8",
+                 "onnxruntime latency", "daemon (onnxruntime)"):
+        assert by[("chain", name)]["status"] == "pass", by[("chain", name)]
+    assert by[("chain", "onnxruntime fp16")]["data"]["max_abs_diff"] <= 5e-3
+    assert by[("chain", "onnxruntime int8")]["data"]["top1_agreement_pct"] >= 98.0

@@ -174,3 +174,65 @@ def test_double_buffering_overlaps_upload_with_compute(name):
                 o.free()
         s_copy.free()
         s_comp.free()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_graph_capture_and_replay_without_tensorrt():
+    """cuda-python's stream capture for real: a captured DtoD + DtoH replays with new input."""
+    be = get_backend("cuda-python")
+    n = 1 << 20
+    h_in, h_out = be.pinned(n), be.pinned(n)
+    d_a, d_b = be.device(n), be.device(n)
+    s = be.stream()
+    try:
+        be.begin_capture(s)
+        be.memcpy_dtod_async(d_b.ptr, d_a.ptr, n, s)
+        be.memcpy_dtoh_async(h_out.ptr, d_b.ptr, n, s)
+        g = be.end_capture(s)
+        for v in (3, 7, 11):
+            h_in.array[:] = v
+            be.memcpy_htod_async(d_a.ptr, h_in.ptr, n, s)
+            g.launch(s)
+            s.synchronize()
+            assert int(h_out.array.min()) == v == int(h_out.array.max())
+        g.free()
+    finally:
+        for o in (h_in, h_out, d_a, d_b, s):
+            o.free()
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("name", ["cuda-python", "pycuda"])
+def test_zero_copy_device_pointer_reads_host_memory(name):
+    """Mapped pinned memory read by the GPU through its device pointer (the zero-copy path)."""
+    if name == "pycuda":
+        _pycuda_or_skip()
+    be = get_backend(name)
+    if not be.device_info().can_map_host_memory:
+        pytest.skip("device cannot map host memory")
+    n = 1 << 16
+    src, dst, dev = be.pinned(n * 4, mapped=True), be.pinned(n * 4), be.device(n * 4)
+    s = be.stream()
+    try:
+        x = src.view((n,), np.float32)
+        x[:] = np.arange(n, dtype=np.float32)
+        be.memcpy_dtod_async(dev.ptr, src.device_ptr, n * 4, s)   # the GPU reads host memory
+        be.memcpy_dtoh_async(dst.ptr, dev.ptr, n * 4, s)
+        s.synchronize()
+        assert np.array_equal(dst.view((n,), np.float32), x)
+    finally:
+        for o in (src, dst, dev, s):
+            o.free()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_device_index_out_of_range_is_one_line():
+    be = get_backend("auto")
+    count = be.device_info().index + 1
+    import edge.cuda as ec
+
+    with pytest.raises(EdgeError, match="no CUDA device"):
+        ec.get_backend("cuda-python", device=64 + count)
