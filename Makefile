@@ -68,7 +68,7 @@ JP_CONSTRAINTS_6 = jetson/constraints-jp6.0.txt
 JP_CONSTRAINTS_6.1 = jetson/constraints-jp6.1.txt
 JP_CONSTRAINTS_7 = jetson/constraints-jp7.txt
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
-JP_VENV = .venv-jp$(JP)
+JP_VENV ?= .venv-jp$(JP)
 JP_TESTS ?= tests/edge tests/convert/test_tensorrt_branches.py tests/convert/test_tensorrt_runtime_only.py \
 	tests/test_doctor.py
 
