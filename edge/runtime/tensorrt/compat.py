@@ -128,7 +128,7 @@ _MONITOR = ["IProgressMonitor", "IProgressMonitor.phase_start", "IProgressMonito
 # Weakly typed branches only: per-layer precision constraints (keep_fp32_layers).
 _CONSTRAINTS = ["BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "INetworkDefinition.num_layers",
                 "INetworkDefinition.get_layer", "ILayer.name", "ILayer.num_outputs", "ILayer.get_output",
-                "ILayer.precision", "ILayer.set_output_type", "DataType.FLOAT"]
+                "ILayer.precision", "ILayer.set_output_type", "ITensor.dtype", "DataType.FLOAT", "DataType.HALF"]
 BUILDER_API = {
     "8.5": _BUILDER_COMMON + ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "BuilderFlag.FP16", "BuilderFlag.INT8"]
     + _CONSTRAINTS,

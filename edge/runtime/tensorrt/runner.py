@@ -167,7 +167,7 @@ class TensorRTRunner(Runner):
                 self._scratch.free()
         finally:
             self.slots = []
-            self._contexts, self._scratch = {}, None
+            self._contexts, self._scratch, self._graph_refused = {}, None, {}
             self.s_copy = self.s_compute = None
             self.context = self.engine = self._runtime = None
 
