@@ -170,6 +170,9 @@ class TensorRTRunner(Runner):
             self._contexts, self._scratch, self._graph_refused = {}, None, {}
             self.s_copy = self.s_compute = None
             self.context = self.engine = self._runtime = None
+            close = getattr(self.be, "close", None)  # pycuda: pop and release the runner's context
+            if close is not None:
+                close()
 
     s_copy = s_compute = None
 

@@ -274,6 +274,9 @@ class FakeBackend(CudaBackend):
     def memcpy_dtod_async(self, dst, src, nbytes, stream):
         self._copy("dtod", dst, src, nbytes, stream)
 
+    def close(self):
+        self.log.append(("close",))
+
     def begin_capture(self, stream):
         self.capturing = []
 
@@ -668,3 +671,4 @@ def test_pipeline_uses_no_timing_events(fake_engine):
     with load_runner(path, warmup=0) as r:
         pass
     assert be.timing_events == 8   # 4 per slot, for infer()'s timing split only; sync events untimed
+    assert be.log[-1] == ("close",)   # the backend's context is released after everything else
