@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     cmd = [sys.executable, "-m", "edge.capture.cli", "--model", str(model), "--source", str(out / "frames"),
            "--realtime", "--fps", str(args.fps), "--log-all", "--events", str(events),
            "--rotate-mb", "8", "--rotate-keep", "2", "--save-crops", str(work / "crops"),
-           "--crops-max-mb", "4", "--crops-per-minute", "20", "--threads", "1",
+           "--crops-max-mb", "0.25", "--crops-per-minute", "20", "--threads", "1",
            "--metrics", f"127.0.0.1:{port}", "--summary", str(work / "summary.json"), "--batch", "8"]
     log = open(out / "daemon.log", "w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
