@@ -418,7 +418,7 @@ class Grabber:
         self.prepare = None if self.drop else prepare
         self.stop_event = threading.Event()
         self.error: Optional[BaseException] = None
-        self.in_read = False  # True while blocked in source.read() (the daemon need not wait for it to stop)
+        self.in_read = False  # True while blocked in source.open()/read() (the daemon need not wait for it to stop)
         self._index = 0
         self._thread = threading.Thread(target=self._run, name="grab", daemon=True)
 
@@ -458,7 +458,11 @@ class Grabber:
                     return False
                 self._wait = min(self._wait * 2, self.reconnect_max)
             try:
-                self.source.open()
+                self.in_read = True  # blocked in the source while it opens too (network open timeout)
+                try:
+                    self.source.open()
+                finally:
+                    self.in_read = False
                 self.metrics.connected = True
                 return True
             except SourceLost as e:

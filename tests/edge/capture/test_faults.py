@@ -436,6 +436,36 @@ def test_source_loss_then_stall_turns_health_red_and_stop_is_prompt(tmp_path, mo
     assert_books(s, tmp_path / "ev" / "events.jsonl")
 
 
+def test_stop_while_a_live_source_hangs_in_open_is_prompt(tmp_path, model):
+    release, opening = threading.Event(), threading.Event()
+
+    class Cam(Source):
+        live, name = True, "cam"
+
+        def open(self):
+            opening.set()
+            release.wait(30)                      # a camera that never answers the open
+            raise SourceLost("no answer")
+
+        def read(self):
+            raise SourceLost("not open")
+
+    d = CaptureDaemon(daemon_cfg(model, tmp_path), source=Cam())
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("s", d.run()))
+    t.start()
+    try:
+        assert opening.wait(20)
+        t_stop = time.monotonic()
+        d.request_stop()
+        t.join(10)
+        assert not t.is_alive() and time.monotonic() - t_stop < 3
+    finally:
+        release.set()
+        t.join(10)
+    assert out["s"]["frames_read"] == 0 and not out["s"]["stopped_at_deadline"]
+
+
 def test_network_source_gets_open_and_read_timeouts(monkeypatch):
     import cv2
 
