@@ -4,8 +4,8 @@ Paired rounds in ABBA order (off, on, on, off, ...) on the same raw recording (`
 uint8 N x H x W .npy: no codec in the way, so the daemon runs at the speed of its runner and any
 cost of the preview shows). With the preview on, a client polls ``/preview.jpg`` every
 ``--poll`` seconds for the whole run (a browser on the ``/`` page asks once a second; the preview
-encodes at most once per 0.5 s however often it is asked) and ``/preview.json`` once a second. Each run
-is an in-process :class:`edge.capture.daemon.CaptureDaemon` with the metrics server on a free
+encodes at most once per 0.5 s however often it is asked) and ``/preview.json`` once a second, from a
+separate process (as a browser would be). Each run is an in-process :class:`edge.capture.daemon.CaptureDaemon` with the metrics server on a free
 127.0.0.1 port. Reported: tiles/s per run, the medians, the per-pair ratio on/off, and how many
 JPEGs were encoded and served.
 
@@ -20,11 +20,9 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import Dict, List
 
@@ -51,19 +49,27 @@ def make_raw(frames_dir: Path, repeat: int, out: Path) -> Path:
     return out
 
 
-def _poll(url: str, every: float, stop: threading.Event, counts: Dict[str, int]) -> None:
-    t_json = 0.0
-    while not stop.is_set():
-        for path in ("/preview.jpg",) + (("/preview.json",) if time.monotonic() - t_json >= 1.0 else ()):
-            try:
-                with urllib.request.urlopen(url + path, timeout=2) as r:
-                    r.read()
-                    counts[path] = counts.get(path, 0) + int(r.status == 200)
-            except OSError:
-                counts["errors"] = counts.get("errors", 0) + 1
-            if path == "/preview.json":
-                t_json = time.monotonic()
-        stop.wait(every)
+#: The viewer: a separate process (as a browser would be), polling until SIGTERM, then printing its counts.
+POLLER = r"""
+import json, signal, sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+counts, t_json = {}, 0.0
+while not stop:
+    paths = ["/preview.jpg"] + (["/preview.json"] if time.monotonic() - t_json >= 1.0 else [])
+    for path in paths:
+        try:
+            with urllib.request.urlopen(url + path, timeout=2) as r:
+                r.read()
+                counts[path] = counts.get(path, 0) + int(r.status == 200)
+        except OSError:
+            counts["errors"] = counts.get("errors", 0) + 1
+        if path == "/preview.json":
+            t_json = time.monotonic()
+    time.sleep(every)
+print(json.dumps(counts))
+"""
 
 
 def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll: float, threads: int) -> Dict:
@@ -75,26 +81,26 @@ def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll
                             events=str(Path(tmp) / "ev.jsonl"), metrics="127.0.0.1:0", preview=preview,
                             threads=threads, queue=8)
         d = CaptureDaemon(cfg)
-        stop = threading.Event()
-        counts: Dict[str, int] = {}
         poller = None
         if preview:
             orig = d.emit
 
-            def emit(work):  # start polling once the server is up and the first frame is out
+            def emit(work):  # start the viewer once the server is up and the first frame is out
                 nonlocal poller
                 orig(work)
                 if poller is None:
-                    poller = threading.Thread(target=_poll, args=(d.server.url, poll, stop, counts), daemon=True)
-                    poller.start()
+                    poller = subprocess.Popen([sys.executable, "-c", POLLER, d.server.url, str(poll)],
+                                              stdout=subprocess.PIPE, text=True)
 
             d.emit = emit
         try:
             s = d.run()
         finally:
-            stop.set()
+            counts: Dict[str, int] = {}
             if poller is not None:
-                poller.join(5)
+                poller.terminate()
+                out_text, _ = poller.communicate(timeout=10)
+                counts = json.loads(out_text.strip().splitlines()[-1]) if out_text.strip() else {}
     out = {"preview": preview, "tiles": s["tiles"], "elapsed_s": s["elapsed_s"], "tiles_per_s": s["tiles_per_s"],
            "frames": s["frames_processed"]}
     if preview:
