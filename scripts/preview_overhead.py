@@ -88,7 +88,7 @@ def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll
             def emit(work):  # start the viewer once the server is up and the first frame is out
                 nonlocal poller
                 orig(work)
-                if poller is None:
+                if poller is None and poll > 0:
                     poller = subprocess.Popen([sys.executable, "-c", POLLER, d.server.url, str(poll)],
                                               stdout=subprocess.PIPE, text=True)
 
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=4, help="pairs (off, on), in ABBA order")
-    ap.add_argument("--poll", type=float, default=0.2, help="seconds between /preview.jpg requests")
+    ap.add_argument("--poll", type=float, default=0.2,
+                    help="seconds between /preview.jpg requests (0: preview on but nobody watching)")
     ap.add_argument("-o", "--out", required=True, help="JSON result file")
     return ap
 
