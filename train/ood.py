@@ -3,6 +3,8 @@
 Usage::
 
     python -m train.ood models/neu-compact/model.keras --data data/NEU-CLS --out runs/neu-compact-ood
+    edge-convert runs/neu-compact-ood/model.keras --fp16 --int8 --calib-data data/NEU-CLS -o runs/conv-ood
+    python -m train.ood runs/conv-ood/model.int8.onnx --data data/NEU-CLS --recalibrate
 
 Writes a model folder like ``edge-train``'s (``model.keras`` + metadata, ``preprocess.json``,
 ``classes.json``, ``split.csv``): the same classifier with a second output ``ood_score`` (``--score``, default max_softmax,
@@ -72,6 +74,44 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
     return block
 
 
+def recalibrate(artifact, data, split_file=None, acceptance=None, batch: int = 64) -> dict:
+    """Re-calibrate an artifact's threshold on the validation split with its own scores (metadata rewritten).
+
+    An FP16 or INT8 artifact computes slightly different probabilities, so its score quantile on val moves:
+    each artifact gets the threshold that accepts the stated share of val images *as it scores them*.
+
+    Raises:
+        EdgeError: the artifact has no score output / ood block, or no split file.
+    """
+    from edge.data import load_images, select
+    from edge.metadata import read_meta, write_meta
+    from edge.ood import calibrate, score_of
+    from edge.runtime import load_runner
+
+    artifact = Path(artifact)
+    meta = read_meta(artifact)
+    block = score_of(meta)
+    if block is None:
+        raise EdgeError(f"{artifact} has no 'ood' block in its metadata (make the model with python -m train.ood)")
+    sf = Path(split_file or block.get("split_file") or "")
+    if not sf.is_file():
+        raise EdgeError(f"no split file {sf}: the threshold is calibrated on the validation split only")
+    acc = float(acceptance if acceptance is not None else block.get("acceptance", 0.99))
+    ds = select(data, "val", sf, classes=meta["classes"])
+    images = load_images(ds)
+    scores = []
+    with load_runner(artifact, warmup=0) as r:
+        for i in range(0, len(images), batch):
+            r.infer_images(images[i:i + batch])
+            if r.last_score is None:
+                raise EdgeError(f"{artifact} gives no ood_score output")
+            scores.append(r.last_score)
+    new = dict(block, threshold=calibrate(np.concatenate(scores), acc), acceptance=acc, n=len(images),
+               calibrated_on="val", calibrated_with=artifact.name)
+    write_meta(artifact, {**meta, "ood": new})
+    return new
+
+
 @cli_entry("edge-ood")
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.ood", description=__doc__.split("\n\n")[0])
@@ -82,9 +122,19 @@ def main(argv=None) -> int:
     ap.add_argument("--score", default="max_softmax", choices=["max_softmax", "energy"],
                     help="max_softmax (-max probability; chosen on leave-one-class-out val evidence, "
                          "docs/results/open-set.md) or energy (-logsumexp of the logits)")
-    ap.add_argument("--out", required=True, help="output model folder")
+    ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="MODEL is an artifact with a score output (e.g. model.int8.onnx): re-calibrate its threshold "
+                         "on val with its own scores and rewrite its metadata")
     args = ap.parse_args(argv)
+    if args.recalibrate:
+        b = recalibrate(args.model, args.data, args.split_file, None if args.acceptance == 0.99 else args.acceptance)
+        print(f"edge-ood: {args.model}: {b['score']} threshold {b['threshold']:.4f} accepts "
+              f"{100 * b['acceptance']:g} % of {b['n']} val images as this artifact scores them")
+        return 0
+    if not args.out:
+        raise EdgeError("--out is required (or --recalibrate ARTIFACT)")
     if Path(args.out).exists() and not args.force:
         raise EdgeError(f"output folder {args.out} already exists (use --force to replace it)")
     b = add_score(args.model, args.data, args.out, args.acceptance, args.split_file, args.force, score=args.score)

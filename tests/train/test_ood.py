@@ -139,3 +139,32 @@ def test_eval_ood_bad_folders(tiny_model, sample_dir, tmp_path, capsys):
         rc = evaluate.main([str(tiny_model), "--data", str(sample_dir), "--split", "val", "--ood", str(folder)])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_recalibrate_an_artifact_on_val(ood_model, sample_dir, tmp_path, capsys):
+    from convert.export import keras_to_onnx
+    from edge.data import load_images, select
+    from edge.metadata import write_meta
+    from edge.runtime import load_runner
+    from edge.runtime.keras.runner import load_keras_model
+    from train import ood
+
+    meta = read_meta(ood_model)
+    onnx_path = keras_to_onnx(load_keras_model(ood_model), tmp_path / "model.onnx", (64, 64, 1))
+    block = dict(meta["ood"], threshold=123.0)        # a wrong threshold, to be replaced
+    write_meta(onnx_path, {**meta, "format": "onnx", "backend": "onnxruntime", "ood": block})
+    assert ood.main([str(onnx_path), "--data", str(sample_dir), "--recalibrate"]) == 0
+    new = read_meta(onnx_path)["ood"]
+    imgs = load_images(select(sample_dir, "val", meta["ood"]["split_file"]))
+    with load_runner(onnx_path, warmup=0) as r:
+        r.infer_images(imgs)
+        expect = O.calibrate(r.last_score, 0.99)
+    assert new["threshold"] == pytest.approx(expect) and new["calibrated_with"] == "model.onnx"
+    assert new["threshold"] == pytest.approx(meta["ood"]["threshold"], abs=1e-5)  # FP32 ONNX = Keras
+    # an artifact without an ood block: one-line error
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(onnx_path.read_bytes())
+    write_meta(plain, {k: v for k, v in meta.items() if k != "ood"})
+    rc = ood.main([str(plain), "--data", str(sample_dir), "--recalibrate"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no 'ood' block" in err and len(err.splitlines()) == 1
