@@ -32,6 +32,14 @@ from edge.errors import EdgeError, cli_entry
 
 PROG = "daemon_throughput"
 
+#: What each profiled stage covers (printed with the budget tables).
+STAGES_DOC = ("Stages: **decode** = `source.read()` in the grab thread (PNG: cv2.imread; MJPG: "
+              "cv2.VideoCapture.read; raw: a view of the memory-mapped array); **tiling** = gray conversion and the "
+              "frame's tile grid as one strided view; **preprocessing** = the tiles into the runner's input (uint8 "
+              "artifact: one copy into a uint8 batch; float artifact: cv2.resize INTER_AREA + scaling per tile); "
+              "**inference** = `runner.infer_batches` (the main thread; for a uint8 artifact it includes the resize "
+              "and scaling inside the graph); **events** = labels, metrics and JSONL event lines in the emit thread.")
+
 
 def _config(model, source, tile, stride, roi, batch, threads, backend, log_all, events):
     from edge.capture.config import CaptureConfig

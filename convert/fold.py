@@ -12,7 +12,10 @@ OpenCV's own weights. Where a matrix is block diagonal with one repeated block (
 rational ratio: 200 → 160 is 40 blocks of 5 → 4 pixels) the graph uses that block through a
 Reshape, about 40x fewer multiply-adds than the dense matrix. A ``Round`` after the resize
 reproduces the host's uint8 intermediate (``cv2.resize`` on uint8 rounds half to even, as ONNX
-``Round`` does). Only MatMul, Reshape, Cast, Round, Mul, Add, Concat: operators TensorRT 8.5+ and
+``Round`` does). INTER_AREA, the preprocessing of every model here, is then exact: OpenCV computes
+it with these float weights (compact model, NEU test split: max abs probability difference 0,
+docs/results/fold-parity.md). INTER_LINEAR on uint8 uses 11-bit fixed-point weights in OpenCV, so
+there the graph is within one grey level of the host. Only MatMul, Reshape, Cast, Round, Mul, Add, Concat: operators TensorRT 8.5+ and
 onnxruntime both run.
 
 Example:

@@ -1,0 +1,107 @@
+"""The daemon's throughput budget on this machine: raw, PNG folder and MJPG video sources, per stage.
+
+Runs ``bench.daemon_throughput`` (bare runner vs daemon on the same tiles, ABBA rounds in one
+run, the per-stage profile) for each case and writes the JSON and a Markdown table (ms/frame and
+tiles/s per stage, the daemon/bare ratio against the targets, the 1,500 tiles/s line's headroom).
+
+Cases (all --log-all, batch 16): the CPU int8 artifact with the preprocessing in its graph (uint8
+tiles) on raw / PNG / MJPG, and the same model with float input (host preprocessing) on raw.
+
+Example:
+    python scripts/make_line_sources.py --data data/NEU-CLS --split-file models/neu-compact/split.csv --out runs/line-tp
+    python scripts/daemon_budget.py --uint8 runs/convert-compact-u8/model.int8cpu.onnx \\
+        --float runs/convert-compact/model.int8cpu.onnx --line runs/line-tp --rounds 4 \\
+        -o docs/results/daemon-throughput.json --md docs/results/daemon-throughput.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+#: Tiles/s a 10 m/s strip 1.5 m wide at 0.5 mm/px needs with 200 px tiles:
+#: (1500 / 0.5) px across / 200 = 15 tiles per row; 10 m/s / 0.5 mm = 20,000 rows/s / 200 = 100 tile rows/s.
+LINE_TILES_PER_S = 1500
+TARGETS = {"raw": 0.9, "png": 0.6, "mjpg": None, "raw-float": None}
+
+
+def cases(a):
+    line = Path(a.line)
+    return [("raw", a.uint8, f"raw://{line / 'frames.npy'}"),
+            ("raw-float", a.float, f"raw://{line / 'frames.npy'}"),
+            ("png", a.uint8, str(line / "png")),
+            ("mjpg", a.uint8, str(line / "line.avi"))]
+
+
+def markdown(res: dict) -> str:
+    from bench.daemon_throughput import STAGES_DOC
+
+    first = next(iter(res["cases"].values()))
+    lines = [
+        "# Daemon throughput budget (issue 14)", "",
+        f"Measured {res['when']} on {first['machine']['cpu']} ({first['machine']['cpus']} cores), shared with "
+        "other work (load averages below); batch 16, 200 frames of 1600x400 (16 tiles of 200 px), every tile "
+        f"logged (--log-all), {first['rounds']} ABBA rounds per case in one run. Ratios are daemon ÷ bare runner "
+        "on the same tiles in the same run. Source: "
+        "`scripts/daemon_budget.py` → `docs/results/daemon-throughput.json`.", "",
+        "| case | artifact input | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
+        "1,500 tiles/s line | load before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---|"]
+    for k, r in res["cases"].items():
+        tgt = TARGETS.get(k)
+        ok = "" if tgt is None else (f"≥ {tgt} ✓" if r["median_paired_ratio"] >= tgt else f"≥ {tgt} ✗")
+        lines.append(f"| {k} | {r['input_form']} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
+                     f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
+                     f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
+    lines += ["", "Per stage (ms per frame of 16 tiles, and the tiles/s that stage alone could sustain; each stage "
+              "runs in its own thread, so the wall time per frame is about the slowest stage plus contention, "
+              "not the sum):", "",
+              "| stage | " + " | ".join(res["cases"]) + " |", "|---|" + "---:|" * len(res["cases"])]
+    for st in list(first["profile_ms_per_frame"]) + ["wall"]:
+        row = [st if st != "wall" else "**wall (daemon)**"]
+        for r in res["cases"].values():
+            ms = r["daemon_wall_ms_per_frame"] if st == "wall" else r["profile_ms_per_frame"][st]
+            tps = r["daemon_median"] if st == "wall" else r["profile_tiles_per_s"][st]
+            row.append(f"{ms:.2f} ms / {tps:,.0f}" if tps else f"{ms:.2f} ms")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", STAGES_DOC, ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from bench.daemon_throughput import measure, profile_lines
+    from edge.fsutil import write_json, write_text
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--uint8", required=True, help="CPU int8 artifact with the preprocessing in its graph")
+    ap.add_argument("--float", required=True, help="the same model with float input (host preprocessing)")
+    ap.add_argument("--line", required=True, help="folder from scripts/make_line_sources.py")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--only", help="comma-separated cases (raw, raw-float, png, mjpg)")
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--md")
+    a = ap.parse_args(argv)
+    res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "line_tiles_per_s": LINE_TILES_PER_S,
+           "cases": {}}
+    only = set(a.only.split(",")) if a.only else None
+    for name, model, source in cases(a):
+        if only and name not in only:
+            continue
+        r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=True)
+        res["cases"][name] = r
+        print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']} "
+              f"(paired {r['paired_ratios']}), load {r['loadavg_before']} → {r['loadavg_after']}", flush=True)
+        print("\n".join(profile_lines(r)), flush=True)
+    res["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    write_json(a.output, res)
+    if a.md:
+        write_text(a.md, markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
