@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16-tolerance", type=float, default=5e-3,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
     p.add_argument("--int8-cpu-format", default=None, help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc | qdq-u8u8-pc)")
-    p.add_argument("--uint8-tiles", type=int, default=0, metavar="SIZE",
-                   help="ONNX artifacts (and engines) take uint8 gray SIZE x SIZE tiles (NHWC) and do the resize and "
-                        "scaling in the graph (convert/fold.py); 0: float input, host preprocessing (default 0)")
+    p.add_argument("--uint8-tiles", default="auto", metavar="SIZE|auto|0",
+                   help="the deployable ONNX artifacts (FP16, INT8, CPU int8, and their engines) take uint8 gray SIZE x SIZE "
+                        "tiles (NHWC) and do the resize and scaling in the graph (convert/fold.py); model.onnx, the FP32 "
+                        "reference, keeps float input. auto (default): the size of the --calib-data images (float input "
+                        "without --calib-data); 0: float input everywhere (host preprocessing)")
     p.add_argument("--batch", default="dynamic", help="1 or dynamic (ONNX batch dimension and engine profile)")
     p.add_argument("--max-batch", type=int, default=32, help="largest batch of the engine's optimization profile")
     p.add_argument("--opt-batch", type=int, default=16, help="the profile's opt batch (edge-capture's --batch; DLA: the static batch)")
@@ -112,6 +114,19 @@ def _val_inputs(args, classes, prep, split_file: Path, limit: Optional[int] = No
     x = prep(list(load_images(samples)))
     y = np.array([s.label for s in samples], dtype=np.int64)
     return x, y
+
+
+def _tiles_arg(text) -> object:
+    """``--uint8-tiles``: "auto" (the calibration images' size; off without --calib-data), a size, or 0."""
+    if str(text) == "auto":
+        return "auto"
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise EdgeError(f"--uint8-tiles takes a tile size in pixels, auto or 0 (float input), got {text!r}")
+    return v
 
 
 def load_val_images(args, classes, split_file: Path, limit: Optional[int] = None) -> np.ndarray:
@@ -182,8 +197,9 @@ def convert(args) -> int:
         raise EdgeError(f"--check-images must be >= 0 (0: the whole val split), got {args.check_images}")
     if not 0 <= args.min_agreement <= 100:
         raise EdgeError(f"--min-agreement must be a percentage in [0, 100], got {args.min_agreement:g}")
-    if args.uint8_tiles < 0:
-        raise EdgeError(f"--uint8-tiles must be a tile size in pixels (0: off), got {args.uint8_tiles}")
+    args.uint8_tiles = _tiles_arg(args.uint8_tiles)
+    if args.uint8_tiles == "auto" and not args.calib_data:
+        args.uint8_tiles = 0   # no images to tell the camera's tile size: float input
     if args.calib_chunk < 1:
         raise EdgeError(f"--calib-chunk must be at least 1, got {args.calib_chunk}")
     if out.exists() and not args.force:
@@ -332,13 +348,14 @@ def convert(args) -> int:
             _say(f"model.int8cpu.onnx: {variant}, {cpu_gate.summary()}, gate {'passed' if cpu_gate.passed else 'FAILED'}")
 
         # -- preprocessing folded into the graphs, after every float-input check and gate
-        if args.uint8_tiles:
+        folds = [f for f in written if f.endswith(".onnx") and f != formats.by_name("fp32").file]
+        if args.uint8_tiles and folds:
             from convert.fold import fold_artifacts
 
             raw = (load_val_images(args, classes, split_file, args.check_images or None) if args.calib_data else
                    np.random.default_rng(0).integers(0, 256, (8, args.uint8_tiles, args.uint8_tiles), dtype=np.uint8))
-            fold_artifacts(stage, [f for f in written if f.endswith(".onnx")], (args.uint8_tiles, args.uint8_tiles),
-                           raw, check_from if args.calib_data else "8 random tiles", say=_say)
+            tile = raw.shape[1:3] if args.uint8_tiles == "auto" else (args.uint8_tiles, args.uint8_tiles)
+            fold_artifacts(stage, folds, tile, raw, check_from if args.calib_data else "8 random tiles", say=_say)
 
         # -- TensorRT engines
         if plan.build:

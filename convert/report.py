@@ -31,7 +31,7 @@ METHODS = ("entropy", "minmax", "percentile")
 
 def _convert(model_dir: Path, data: str, out: Path, method: str, extra: List[str], log: Path) -> Dict:
     cmd = [sys.executable, "-m", "convert.cli", str(model_dir / "model.keras"), "--fp16", "--int8", "--int8-cpu",
-           "--calib-data", data, "--calib-method", method, "--force", "-o", str(out), *extra]
+           "--calib-data", data, "--calib-method", method, "--uint8-tiles", "0", "--force", "-o", str(out), *extra]
     t0 = time.perf_counter()
     with open(log, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

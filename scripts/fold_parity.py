@@ -1,8 +1,9 @@
 """Parity of preprocessing in the graph (uint8 tiles in) with today's host preprocessing, on one split.
 
-For each artifact pair (the float-input artifact and its ``--uint8-tiles`` twin from the same
-``edge-convert`` run settings), both run the split's images through ``runner.infer_images``: the
-float one with the host preprocessing (cv2.resize INTER_AREA + scaling), the uint8 one with the
+Each float-input artifact of ``--float-dir`` (``edge-convert --uint8-tiles 0``) is folded with
+``convert.fold.fold_preprocess`` (what ``edge-convert`` does by default) into a temporary copy
+taking uint8 ``--tile`` tiles; both run the split's images through ``runner.infer_images``: the
+float one with the host preprocessing (cv2.resize INTER_AREA + scaling), the folded one with the
 tiles as they are (resize + scaling in the graph). Reported: accuracy of each, top-1 agreement,
 max abs probability difference, and how many input values differ.
 
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--float-dir", required=True)
-    ap.add_argument("--uint8-dir", required=True)
+    ap.add_argument("--tile", type=int, default=200, help="tile size the folded artifacts take")
     ap.add_argument("--files", default="model.onnx,model.int8cpu.onnx")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split-file")
@@ -37,8 +38,14 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args(argv)
     res = {"data": a.data, "split": a.split, "split_file": a.split_file, "cpu": cpu_model(), "artifacts": {}}
+    import tempfile
+
+    from convert.fold import fold_preprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="fold-parity-"))
     for name in a.files.split(","):
-        with load_runner(Path(a.float_dir) / name) as rf, load_runner(Path(a.uint8_dir) / name) as ru:
+        fold_preprocess(Path(a.float_dir) / name, tmp / name, (a.tile, a.tile))
+        with load_runner(Path(a.float_dir) / name) as rf, load_runner(tmp / name) as ru:
             ds = select(a.data, a.split, a.split_file, classes=rf.classes)
             images = load_images(ds)
             y = np.array([s.label for s in ds.samples])

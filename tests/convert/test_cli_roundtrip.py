@@ -72,7 +72,8 @@ def test_fp16_round_trip(converted, val_images):
     import onnx
 
     m = onnx.load(str(converted / "model.fp16.onnx"))
-    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O kept
+    # no FP16 input: uint8 tiles (the preprocessing is folded in by default)
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)  # FP16 weights
     with load_runner(converted / "model.onnx") as a, load_runner(converted / "model.fp16.onnx") as b:
         c = compare(a.infer_images(val_images), b.infer_images(val_images))
@@ -83,15 +84,18 @@ def test_fp16_round_trip(converted, val_images):
 
 def test_int8_round_trips(converted, val_images):
     with load_runner(converted / "model.onnx") as a:
-        x = a.preprocess(val_images)
-        ref = a.infer(x)
-    # The Q/DQ model at the basic level (exact Q/DQ arithmetic, what TensorRT computes)
-    q = ort_predict(ort_session(converted / "model.int8.onnx", level="basic"), x)
+        assert a.input_form == "float"          # the FP32 reference keeps float input
+        ref = a.infer(a.preprocess(val_images))
+    # The Q/DQ model at the basic level (exact Q/DQ arithmetic, what TensorRT computes); by default
+    # the deployable artifacts take the uint8 tiles as they are (preprocessing in the graph)
+    assert read_meta(converted / "model.int8.onnx")["input"]["form"] == "uint8_tiles"
+    q = ort_predict(ort_session(converted / "model.int8.onnx", level="basic"), val_images[..., None])
     c = compare(ref, q)
     assert np.allclose(q.sum(1), 1, atol=1e-3)
     assert c["max_abs_diff"] < 0.05, c
     with load_runner(converted / "model.int8cpu.onnx") as r:
-        cpu = r.infer(x)
+        assert r.input_form == "uint8_tiles" and r.tile == val_images.shape[1:3]
+        cpu = r.infer(r.host_input(val_images))
     assert compare(ref, cpu)["max_abs_diff"] < 0.05
     meta = read_meta(converted / "model.int8.onnx")
     assert meta["calibration"]["split"] == "train" and meta["calibration"]["size"] == 24
@@ -131,6 +135,11 @@ def test_int8_requantized_from_record_is_identical(converted, tmp_path):
     excluded = read_meta(converted / "model.int8.onnx")["drift_gate"]["excluded_nodes"]
     out = to_qdq_int8(converted / "model.onnx", tmp_path / "again.onnx", rec["method"], rec["ranges"], exclude=excluded)
     import onnx
+
+    from convert.fold import fold_preprocess
+
+    tile = read_meta(converted / "model.int8.onnx")["input"]["tile"]    # folded as edge-convert does by default
+    fold_preprocess(out, out, tile, meta=read_meta(converted / "model.onnx"))
 
     a, b = onnx.load(str(converted / "model.int8.onnx")), onnx.load(str(out))
     assert [n.op_type for n in a.graph.node] == [n.op_type for n in b.graph.node]

@@ -126,3 +126,23 @@ def test_edge_convert_refuses_a_negative_tile_size(tmp_path):
 
     assert main([str(tmp_path / "m.keras"), "-o", str(tmp_path / "o"), "--uint8-tiles", "-5"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_edge_convert_folds_the_deployable_artifacts_by_default(tiny_model, sample_dir, tmp_path):
+    """auto: tiles of the calibration images' size; the FP32 reference stays float; 0 turns it off."""
+    from convert.cli import main
+    from edge.data import load_images, select
+    from edge.metadata import input_form, read_meta
+
+    out = tmp_path / "o"
+    assert main([str(tiny_model), "--fp16", "--calib-data", str(sample_dir), "-o", str(out)]) == 0
+    size = load_images(select(sample_dir, "val", split_file=tiny_model.parent / "split.csv")).shape[1:3]
+    assert input_form(read_meta(out / "model.onnx")) == ("float", None)
+    m16 = read_meta(out / "model.fp16.onnx")
+    assert input_form(m16) == ("uint8_tiles", tuple(size))
+    chk = m16["checks"]["fold_vs_host"]
+    assert chk["top1_agreement"] == 1.0 and chk["max_abs_diff"] < 1e-3 and "val images" in chk["images_from"]
+    off = tmp_path / "off"
+    assert main([str(tiny_model), "--fp16", "--calib-data", str(sample_dir), "--uint8-tiles", "0", "-o", str(off)]) == 0
+    assert input_form(read_meta(off / "model.fp16.onnx")) == ("float", None)
+    assert main([str(tiny_model), "--fp16", "--uint8-tiles", "big", "-o", str(tmp_path / "bad")]) == 2
