@@ -31,10 +31,15 @@ def tensorrt_installed() -> bool:
 
 
 def gpu_present() -> bool:
-    """True when a CUDA device is visible (cuda-python's device count), checked without TensorRT."""
-    from edge.cuda import gpu_available
+    """True when a CUDA device is usable (cuda-python with a fitting driver, or pycuda), without TensorRT."""
+    return gpu_status()[0]
 
-    return gpu_available()
+
+def gpu_status() -> tuple:
+    """(usable, one-line reason when not): :func:`edge.cuda.gpu_status`."""
+    from edge.cuda import gpu_status as status
+
+    return status()
 
 
 @dataclass
@@ -54,20 +59,25 @@ def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool]
     if mode == "never":
         return EnginePlan(False)
     installed = tensorrt_installed() if installed is None else installed
-    gpu = (gpu_present() if installed else False) if gpu is None else gpu
+    no_gpu = ""
+    if gpu is None:
+        gpu, no_gpu = (gpu_status() if installed else (False, ""))
+    no_gpu = f": {no_gpu}" if no_gpu else ""
     if mode == "always":
         if not installed:
             raise EdgeError("--engine always: TensorRT is not installed here; build on the target with "
                             "edge-convert --from-onnx OUTDIR/model.int8.onnx (or use --engine auto)")
         if not gpu:
             raise EdgeError("--engine always: TensorRT is installed but no CUDA GPU is visible "
-                            "(building without one crashes TensorRT)")
+                            f"(building without one crashes TensorRT){no_gpu}")
         return EnginePlan(True)
     if mode != "auto":
         raise EdgeError(f"--engine must be auto, always or never, got {mode!r}")
     if installed and gpu:
         return EnginePlan(True)
-    why = "TensorRT is not installed" if not installed else "no CUDA GPU is visible"
+    # the message is str.format-ed with {out} later: braces of the reason are escaped
+    why = ("TensorRT is not installed" if not installed
+           else "no CUDA GPU is visible" + no_gpu.replace("{", "{{").replace("}", "}}"))
     return EnginePlan(False, f"no TensorRT engine built ({why}): build it on the target with "
                              "`edge-convert --from-onnx {out}/model.int8.onnx`")
 
@@ -182,8 +192,9 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
     from edge.runtime.tensorrt import compat
 
     if trt is None:
-        if not gpu_present():
-            raise EdgeError("no CUDA GPU is visible: TensorRT engines can only be built on the target GPU")
+        ok, why = gpu_status()
+        if not ok:
+            raise EdgeError(f"no CUDA GPU is visible ({why}): TensorRT engines can only be built on the target GPU")
         try:
             import tensorrt as trt
         except ImportError:
