@@ -77,7 +77,8 @@ def popen(args, **kw) -> subprocess.Popen:
 def assert_clean_stderr(err: str, rc: int) -> None:
     """No traceback; an error exit has exactly one ``edge-capture: error:`` line."""
     assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if "error:" in line]
+    # libpng's own diagnostics on the corrupt PNGs fed on purpose (OpenCV 4.x prints them, 5.x does not)
+    errors = [line for line in err.splitlines() if "error:" in line and not line.startswith("libpng ")]
     if rc in (2, 3):
         assert len(errors) == 1 and errors[0].startswith("edge-capture: error:"), err
     elif rc == 0:
@@ -552,7 +553,10 @@ FUZZ = [None, 0, -1, 1, 3, 0.5, -0.5, 2.5, 1e12, float("nan"), float("inf"), Tru
 
 
 def test_config_fuzzing_gives_values_or_one_line_errors(tmp_path):
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 (JetPack 5/6): the backport the daemon itself uses
+        import tomli as tomllib
 
     rng = random.Random(16)
     accepted = refused = 0
@@ -806,7 +810,7 @@ def test_daemon_as_another_user_against_an_admin_built_model(tmp_path):
     with os.fdopen(r) as f:
         err = f.read()
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, err
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, err  # (waitstatus_to_exitcode is 3.9+)
     assert_clean_stderr(err, 0)
     assert (tmp_path / "models").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "models" / "m.onnx.json").stat().st_mode & 0o777 == 0o644
