@@ -21,7 +21,7 @@ TRAIN_OUT ?= runs/demo-train
 DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,)
 DEMO_CALIB ?= $(if $(filter data/neu-sample,$(DATA)),40,500)
 
-.PHONY: demo demo-train test install data clean test-jetpack
+.PHONY: demo demo-train test install data clean test-jetpack test-jetpack-all jetpack-wheel
 
 $(STAMP): setup.cfg pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -72,12 +72,32 @@ JP_VENV ?= .venv-jp$(JP)
 JP_TESTS ?= tests/edge tests/convert/test_tensorrt_branches.py tests/convert/test_tensorrt_runtime_only.py \
 	tests/test_doctor.py
 
-test-jetpack:
+# The package as a wheel, built once (setup.cfg changes rebuild it): the JetPack venvs install it with
+# their constraints, so parallel runs never build in the source tree at the same time.
+JP_WHEELS = build/jetpack-wheel
+$(JP_WHEELS)/.stamp: setup.cfg pyproject.toml
+	rm -rf $(JP_WHEELS) && mkdir -p $(JP_WHEELS)
+	py=$$(ls -d $(PYENV_ROOT)/versions/3.12.* 2>/dev/null | sort -V | tail -1); \
+	  $${py:-python3}/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w $(JP_WHEELS) .
+	touch $@
+
+jetpack-wheel: $(JP_WHEELS)/.stamp
+
+test-jetpack: $(JP_WHEELS)/.stamp
 	@test -n "$(JP_PY_$(JP))" || { echo "JP must be 5, 6, 6.1 or 7 (got $(JP))" >&2; exit 2; }
 	@py=$$(ls -d $(PYENV_ROOT)/versions/$(JP_PY_$(JP)).* 2>/dev/null | sort -V | tail -1); \
 	  test -x "$$py/bin/python" || { echo "no Python $(JP_PY_$(JP)) under $(PYENV_ROOT)/versions (pyenv install $(JP_PY_$(JP)))" >&2; exit 2; }; \
 	  test -x $(JP_VENV)/bin/python || $$py/bin/python -m venv $(JP_VENV)
-	$(JP_VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(JP_CONSTRAINTS_$(JP)) '.[dev]'
+	$(JP_VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(JP_CONSTRAINTS_$(JP)) \
+	  "$$(ls $(JP_WHEELS)/steel_edge-*.whl)[dev]"
 	$(JP_VENV)/bin/python -c "import sys, numpy; print('JetPack $(JP) matrix: Python', sys.version.split()[0], 'numpy', numpy.__version__)"
 	@! $(JP_VENV)/bin/python -c "import tensorflow" 2>/dev/null || { echo "TensorFlow is in $(JP_VENV): the runtime install must not pull it in" >&2; exit 1; }
 	PYTHONPATH=$(CURDIR) $(JP_VENV)/bin/python -m pytest -q -p no:cacheprovider $(JP_TESTS)
+
+# JP 5, 6 and 7 at once (installs are mostly downloads); each log printed after, exit 1 if one failed.
+test-jetpack-all: $(JP_WHEELS)/.stamp
+	@mkdir -p runs; fail=0; pids=""; \
+	for jp in 5 6 7; do $(MAKE) --no-print-directory test-jetpack JP=$$jp > runs/test-jetpack-$$jp.log 2>&1 & pids="$$pids $$!"; done; \
+	for p in $$pids; do wait $$p || fail=1; done; \
+	for jp in 5 6 7; do echo "=== make test-jetpack JP=$$jp"; grep -v "is ignored: it is neither" runs/test-jetpack-$$jp.log; done; \
+	exit $$fail
