@@ -81,6 +81,10 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
     assert len(res["bare_tiles_per_s"]) == len(res["daemon_tiles_per_s"]) == 2
     assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.05, abs=1e-3)
     assert all(r["events"] == 12 for r in res["daemon_runs"])
+    from edge.capture.daemon import STAGES
+
+    assert res["input_form"] == "float" and list(res["profile_ms_per_frame"]) == list(STAGES)
+    assert res["profile_ms_per_frame"]["inference"] > 0 and res["daemon_wall_ms_per_frame"] > 0
 
 
 def test_merge_into_keeps_other_keys(tmp_path):
