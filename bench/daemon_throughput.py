@@ -41,11 +41,12 @@ STAGES_DOC = ("Stages: **decode** = `source.read()` in the grab thread (PNG: cv2
               "and scaling inside the graph); **events** = labels, metrics and JSONL event lines in the emit thread.")
 
 
-def _config(model, source, tile, stride, roi, batch, threads, backend, log_all, events):
+def _config(model, source, tile, stride, roi, batch, threads, backend, log_all, events, ok_classes=()):
     from edge.capture.config import CaptureConfig
 
     return CaptureConfig(model=model, source=source, tile=tile, stride=stride, roi=roi, batch=batch,
-                         log_all=log_all, events=str(events), backend=backend, threads=threads, queue=8)
+                         log_all=log_all, events=str(events), backend=backend, threads=threads, queue=8,
+                         ok_classes=list(ok_classes))
 
 
 def bare_batches(runner, cfg) -> tuple:
@@ -72,7 +73,8 @@ def bare_batches(runner, cfg) -> tuple:
 
 
 def measure(model: str, source: str, tile: Optional[int] = None, stride: Optional[int] = None, roi=None,
-            batch: int = 16, threads: int = 0, rounds: int = 4, backend: str = "auto", log_all: bool = True) -> Dict:
+            batch: int = 16, threads: int = 0, rounds: int = 4, backend: str = "auto", log_all: bool = True,
+            ok_classes=()) -> Dict:
     from bench.environment import cpu_model
     from edge.capture.daemon import STAGES, CaptureDaemon
     from edge.runtime import load_runner
@@ -100,7 +102,7 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             if k % 2 == 0:  # ABBA order: neither side always runs first
                 run_bare()
             d = CaptureDaemon(_config(model, source, tile, stride, roi, batch, threads, backend, log_all,
-                                      work / f"events{k}.jsonl"))
+                                      work / f"events{k}.jsonl", ok_classes))
             s = d.run()  # its own runner, loaded before the timed loop starts
             if s["tiles"] != tiles or (log_all and s["events"] != tiles):
                 raise EdgeError(f"daemon classified {s['tiles']} tiles / {s['events']} events, expected {tiles}")
@@ -119,6 +121,7 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     wall_ms = round(statistics.median(run["elapsed_s"] for run in runs) * 1e3 / frames, 3)
     return {"model": model, "input_form": r.input_form, "source": source, "frames": frames, "tiles": tiles,
             "tiles_per_frame": tpf, "batch": batch, "batches": len(batches), "log_all": log_all,
+            "ok_classes": list(ok_classes), "events_per_round": runs[0]["events"],
             "threads": threads or "onnxruntime default", "rounds": rounds,
             "bare_tiles_per_s": [round(v, 1) for v in bare], "daemon_tiles_per_s": [round(v, 1) for v in daemon],
             "bare_median": round(med_b, 1), "daemon_median": round(med_d, 1), "ratio": round(med_d / med_b, 3),
@@ -161,12 +164,14 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--no-log-all", dest="log_all", action="store_false",
                     help="daemon without --log-all (NEU has no 'ok' class: every tile is still an event)")
+    ap.add_argument("--ok-classes", default="", help="comma-separated 'no defect' classes (not logged without --log-all)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--key", help="store the result under this key of an existing JSON output (merge)")
     a = ap.parse_args(argv)
     if a.rounds < 1:
         raise EdgeError(f"--rounds must be >= 1, got {a.rounds}")
-    res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend, a.log_all)
+    res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend, a.log_all,
+                  [c for c in a.ok_classes.split(",") if c])
     from bench.synthline import merge_into
 
     write_json(a.output, merge_into(a.output, a.key, res))

