@@ -73,7 +73,15 @@ def markdown(res: dict) -> str:
             tps = r["daemon_median"] if st == "wall" else r["profile_tiles_per_s"][st]
             row.append(f"{ms:.2f} ms / {tps:,.0f}" if tps else f"{ms:.2f} ms")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", STAGES_DOC, ""]
+    lines += ["", STAGES_DOC + " Each stage's time is wall time in its thread, so on a shared machine it includes "
+              "the time the thread waited for a core.", "",
+              "Flame graphs of one daemon run each (py-spy, all threads, `--threads`): "
+              "[raw source](daemon-flame-raw.svg), [PNG folder](daemon-flame-png.svg) — "
+              "`py-spy record -o docs/results/daemon-flame-raw.svg --threads --rate 200 -- python -m edge.capture.cli "
+              "--model runs/convert-compact-u8/model.int8cpu.onnx --source raw://runs/line-tp/frames.npy --batch 16 "
+              "--log-all --events /tmp/ev.jsonl`. py-spy counts a thread blocked in a queue wait as a sample of "
+              "that thread, so read the functions (onnxruntime `Session.run`, `cv2.imread` in `ImageFolderSource.read`, "
+              "`CaptureDaemon.emit`), not the per-thread totals.", ""]
     return "\n".join(lines)
 
 
