@@ -169,3 +169,21 @@ def test_pycuda_context_on_the_device_with_host_mapping(monkeypatch):
     assert drv.log.count(("pop",)) == 1
     with pytest.raises(EdgeError, match="no CUDA device 3"):
         PyCudaBackend(3)
+
+
+def test_test_cuda_skips_with_the_reason_without_cuda_python():
+    """test_cuda.py used to error at collection where cuda-python is absent (pip install without [dev])."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    code = ("import sys\n"
+            "sys.modules['cuda'] = None\n"            # as if cuda-python were not installed
+            "sys.modules['cuda.bindings'] = None\n"
+            "import pytest\n"
+            "sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', 'tests/edge/cuda/test_cuda.py']))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cuda-python is not installed" in r.stdout and " error" not in r.stdout.lower()
