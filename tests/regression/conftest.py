@@ -1,9 +1,9 @@
 """Artifacts for the regression suite, made once per session by ``edge-convert`` (``convert.cli.main``).
 
 * ``sample_case``: the committed compact model ``models/neu-compact/model.keras`` (trained on the full
-  NEU set) evaluated on the 60-image embedded sample, with the artifacts of ``full_conversion``
-  where data/NEU-CLS exists. Without the full set the model is converted with its ``split.csv`` cut
-  down to the sample's files (calibration on the ~40 sample images of its own train split) and the
+  NEU set) evaluated on the 60-image embedded sample (test-split images of it), with the artifacts of
+  ``full_conversion`` where data/NEU-CLS exists. Without the full set the model is calibrated on the
+  train-split images of ``data/neu-calib`` (gates on its val images) and the
   INT8 checks skip with the reason. Without the committed model the tiny model of
   ``tests/conftest.py`` stands in for the FP32/FP16 checks (INT8 skips: models trained on 42 sample
   images are too unsure of themselves for a 98 % agreement bound to mean anything).
@@ -47,7 +47,7 @@ class Case:
     int8_skip: str = ""   # why the INT8 tolerances are not checked on this case ("" = they are)
 
 
-def _convert(model: Path, data: Path, out: Path, calib_size) -> Path:
+def _convert(model: Path, data: Path, out: Path, calib_size, split_file: Path = None) -> Path:
     try:
         from convert.cli import main as convert_main
     except ImportError as e:
@@ -57,7 +57,7 @@ def _convert(model: Path, data: Path, out: Path, calib_size) -> Path:
     # one decides the nodes both INT8 models keep in float, the CPU one may add to the CPU model's).
     # Exit 1 = a gate failed with the artifacts kept: the tolerances below then judge them.
     rc = convert_main([str(model), "--fp16", "--int8", "--int8-cpu", "--calib-data", str(data),
-                       "--split-file", str(model.parent / "split.csv"), *size, "--engine", "auto", "-o", str(out)])
+                       "--split-file", str(split_file or model.parent / "split.csv"), *size, "--engine", "auto", "-o", str(out)])
     assert rc in (0, 1), f"edge-convert failed with exit code {rc}"
     return out
 
@@ -93,21 +93,35 @@ def full_conversion(tmp_path_factory):
 def sample_case(sample_dir, tmp_path_factory, request) -> Case:
     """The sample check: the committed compact model if present, else the tiny stand-in.
 
-    With data/NEU-CLS the artifacts are those of :func:`full_conversion`; without it the model is
-    calibrated on the sample images of its own train split (about 40).
+    With data/NEU-CLS the artifacts are those of :func:`full_conversion`; without it the committed
+    model is calibrated on the train-split images of ``data/neu-calib`` (gated on its val images);
+    the sample (``data/neu-sample``) holds only test-split images of it.
     """
     src = compact_model()
     if src.is_file():
         full = request.getfixturevalue("full_conversion")
         if full is not None:
             return Case(src, sample_dir, "all", full)
-        tmp = tmp_path_factory.mktemp("regress-sample")
-        model, n_train = _model_for_sample(src, sample_dir, tmp / "model")
-        out = _convert(model, sample_dir, tmp / "convert", calib_size=min(40, n_train))
-        return Case(model, sample_dir, "all", out, int8_skip=(
+        # data/neu-sample holds test-split images of the committed model only: its calibration and gate
+        # images are the train / val ones of data/neu-calib (rows of the model's split.csv), as in make demo.
+        calib = ROOT / "data" / "neu-calib"
+        if src != COMMITTED or not (calib / "split.csv").is_file():
+            tmp = tmp_path_factory.mktemp("regress-sample")
+            model, n_train = _model_for_sample(src, sample_dir, tmp / "model")
+            if n_train == 0:
+                pytest.skip(f"{src}'s split has no train image in {sample_dir}: no calibration set without data/NEU-CLS")
+            out = _convert(model, sample_dir, tmp / "convert", calib_size=min(40, n_train))
+            return Case(model, sample_dir, "all", out, int8_skip=(
+                f"INT8 is checked with the calibration edge-convert ships with (500 train images of data/NEU-CLS), "
+                f"absent here: calibrated on {min(40, n_train)} sample images of the train split"))
+        with open(calib / "split.csv", newline="") as f:
+            n_train = sum(r["split"] == "train" for r in csv.DictReader(f))
+        out = _convert(src, calib, tmp_path_factory.mktemp("regress-sample") / "convert", calib_size=n_train,
+                       split_file=calib / "split.csv")
+        return Case(src, sample_dir, "all", out, int8_skip=(
             f"INT8 is checked with the calibration edge-convert ships with (500 train images of data/NEU-CLS), "
-            f"absent here: calibrated on the {min(40, n_train)} sample images of the train split the CPU int8 "
-            "model agreed with Keras on 96.7 % of the sample when measured, which says more about 40 images than the model"))
+            f"absent here: calibrated on the {n_train} train-split images of data/neu-calib (gates on its val "
+            "images), which says more about that small a calibration set than the model"))
     tiny = request.getfixturevalue("tiny_model")
     out = _convert(tiny, sample_dir, tmp_path_factory.mktemp("regress-sample") / "convert", calib_size=40)
     return Case(tiny, sample_dir, "all", out, int8_skip=(
