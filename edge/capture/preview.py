@@ -64,7 +64,7 @@ class Preview:
         threshold: Top probability below which a tile is drawn as uncertain (the daemon's).
         min_interval: Seconds between two encodes at most (rate limit).
         quality: JPEG quality.
-        max_width: Frames wider than this are scaled down before encoding.
+        max_width: Frames wider than this are scaled down before drawing and encoding.
     """
 
     def __init__(self, classes: Sequence[str], metrics=None, model: str = "", threshold: float = 0.5,
@@ -130,10 +130,14 @@ class Preview:
         if cache is not None and (cache[0] == latest[0] or fresh):
             return cache[1]
         index, image, boxes, probs, unknown = latest
-        img = annotate_frame(image, self.tiles(boxes, probs, unknown), self.classes, title=f"frame {index}")
-        if img.shape[1] > self.max_width:
-            f = self.max_width / img.shape[1]
-            img = cv2.resize(img, (self.max_width, int(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        tiles = self.tiles(boxes, probs, unknown)
+        if image.shape[1] > self.max_width:  # scale down first: a 1920 px camera frame is drawn at max_width
+            f = self.max_width / image.shape[1]
+            image = cv2.resize(image, (self.max_width, max(1, round(image.shape[0] * f))), interpolation=cv2.INTER_AREA)
+            for t in tiles:
+                x, y, w, h = t.box
+                t.box = (round(x * f), round(y * f), max(1, round(w * f)), max(1, round(h * f)))
+        img = annotate_frame(image, tiles, self.classes, title=f"frame {index}")
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         data = buf.tobytes() if ok else b""
         with self._lock:

@@ -142,3 +142,15 @@ def test_tiles_uncertain_and_cut_short():
     assert t[2].label is None                        # not classified: drawn as unknown
     t = p.tiles([(0, 0, 8, 8), (8, 0, 8, 8)], probs, unknown=np.array([False, True]))
     assert t[0].label == "crazing" and (t[1].label, t[1].uncertain) == ("unknown", False)   # the daemon's open-set label
+
+
+def test_wide_frames_are_scaled_down_before_drawing():
+    import cv2
+
+    p = Preview(CLASSES, max_width=400, min_interval=0)
+    img = np.zeros((200, 800), np.uint8)
+    p.submit(0, img, [(0, 0, 200, 200), (600, 0, 200, 200)], [np.eye(6, dtype=np.float32)[[0, 5]]])
+    out = cv2.imdecode(np.frombuffer(p.jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    assert out.shape[1] == 400 and out.shape[0] > 100          # 800x200 -> 400x100, plus the legend band
+    colors = class_colors(CLASSES)
+    assert np.abs(out[50, 301].astype(int) - np.array(colors["scratches"][::-1])).max() < 60  # box scaled too
