@@ -167,6 +167,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise EdgeError("line capacity: no artifact was timed, so there is no throughput to compare with the line")
         report["line_capacity"] = line_capacity(best.pop("measured_tiles_per_s"), args.line_speed, args.strip_width,
                                                 args.mm_per_px, tile, args.stride, **best)
+        for r in report["results"]:  # each artifact's own verdict (at its best batch) beside the fastest one's
+            own = best_throughput([r])
+            if own is not None:
+                r["line_capacity"] = line_capacity(own.pop("measured_tiles_per_s"), args.line_speed, args.strip_width,
+                                                   args.mm_per_px, tile, args.stride, **own)
 
     from bench import report as rep
 

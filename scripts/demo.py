@@ -187,6 +187,10 @@ def report_md(a, out: Path, steps: Steps, bench: Dict, line_info: Dict, capture:
     cap = bench.get("line_capacity")
     if cap:
         lines += [f"> **Line capacity**: {sentence(cap)}", ""]
+        mine = next((r.get("line_capacity") for r in bench["results"]
+                     if Path(r["artifact"]).name == a.capture_model and r.get("line_capacity")), None)
+        if mine and mine.get("artifact") != cap.get("artifact"):
+            lines += [f"> The daemon's model: {sentence(mine)}", ""]
     lines += ["## 1. Artifacts against the Keras model (edge-bench)", "", rep.summary_table(bench), "",
               "Latency: end-to-end host wall time per call (preprocessing + inference) on this CPU with ONNX "
               "Runtime; the Q/DQ model is the TensorRT format and runs slower on a CPU than the CPU int8 one. "

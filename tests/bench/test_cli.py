@@ -233,6 +233,7 @@ def test_html_report_and_line_capacity(linear_models, sample_dir, tmp_path, caps
     assert cap["batch"] == int(max(tp, key=tp.get)) and cap["artifact"] == str(d / "model.onnx")
     assert cap["headroom"] == pytest.approx(cap["measured_tiles_per_s"] / 300, rel=1e-2)
     assert cap["verdict"] == ("keeps up" if cap["headroom"] >= 1 else "falls behind")
+    assert rep["results"][0]["line_capacity"] == cap            # one artifact: its own verdict is the verdict
     from bench.capacity import sentence
 
     line = sentence(cap)
