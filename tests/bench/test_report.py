@@ -111,3 +111,27 @@ def test_markdown_warns_when_the_machine_was_busy(report):
     assert "load average 9.5 on 2 usable cores" in rep.markdown(report)
     report["environment"]["load_average"] = [0.5, 0.5, 0.5]
     assert "machine was busy" not in rep.markdown(report)
+
+
+def test_latency_axis_has_labelled_ms_ticks():
+    """The latency CDF's x axis can be read: several labelled ticks in ms, log or linear."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.report import _ms_axis, ms_ticks
+
+    assert ms_ticks(1.3, 25) == [1.5, 2, 3, 5, 7, 10, 15, 20]
+    assert ms_ticks(0.3, 900) == [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]   # thinned to 1-2-5
+    for lo, hi, scale in ((1.3, 25.0, "log"), (4.0, 9.5, "linear")):
+        fig, ax = plt.subplots()
+        x = np.linspace(lo, hi, 50)
+        ax.plot(x, np.linspace(0, 1, 50))
+        _ms_axis(ax, [x])
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        visible = [v for v, t in zip(ax.get_xticks(), ax.get_xticklabels()) if t.get_text() and lo <= v <= hi]
+        assert ax.get_xscale() == scale and len(visible) >= 4, labels
+        plt.close(fig)
