@@ -82,7 +82,7 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     load0 = [round(v, 2) for v in os.getloadavg()]
     opts = {"threads": threads} if threads else {}
     work = Path(tempfile.mkdtemp(prefix="daemon-tp-"))
-    bare, daemon, runs = [], [], []
+    bare, daemon, runs, bare_cpu = [], [], [], []
     with load_runner(model, backend=backend, **opts) as r:
         batches, frames = bare_batches(r, _config(model, source, tile, stride, roi, batch, threads, backend,
                                                   log_all, work / "unused.jsonl"))
@@ -93,10 +93,11 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             r.infer(b)  # warm caches beyond the runner's own warm-up
 
         def run_bare():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for b in batches:
                 r.infer(b)
             bare.append(tiles / (time.perf_counter() - t0))
+            bare_cpu.append((time.process_time() - c0) * 1e3 / tiles)
 
         for k in range(rounds):
             if k % 2 == 0:  # ABBA order: neither side always runs first
@@ -107,8 +108,8 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             if s["tiles"] != tiles or (log_all and s["events"] != tiles):
                 raise EdgeError(f"daemon classified {s['tiles']} tiles / {s['events']} events, expected {tiles}")
             daemon.append(s["tiles"] / s["elapsed_s"])
-            runs.append({k2: s[k2] for k2 in ("frames_processed", "tiles", "events", "elapsed_s", "latency_mean_ms",
-                                             "latency_p99_ms", "stages_ms_per_frame")})
+            runs.append({k2: s[k2] for k2 in ("frames_processed", "tiles", "events", "elapsed_s", "cpu_s",
+                                             "latency_mean_ms", "latency_p99_ms", "stages_ms_per_frame")})
             if k % 2 == 1:
                 run_bare()
     for p in work.iterdir():
@@ -119,6 +120,8 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     tpf = tiles / frames
     stage_ms = {st: round(statistics.median(run["stages_ms_per_frame"][st] for run in runs), 3) for st in STAGES}
     wall_ms = round(statistics.median(run["elapsed_s"] for run in runs) * 1e3 / frames, 3)
+    cpu_b = statistics.median(bare_cpu)
+    cpu_d = statistics.median(run["cpu_s"] * 1e3 / run["tiles"] for run in runs)
     return {"model": model, "input_form": r.input_form, "source": source, "frames": frames, "tiles": tiles,
             "tiles_per_frame": tpf, "batch": batch, "batches": len(batches), "log_all": log_all,
             "ok_classes": list(ok_classes), "events_per_round": runs[0]["events"],
@@ -126,6 +129,8 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             "bare_tiles_per_s": [round(v, 1) for v in bare], "daemon_tiles_per_s": [round(v, 1) for v in daemon],
             "bare_median": round(med_b, 1), "daemon_median": round(med_d, 1), "ratio": round(med_d / med_b, 3),
             "paired_ratios": [round(v, 3) for v in paired], "median_paired_ratio": round(statistics.median(paired), 3),
+            "cpu_ms_per_tile_bare": round(cpu_b, 4), "cpu_ms_per_tile_daemon": round(cpu_d, 4),
+            "cpu_ratio": round(cpu_b / cpu_d, 3) if cpu_d else None,
             "profile_ms_per_frame": stage_ms, "daemon_wall_ms_per_frame": wall_ms,
             "profile_tiles_per_s": {st: (round(tpf / (ms / 1e3), 1) if ms else None) for st, ms in stage_ms.items()},
             "loadavg_before": load0, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
@@ -135,7 +140,10 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
                           "preprocessing in the prepare thread, inference in the main thread, JSONL events in the emit "
                           "thread), model loading excluded; bare: tiles / wall time of runner.infer over the same "
                           "prepared batches; profile: each stage's own time per frame (median over rounds; the stages "
-                          "run in parallel threads, so they add up to more than the wall time)"}
+                          "run in parallel threads, so they add up to more than the wall time); cpu_ms_per_tile: CPU "
+                          "time of the whole process (all threads, onnxruntime's included) per tile over the same "
+                          "spans; cpu_ratio = bare / daemon, the overhead measure that does not depend on how much "
+                          "of a shared machine each side got"}
 
 
 def profile_lines(res: Dict) -> List[str]:
@@ -178,6 +186,8 @@ def main(argv=None) -> int:
     print(f"{PROG}: daemon {res['daemon_median']} tiles/s vs bare runner {res['bare_median']} tiles/s "
           f"(ratio {res['ratio']}, median paired ratio {res['median_paired_ratio']}) over {res['tiles']} tiles x "
           f"{res['rounds']} rounds → {a.output}")
+    print(f"CPU per tile: bare {res['cpu_ms_per_tile_bare']} ms, daemon {res['cpu_ms_per_tile_daemon']} ms "
+          f"(cpu ratio {res['cpu_ratio']})")
     print("\n".join(profile_lines(res)))
     return 0
 

@@ -54,13 +54,14 @@ def markdown(res: dict) -> str:
         "on the same tiles in the same run. Source: "
         "`scripts/daemon_budget.py` → `docs/results/daemon-throughput.json`.", "",
         "| case | artifact input | events per run | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
-        "daemon ÷ 1,500 tiles/s | load before → after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        "CPU ms per tile bare / daemon (ratio) | daemon ÷ 1,500 tiles/s | load before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
         tgt = TARGETS.get(k)
         ok = "" if tgt is None else (f"≥ {tgt} ✓" if r["median_paired_ratio"] >= tgt else f"≥ {tgt} ✗")
         lines.append(f"| {k} | {r['input_form']} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
                      f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
+                     f"{r['cpu_ms_per_tile_bare']:.3f} / {r['cpu_ms_per_tile_daemon']:.3f} ({r['cpu_ratio']}) | "
                      f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
     lines += ["", "Per stage (ms per frame of 16 tiles, and the tiles/s that stage alone could sustain; each stage "
               "runs in its own thread, so the wall time per frame is about the slowest stage plus contention, "
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
         r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=not quiet,
                     ok_classes=OK_CLASSES if quiet else ())
         res["cases"][name] = r
-        print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']} "
+        print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']}, cpu ratio "
+              f"{r['cpu_ratio']} ({r['cpu_ms_per_tile_bare']} / {r['cpu_ms_per_tile_daemon']} ms per tile), "
               f"(paired {r['paired_ratios']}), load {r['loadavg_before']} → {r['loadavg_after']}", flush=True)
         print("\n".join(profile_lines(r)), flush=True)
     res["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -191,6 +191,7 @@ class CaptureDaemon:
         self.last_skip: Optional[str] = None
         self.stages = StageClock()
         self.elapsed_s = 0.0
+        self.cpu_s = 0.0
         self.publisher = None
         # each event carries this run id, so (run, id) is unique across restarts (MQTT consumers dedup on it)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
@@ -336,7 +337,7 @@ class CaptureDaemon:
                 emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
                 stages = [prep, emit]
                 m.running = True
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 g.start()
                 prep.start()
                 emit.start()
@@ -346,6 +347,7 @@ class CaptureDaemon:
                     result_q.put(END)
                     emit.join()
                 self.elapsed_s = time.perf_counter() - t0
+                self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
                 prep.join(5.0)
                 if self._abort.is_set():
                     self.stopped_at_deadline = True
@@ -588,6 +590,7 @@ class CaptureDaemon:
     def summary(self) -> Dict[str, Any]:
         s = self.metrics.summary() if self.metrics else {}
         s["elapsed_s"] = round(self.elapsed_s, 3)
+        s["cpu_s"] = round(self.cpu_s, 3)
         s["tiles_per_s"] = round(s.get("tiles", 0) / self.elapsed_s, 2) if self.elapsed_s else None
         s["stages_ms_per_frame"] = self.stages.per_frame_ms(s.get("frames_processed", 0))
         s["events_file"] = str(self.cfg.events)
