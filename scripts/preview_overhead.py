@@ -6,8 +6,10 @@ cost of the preview shows). With the preview on, a client polls ``/preview.jpg``
 ``--poll`` seconds for the whole run (a browser on the ``/`` page asks once a second; the preview
 encodes at most once per 0.5 s however often it is asked) and ``/preview.json`` once a second, from a
 separate process (as a browser would be). Each run is an in-process :class:`edge.capture.daemon.CaptureDaemon` with the metrics server on a free
-127.0.0.1 port. Reported: tiles/s per run, the medians, the per-pair ratio on/off, and how many
-JPEGs were encoded and served.
+127.0.0.1 port. Reported: tiles/s per run, the medians, the per-pair ratio on/off, the CPU time of
+the daemon's process per tile (user + sys of every thread, the viewer not included: on a shared
+machine the cost shows there even when the wall-clock throughput is noise), and how many JPEGs were
+encoded and served.
 
 Example:
     python scripts/preview_overhead.py --model runs/demo/convert/model.int8cpu.onnx \\
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -93,16 +96,20 @@ def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll
                                               stdout=subprocess.PIPE, text=True)
 
             d.emit = emit
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         try:
             s = d.run()
         finally:
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
             counts: Dict[str, int] = {}
             if poller is not None:
                 poller.terminate()
                 out_text, _ = poller.communicate(timeout=10)
                 counts = json.loads(out_text.strip().splitlines()[-1]) if out_text.strip() else {}
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # every thread of this process
     out = {"preview": preview, "tiles": s["tiles"], "elapsed_s": s["elapsed_s"], "tiles_per_s": s["tiles_per_s"],
-           "frames": s["frames_processed"]}
+           "frames": s["frames_processed"], "cpu_s": round(cpu, 3),
+           "cpu_ms_per_tile": round(1e3 * cpu / max(1, s["tiles"]), 4)}
     if preview:
         out.update(served=counts, encodes=d.preview.encodes)
     return out
@@ -138,20 +145,27 @@ def main(argv=None) -> int:
             order = (False, True) if r % 2 == 0 else (True, False)
             pair = {p: run_once(a.model, source, a.tile, a.batch, p, a.poll, a.threads) for p in order}
             runs += [pair[False], pair[True]]
-            print(f"round {r + 1}: off {pair[False]['tiles_per_s']:.0f} tiles/s, on {pair[True]['tiles_per_s']:.0f} "
-                  f"tiles/s ({pair[True]['encodes']} JPEGs encoded, {pair[True]['served']})", flush=True)
+            print(f"round {r + 1}: off {pair[False]['tiles_per_s']:.0f} tiles/s ({pair[False]['cpu_ms_per_tile']:.2f} "
+                  f"CPU ms/tile), on {pair[True]['tiles_per_s']:.0f} tiles/s ({pair[True]['cpu_ms_per_tile']:.2f} CPU ms/tile)"
+                  f",  ({pair[True]['encodes']} JPEGs encoded, {pair[True]['served']})", flush=True)
     off = [x["tiles_per_s"] for x in runs if not x["preview"]]
     on = [x["tiles_per_s"] for x in runs if x["preview"]]
     ratios = [b / a_ for a_, b in zip(off, on)]
+    cpu_off = [x["cpu_ms_per_tile"] for x in runs if not x["preview"]]
+    cpu_on = [x["cpu_ms_per_tile"] for x in runs if x["preview"]]
     res = {"model": a.model, "recording": {"frames_from": a.frames_from, "repeat": a.repeat, "tile": a.tile,
                                            "frames": runs[0]["frames"], "tiles": runs[0]["tiles"]},
            "batch": a.batch, "poll_s": a.poll, "rounds": a.rounds, "runs": runs,
            "median_tiles_per_s": {"off": statistics.median(off), "on": statistics.median(on)},
            "paired_ratio_on_off": {"per_round": [round(x, 3) for x in ratios], "median": round(statistics.median(ratios), 3)},
+           "cpu_ms_per_tile": {"off": cpu_off, "on": cpu_on, "median_off": statistics.median(cpu_off),
+                               "median_on": statistics.median(cpu_on)},
            "machine": platform.processor() or platform.machine(), "environment": environment(),
            "command": "python scripts/preview_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     write_json(a.out, res)
-    print(f"median tiles/s off {res['median_tiles_per_s']['off']:.0f}, on {res['median_tiles_per_s']['on']:.0f}; "
+    print(f"median CPU ms per tile off {res['cpu_ms_per_tile']['median_off']:.3f}, "
+          f"on {res['cpu_ms_per_tile']['median_on']:.3f}; "
+          f"median tiles/s off {res['median_tiles_per_s']['off']:.0f}, on {res['median_tiles_per_s']['on']:.0f}; "
           f"paired ratio on/off median {res['paired_ratio_on_off']['median']:.3f} -> {a.out}")
     return 0
 

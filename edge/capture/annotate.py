@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -121,12 +122,16 @@ def annotate_frame(image: np.ndarray, tiles: Iterable[TileResult], classes: Sequ
         cv2.putText(bgr, title, (5, H - base - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
                     cv2.LINE_AA)
     if legend:
-        bgr = np.vstack([bgr, _legend(bgr.shape[1], classes, colors, scale, thick)])
+        bgr = np.vstack([bgr, _legend(bgr.shape[1], tuple(classes), scale, thick)])
     return bgr
 
 
-def _legend(width: int, classes: Sequence[str], colors, scale: float, thick: int) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _legend(width: int, classes: Tuple[str, ...], scale: float, thick: int) -> np.ndarray:
+    """The legend band under a frame (cached: the same for every frame of a run; do not modify it)."""
     import cv2
+
+    colors = class_colors(classes)
 
     items = [(f"{short_name(c)} {c}" if short_name(c) != c else c, colors[c]) for c in classes]
     items += [("? uncertain (below threshold)", UNCERTAIN_RGB), ("unknown (none of the classes)", UNKNOWN_RGB)]
