@@ -21,7 +21,7 @@ TRAIN_OUT ?= runs/demo-train
 DEMO_EPOCHS ?= $(if $(filter data/neu-sample,$(DATA)),15,)
 DEMO_CALIB ?= $(if $(filter data/neu-sample,$(DATA)),40,500)
 
-.PHONY: demo demo-train test install data clean test-jetpack test-jetpack-all jetpack-wheel
+.PHONY: demo demo-train test install data clean test-jetpack test-jetpack-all jetpack-wheel plant-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ test: $(STAMP) data
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The servers the plant tests start (Debian, as root): mosquitto (+ clients) and PostgreSQL, installed only
+# when missing; the packaged mosquitto service is disabled (the tests start their own brokers on free ports).
+plant-deps:
+	@missing=""; for p in mosquitto mosquitto-clients postgresql; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  systemctl disable --now mosquitto 2>/dev/null || true; \
+	fi
 
 # The runtime on a JetPack's Python with that JetPack's constraints (jetson/constraints-*.txt), without
 # TensorFlow: `make test-jetpack JP=5` (Python 3.8), `JP=6` (6.0: 3.10, numpy 1.x, CUDA 12.2),

@@ -269,6 +269,7 @@ class MqttPublisher:
         self._cursor_dirty = False
         self._stop = threading.Event()
         self._stopping = False
+        self._left: Optional[int] = None
         self._scanned = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -349,12 +350,12 @@ class MqttPublisher:
                 info.wait_for_publish(timeout=1.0)
             except (RuntimeError, ValueError):
                 pass
+        left = self._left = self.backlog()
         self.client.disconnect()
         self.client.loop_stop()
         for f in self._files:
             f.close()
         self._files = []
-        left = self.backlog()
         if left:
             log.warning("MQTT: %d event(s) not yet acknowledged stay in the spool for the next start", left)
 
@@ -428,6 +429,8 @@ class MqttPublisher:
 
     def backlog(self) -> int:
         """Events in the spool not yet acknowledged by the broker (in flight + unread)."""
+        if self._left is not None:   # stopped: what it left for the next start
+            return self._left
         with self._lock:
             inflight = len(self._pending)
         return inflight + sum(max(0, f.ahead) for f in self._files)

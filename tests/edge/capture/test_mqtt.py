@@ -219,3 +219,22 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
                 d.kill()
                 d.wait(10)
         broker.kill()
+
+
+def test_password_never_in_logs_status_or_stats(tmp_path, caplog):
+    """A broker that cannot be reached, a password in the URL: not in any log line, status or summary."""
+    import logging
+    import time
+
+    from edge.capture.mosquitto import free_port
+
+    ev = tmp_path / "events.jsonl"
+    write_events(ev, range(3))
+    caplog.set_level(logging.DEBUG)
+    pub = MqttPublisher(f"mqtt://op:Hunter2-secret@127.0.0.1:{free_port()}/plant", ev, "l1", "cam",
+                        status={"run": "r1"}, metrics_interval=0, poll=0.02).start()
+    time.sleep(1.5)                                          # a failed connection attempt or two
+    pub.stop(drain_s=0.2)
+    seen = caplog.text + repr(pub.target) + pub.target.safe_url + pub._status_payload("online") + json.dumps(pub.stats())
+    assert "Hunter2" not in seen and "op@127.0.0.1" in pub.target.safe_url
+    assert pub.backlog() == 3 and not pub.connected          # kept in the spool for the next start

@@ -162,3 +162,12 @@ def test_url_reaches_the_runner_through_load_runner_and_edge_bench_helpers(serve
         assert isinstance(r, TritonRunner) and isinstance(r2, TritonRunner)
         x = np.zeros((3, 32, 32, 1), np.float32)
         np.testing.assert_array_equal(r.infer(x), r2.infer(x))
+
+
+def test_config_file_keeps_a_triton_model_url(tmp_path):
+    from edge.capture.config import load_config_file
+
+    cfg = tmp_path / "capture.toml"
+    cfg.write_text('model = "triton://gpu1:8001/neu-compact"\nsource = "csi://0"\nevents = "ev.jsonl"\n')
+    v = load_config_file(cfg)
+    assert v["model"] == "triton://gpu1:8001/neu-compact" and v["events"] == str(tmp_path / "ev.jsonl")
