@@ -72,6 +72,8 @@ class Doctor:
         self.say = say
         #: Best measured images/s per source ("onnxruntime", "tensorrt"), for the line-capacity line.
         self.throughput: Dict[str, Dict[str, Any]] = {}
+        #: Timed calls per latency row (after one warm-up).
+        self.iterations = 20
 
     def add(self, section: str, name: str, status: str, reason: str, **data) -> Check:
         reason = " ".join(str(reason).split()).replace(str(Path.cwd()) + os.sep, "")  # paths relative to cwd
@@ -466,7 +468,7 @@ def chain_checks(doc: Doctor, model: Path, data: Optional[str]) -> None:
         for p, path in arts.items():
             with load_runner(path, backend="onnxruntime", warmup=1) as r:
                 x = r.host_input(chain.images[:16])
-                rows[p] = latency_row(r.infer, x, 10)
+                rows[p] = latency_row(r.infer, x, doc.iterations)
         text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
         p = max(rows, key=lambda k: rows[k]["images_per_s"])
         doc.throughput["onnxruntime"] = {**rows[p], "artifact": arts[p].name}
@@ -529,7 +531,7 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
             for p, e in engines.items():
                 with load_runner(e, warmup=2) as r:
                     x = r.host_input(chain.images[:16])
-                    rows[p] = latency_row(r.infer, x, 50)
+                    rows[p] = latency_row(r.infer, x, doc.iterations)
             text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
             p = max(rows, key=lambda k: rows[k]["images_per_s"])
             doc.throughput["tensorrt"] = {**rows[p], "artifact": engines[p].name}
@@ -601,13 +603,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip-width", type=float, metavar="MM", help="strip width (line capacity)")
     p.add_argument("--mm-per-px", type=float, metavar="MM", help="camera resolution on the strip (line capacity)")
     p.add_argument("--tile", type=int, default=200, help="daemon tile size in px (line capacity; default 200)")
+    p.add_argument("--iterations", type=int, default=20, help="timed batches per latency row (default 20)")
     return p
 
 
 def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,
-               say: Callable[[str], None] = print, line: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+               say: Callable[[str], None] = print, line: Optional[Dict[str, float]] = None,
+               iterations: int = 20) -> Dict[str, Any]:
     """Run every check; the report dict (``checks``, ``summary``, ``host``)."""
     doc = Doctor(say)
+    doc.iterations = int(iterations)
     for name, fn in [("l4t", check_l4t), ("gpu", check_gpu), ("cuda versions", check_cuda_versions),
                      ("power mode", check_power), ("clocks", check_clocks), ("memory and disk", check_memory_disk)]:
         doc.run("platform", name, fn)
@@ -648,7 +653,9 @@ def main(argv=None) -> int:
         raise EdgeError("the line-capacity verdict needs --line-speed, --strip-width and --mm-per-px together")
     line = ({"line_speed": args.line_speed, "strip_width": args.strip_width, "mm_per_px": args.mm_per_px,
              "tile": args.tile} if all(given) else None)
-    report = run_doctor(args.model, args.data, args.quick, line=line)
+    if args.iterations < 1:
+        raise EdgeError(f"--iterations must be >= 1, got {args.iterations}")
+    report = run_doctor(args.model, args.data, args.quick, line=line, iterations=args.iterations)
     if args.json:
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -61,7 +61,8 @@ def test_doctor_on_this_machine_runs_the_onnxruntime_chain(tmp_path, sample_dir)
     model.mkdir()
     make_intensity_model(model / "model.onnx", size=32)
     out_json, out_md = tmp_path / "d.json", tmp_path / "d.md"
-    rc = doctor.main(["--model", str(model), "--data", str(sample_dir), "--json", str(out_json), "--md", str(out_md)])
+    rc = doctor.main(["--model", str(model), "--data", str(sample_dir), "--json", str(out_json), "--md", str(out_md),
+                      "--iterations", "2"])
     report = json.loads(out_json.read_text())
     by = {(c["section"], c["name"]): c for c in report["checks"]}
     assert rc == (1 if report["summary"]["fail"] else 0)
@@ -111,7 +112,7 @@ def test_doctor_on_the_committed_model_passes_the_onnxruntime_chain(tmp_path):
     pytest.importorskip("onnxruntime")
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "d.json"
-    rc = doctor.main(["--model", str(root / "models" / "neu-compact"), "--json", str(out)])
+    rc = doctor.main(["--model", str(root / "models" / "neu-compact"), "--json", str(out), "--iterations", "2"])
     report = json.loads(out.read_text())
     by = {(c["section"], c["name"]): c for c in report["checks"]}
     assert rc == 0 and report["summary"]["fail"] == 0
