@@ -511,8 +511,11 @@ def execute_async(trt, context, stream_handle: int) -> None:
 
 
 def device_memory_size(trt, engine) -> int:
-    """Scratch bytes an execution context needs (``device_memory_size_v2`` on 10.x+, else the 8.x name)."""
-    if runtime_branch(version_of(trt)) in ("10", "11"):
+    """Scratch bytes an execution context needs: ``device_memory_size_v2`` from 10.1 on (10.0 and 8.x
+    have only ``device_memory_size``, which 11 removed)."""
+    v = version_of(trt)
+    runtime_branch(v)
+    if (v.major, v.minor) >= (10, 1):
         return int(engine.device_memory_size_v2)
     return int(engine.device_memory_size)
 
@@ -522,18 +525,23 @@ def context_with_shared_memory(trt, engine, ptr: int, nbytes: int):
 
     Several contexts (one per CUDA-graph shape) share one scratch buffer: they run one after the
     other on one stream, never concurrently. 8.x: ``create_execution_context_without_device_memory``
-    + ``device_memory``; 10.x/11.x: ``USER_MANAGED`` allocation + ``set_device_memory`` (the 8.x
-    calls are deprecated in 10 and gone in 11).
+    + ``device_memory``; 10.x/11.x: ``USER_MANAGED`` allocation + ``set_device_memory`` (10.1+; 10.0
+    has only ``device_memory``; the 8.x calls are deprecated in 10 and gone in 11). Checked against
+    NVIDIA/TensorRT python/src/infer/pyCore.cpp at release/8.5, v8.6.1, v10.0.1, v10.1.0, v10.3.0, v11.1.
 
     Raises:
         EdgeError: TensorRT could not make the context.
     """
     from edge.errors import EdgeError
 
-    if runtime_branch(version_of(trt)) in ("10", "11"):
+    v = version_of(trt)
+    if runtime_branch(v) in ("10", "11"):
         ctx = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
         if ctx is not None:
-            ctx.set_device_memory(int(ptr), int(nbytes))
+            if (v.major, v.minor) >= (10, 1):
+                ctx.set_device_memory(int(ptr), int(nbytes))
+            else:  # 10.0 (x86 only): set_device_memory came in 10.1
+                ctx.device_memory = int(ptr)
     else:
         ctx = engine.create_execution_context_without_device_memory()
         if ctx is not None:

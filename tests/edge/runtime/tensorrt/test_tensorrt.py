@@ -593,6 +593,18 @@ def test_graphs_stay_right_when_shapes_change_like_the_daemon(fake_engine):
     assert sum(o == ("graph_launch",) for o in be.log) > 0
 
 
+def test_shared_scratch_calls_per_version():
+    eng = FakeEngine()
+    eng.device_memory_size, eng.device_memory_size_v2 = 100, 200
+    assert compat.device_memory_size(_fake_trt("8.6.2"), eng) == 100
+    assert compat.device_memory_size(_fake_trt("10.0.1"), eng) == 100   # _v2 came in 10.1
+    assert compat.device_memory_size(_fake_trt("10.3.0"), eng) == 200
+    c10_0 = compat.context_with_shared_memory(_fake_trt("10.0.1", eng), eng, 1234, 200)
+    c10_3 = compat.context_with_shared_memory(_fake_trt("10.3.0", eng), eng, 1234, 200)
+    assert c10_0.strategy == c10_3.strategy == "USER_MANAGED"
+    assert c10_0.device_memory == 1234 and c10_3.device_memory == (1234, 200)
+
+
 def test_graphs_on_tensorrt_8_use_contexts_without_device_memory(fake_engine):
     from edge.runtime import load_runner
 
