@@ -430,9 +430,17 @@ def runtime_branch(version) -> str:
 
 
 def missing_runtime_api(trt, branch: str | None = None) -> list:
-    """Names of :data:`RUNTIME_API` [branch] that the ``trt`` module lacks (empty: all present)."""
-    branch = branch or runtime_branch(version_of(trt))
-    return missing_api(trt, RUNTIME_API[branch])
+    """Names of :data:`RUNTIME_API` [branch] that the ``trt`` module lacks (empty: all present).
+
+    TensorRT 10.0 (x86 only) still has the 8.x scratch-memory names instead of the 10.1+ ones.
+    """
+    v = version_of(trt)
+    names = list(RUNTIME_API[branch or runtime_branch(v)])
+    if branch is None and (v.major, v.minor) == (10, 0):
+        names = [n for n in names if n not in ("ICudaEngine.device_memory_size_v2",
+                                               "IExecutionContext.set_device_memory")]
+        names += ["ICudaEngine.device_memory_size", "IExecutionContext.device_memory"]
+    return missing_api(trt, names)
 
 
 def deserialize_engine(trt, data: bytes, logger=None, dla_core=None):
