@@ -38,9 +38,12 @@ class Mosquitto:
         workdir: Folder for the config, the log and the persistence file.
         ports: Listener ports (default: one free port).
         persistence: Keep sessions / queued messages in ``workdir`` across a graceful restart.
+        tls: ``{"cafile", "certfile", "keyfile"}`` (and ``"require_certificate": True`` for client
+            certificates): every listener speaks TLS.
     """
 
-    def __init__(self, workdir: str | Path, ports: Optional[List[int]] = None, persistence: bool = False):
+    def __init__(self, workdir: str | Path, ports: Optional[List[int]] = None, persistence: bool = False,
+                 tls: Optional[dict] = None):
         exe = find_mosquitto()
         if exe is None:
             raise EdgeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -49,6 +52,7 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = list(ports or [free_port()])
         self.persistence = persistence
+        self.tls = dict(tls or {})
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -64,6 +68,11 @@ class Mosquitto:
             lines.append("user root")
         for p in ports:
             lines += [f"listener {p} 127.0.0.1"]
+            for k in ("cafile", "certfile", "keyfile"):
+                if self.tls.get(k):
+                    lines.append(f"{k} {self.tls[k]}")
+            if self.tls.get("require_certificate"):
+                lines.append("require_certificate true")
         cfg = self.workdir / "mosquitto.conf"
         cfg.write_text("\n".join(lines) + "\n")
         return cfg

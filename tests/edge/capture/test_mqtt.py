@@ -238,3 +238,73 @@ def test_password_never_in_logs_status_or_stats(tmp_path, caplog):
     seen = caplog.text + repr(pub.target) + pub.target.safe_url + pub._status_payload("online") + json.dumps(pub.stats())
     assert "Hunter2" not in seen and "op@127.0.0.1" in pub.target.safe_url
     assert pub.backlog() == 3 and not pub.connected          # kept in the spool for the next start
+
+
+def _certs(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+
+    def ssl(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=test-ca")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "line1-top")):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            f"{name}.crt", "-days", "2", *(["-extfile", "san.ext"] if name == "server" else []))
+    return {k: str(d / f) for k, f in (("ca", "ca.crt"), ("scrt", "server.crt"), ("skey", "server.key"),
+                                         ("ccrt", "client.crt"), ("ckey", "client.key"))}
+
+
+def test_mqtts_with_ca_and_client_certificate(tmp_path):
+    """mqtts:// against mosquitto with TLS that requires a client certificate: delivered with the CA and the
+    client certificate; refused (nothing acknowledged, events kept) without the client certificate."""
+    import paho.mqtt.client as mqtt
+
+    from edge.capture.mosquitto import Mosquitto, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    (tmp_path / "pki").mkdir()
+    c = _certs(tmp_path / "pki")
+    broker = Mosquitto(tmp_path / "b", tls={"cafile": c["ca"], "certfile": c["scrt"], "keyfile": c["skey"],
+                                            "require_certificate": True}).start()
+    try:
+        got = []
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-sub")
+        sub.tls_set(ca_certs=c["ca"], certfile=c["ccrt"], keyfile=c["ckey"])
+        ready = __import__("threading").Event()
+        sub.on_connect = lambda cl, *a: cl.subscribe("plant/+/+/events", qos=1)
+        sub.on_subscribe = lambda *a: ready.set()
+        sub.on_message = lambda cl, u, m: got.append(json.loads(m.payload)["event_id"])
+        sub.connect("127.0.0.1", broker.port)
+        sub.loop_start()
+        assert ready.wait(10)
+        ev = tmp_path / "events.jsonl"
+        write_events(ev, range(20))
+        url = f"mqtts://127.0.0.1:{broker.port}/plant"
+        with pytest.raises(EdgeError, match="use mqtts"):
+            MqttPublisher(url.replace("mqtts", "mqtt"), ev, "l1", "top", ca_file=c["ca"])
+        bare = MqttPublisher(url, ev, "l1", "top", ca_file=c["ca"], metrics_interval=0, poll=0.02).start()
+        bare.stop(drain_s=1.5)
+        assert bare.published == 0 and bare.backlog() == 20 and not got   # no client certificate: refused
+        pub = MqttPublisher(url, ev, "l1", "top", ca_file=c["ca"], cert_file=c["ccrt"], key_file=c["ckey"],
+                            metrics_interval=0, poll=0.02).start()
+        pub.stop(drain_s=20)
+        assert pub.published == 20 and pub.backlog() == 0
+        import time
+
+        deadline = time.monotonic() + 10
+        while len(got) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(set(got)) == [f"l1/top/r1/{i:08d}" for i in range(20)]
+        sub.disconnect()
+        sub.loop_stop()
+    finally:
+        broker.kill()
