@@ -40,8 +40,11 @@ from edge.errors import EdgeError  # noqa: E402
 
 
 def _fold_data(data: Path, split_file: Path, held_out: str, out: Path) -> Dict[str, Dict[str, List[str]]]:
-    """Flat folder of symlinks to the five known classes' images and their split.csv; returns
-    ``{"known": {split: [files]}, "unknown": {split: [files]}}`` (absolute paths)."""
+    """Folder per class of symlinks to the five known classes' images and their split.csv; returns
+    ``{"known": {split: [files]}, "unknown": {split: [files]}}`` (absolute paths).
+
+    A folder per class, not NEU's flat layout: a flat folder of NEU names always gives the six NEU classes
+    (the held-out one would be an empty sixth output)."""
     rows = list(csv.DictReader(open(split_file)))
     d = out / "data"
     d.mkdir(parents=True, exist_ok=True)
@@ -52,10 +55,11 @@ def _fold_data(data: Path, split_file: Path, held_out: str, out: Path) -> Dict[s
         kind = "unknown" if r["class"] == held_out else "known"
         groups[kind].setdefault(r["split"], []).append(str(src))
         if kind == "known":
-            link = d / Path(r["file"]).name
+            link = d / r["class"] / Path(r["file"]).name
+            link.parent.mkdir(exist_ok=True)
             if not link.exists():
                 link.symlink_to(src)
-            keep.append(r)
+            keep.append(dict(r, file=f"{r['class']}/{Path(r['file']).name}"))
     with open(out / "split.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
