@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable read for the broker password when neither the URL nor a file gives one.
 PASSWORD_ENV = "EDGE_MQTT_PASSWORD"
+#: /healthz is degraded for this many seconds after events were lost (rotated away unsent).
+LOST_HEALTH_S = 600.0
 
 
 @dataclass
@@ -270,6 +272,7 @@ class MqttPublisher:
         self._stop = threading.Event()
         self._stopping = False
         self._left: Optional[int] = None
+        self._last_lost: Optional[float] = None
         self._scanned = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -310,6 +313,8 @@ class MqttPublisher:
 
     def _bump(self, name: str, n: int) -> None:
         setattr(self, name, getattr(self, name) + n)
+        if name == "lost" and n:
+            self._last_lost = time.monotonic()
         if self._count is not None:
             self._count(name, n)
 
@@ -558,8 +563,15 @@ class MqttPublisher:
                           fn=self.backlog)
         metrics.add_gauge("mqtt_spool_bytes", "Bytes in the events spool (the events file and its rotated copies)",
                           fn=self.spool_bytes)
-        metrics.add_health_check("mqtt", lambda: None if self.connected else
-                                 f"MQTT broker {self.target.safe_url} unreachable ({self.backlog()} event(s) spooled)")
+        # a broker outage alone is not a health problem (the daemon classifies and spools on, and a
+        # restart would not help); events rotated away unsent are
+        metrics.add_health_check("mqtt", self._health)
+
+    def _health(self) -> Optional[str]:
+        if self._last_lost is not None and time.monotonic() - self._last_lost < LOST_HEALTH_S:
+            return (f"{self.lost} event(s) rotated out of the spool before they were sent (broker "
+                    f"{'connected' if self.connected else 'unreachable'}); raise rotate_mb / rotate_keep")
+        return None
 
 
 def check_config(cfg) -> None:

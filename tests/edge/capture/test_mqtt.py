@@ -109,6 +109,7 @@ def test_broker_down_backlog_then_rotation_counts_lost(tmp_path, recorder_factor
     while pub.backlog() != 150 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert pub.backlog() == 150 and not pub.connected
+    assert not [p for p in m.health()["problems"] if p.startswith("mqtt")]   # an outage alone: healthy
     for i in range(150, 300):                       # two more rotations: the first 100 events are rotated away
         w.write({"id": f"{i:08d}", "run": "r1", "label": "crazing", "confidence": 0.9})
         if i % 50 == 0:
@@ -129,6 +130,7 @@ def test_broker_down_backlog_then_rotation_counts_lost(tmp_path, recorder_factor
         assert set(rec.event_ids()) == {f"l1/cam/r1/{i:08d}" for i in range(100, 300)}
         assert pub.backlog() == 0
         text = m.render()
+        assert "rotated out of the spool" in " ".join(m.health()["problems"])   # /healthz degraded
         assert "edge_capture_mqtt_lost_total 100.0" in text and "edge_capture_mqtt_backlog_events 0.0" in text
         assert "edge_capture_mqtt_published_total 200.0" in text
     finally:
