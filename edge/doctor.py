@@ -196,9 +196,12 @@ def check_clocks():
     out = _run(["jetson_clocks", "--show"])
     if out is None:
         return "skip", "jetson_clocks not found (not a Jetson, or not root)"
-    gpu = [ln for ln in out.splitlines() if ln.startswith("GPU ")]
-    pinned = bool(gpu) and all("MinFreq" in ln and ln.split("MinFreq=")[1].split()[0] == ln.split("MaxFreq=")[1].split()[0]
-                               for ln in gpu if "MaxFreq=" in ln)
+    # "GPU MinFreq=306000000 MaxFreq=1300500000 CurrentFreq=1300500000": pinned when min = max
+    gpu = [ln for ln in out.splitlines() if ln.startswith("GPU ") and "MinFreq=" in ln and "MaxFreq=" in ln]
+    pinned = bool(gpu) and all(ln.split("MinFreq=")[1].split()[0] == ln.split("MaxFreq=")[1].split()[0] for ln in gpu)
+    if not gpu:
+        return "warn", "jetson_clocks --show has no GPU MinFreq/MaxFreq line: cannot tell whether clocks are pinned", \
+            {"show": out}
     if pinned:
         return "pass", "clocks pinned (jetson_clocks): GPU min = max frequency", {"show": out}
     return "warn", "clocks not pinned: latency figures drift (sudo jetson_clocks before benchmarking)", {"show": out}

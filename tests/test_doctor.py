@@ -121,3 +121,24 @@ def test_doctor_on_the_committed_model_passes_the_onnxruntime_chain(tmp_path):
         assert by[("chain", name)]["status"] == "pass", by[("chain", name)]
     assert by[("chain", "onnxruntime fp16")]["data"]["max_abs_diff"] <= 5e-3
     assert by[("chain", "onnxruntime int8")]["data"]["top1_agreement_pct"] >= 98.0
+
+
+@pytest.mark.parametrize("show,status", [
+    ("SOC family:tegra234\nGPU MinFreq=1300500000 MaxFreq=1300500000 CurrentFreq=1300500000\n", "pass"),
+    ("GPU MinFreq=306000000 MaxFreq=1300500000 CurrentFreq=306000000\n", "warn"),
+    ("CPU Cluster Switching: Disabled\n", "warn"),
+])
+def test_clocks_pinned_is_read_from_jetson_clocks_show(monkeypatch, show, status):
+    monkeypatch.setattr(doctor, "_run", lambda cmd, timeout=10: show)
+    st, reason, *_ = doctor.check_clocks()
+    assert st == status and reason
+
+
+def test_l4t_release_maps_to_jetpack(monkeypatch, tmp_path):
+    f = tmp_path / "nv_tegra_release"
+    f.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n")
+    real = Path
+    monkeypatch.setattr(doctor, "Path", lambda p: f if p == "/etc/nv_tegra_release" else real(p))
+    assert doctor.l4t_release() == "35.4.1"
+    st, reason, data = doctor.check_l4t()
+    assert st == "pass" and "JetPack 5.1.2" in reason and data["l4t"] == "35.4.1"
