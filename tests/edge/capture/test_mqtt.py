@@ -176,7 +176,7 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")
     model = make_intensity_model(tmp_path / "m.onnx", 32)
-    long_video = _video(tmp_path / "long.avi", 500)     # 20 s at 25 fps with --realtime: SIGKILLed before its end
+    long_video = _video(tmp_path / "long.avi", 1500)    # 60 s at 25 fps with --realtime: SIGKILLed before its end
     short_video = _video(tmp_path / "short.avi", 40)
     events = tmp_path / "ev" / "events.jsonl"
     p_dev, p_sub = free_port(), free_port()
