@@ -58,7 +58,7 @@ def markdown(res: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
         tgt = TARGETS.get(k)
-        ok = "" if tgt is None else (f"≥ {tgt} ✓" if r["median_paired_ratio"] >= tgt else f"≥ {tgt} ✗")
+        ok = "" if tgt is None else f"≥ {tgt}"   # no ✓/✗: on a shared machine the wall ratio is biased (see the docs)
         lines.append(f"| {k} | {r['input_form']} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
                      f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
                      f"{r['cpu_ms_per_tile_bare']:.3f} / {r['cpu_ms_per_tile_daemon']:.3f} ({r['cpu_ratio']}) | "
