@@ -55,12 +55,12 @@ def make_raw(frames_dir: Path, repeat: int, out: Path) -> Path:
 #: The viewer: a separate process (as a browser would be), polling until SIGTERM, then printing its counts.
 POLLER = r"""
 import json, signal, sys, time, urllib.request
-url, every = sys.argv[1], float(sys.argv[2])
+url, every, want = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(",")
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 counts, t_json = {}, 0.0
 while not stop:
-    paths = ["/preview.jpg"] + (["/preview.json"] if time.monotonic() - t_json >= 1.0 else [])
+    paths = [p for p in want if p != "/preview.json" or time.monotonic() - t_json >= 1.0]
     for path in paths:
         try:
             with urllib.request.urlopen(url + path, timeout=2) as r:
@@ -75,7 +75,8 @@ print(json.dumps(counts))
 """
 
 
-def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll: float, threads: int) -> Dict:
+def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll: float, threads: int,
+             paths: str = "/preview.jpg,/preview.json") -> Dict:
     from edge.capture.config import CaptureConfig
     from edge.capture.daemon import CaptureDaemon
 
@@ -92,7 +93,7 @@ def run_once(model: str, source: str, tile: int, batch: int, preview: bool, poll
                 nonlocal poller
                 orig(work)
                 if poller is None and poll > 0:
-                    poller = subprocess.Popen([sys.executable, "-c", POLLER, d.server.url, str(poll)],
+                    poller = subprocess.Popen([sys.executable, "-c", POLLER, d.server.url, str(poll), paths],
                                               stdout=subprocess.PIPE, text=True)
 
             d.emit = emit
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rounds", type=int, default=4, help="pairs (off, on), in ABBA order")
     ap.add_argument("--poll", type=float, default=0.2,
                     help="seconds between /preview.jpg requests (0: preview on but nobody watching)")
+    ap.add_argument("--paths", default="/preview.jpg,/preview.json",
+                    help="what the viewer asks for (comma-separated; /preview.json at most once a second)")
     ap.add_argument("-o", "--out", required=True, help="JSON result file")
     return ap
 
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
         runs: List[Dict] = []
         for r in range(a.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
-            pair = {p: run_once(a.model, source, a.tile, a.batch, p, a.poll, a.threads) for p in order}
+            pair = {p: run_once(a.model, source, a.tile, a.batch, p, a.poll, a.threads, a.paths) for p in order}
             runs += [pair[False], pair[True]]
             print(f"round {r + 1}: off {pair[False]['tiles_per_s']:.0f} tiles/s ({pair[False]['cpu_ms_per_tile']:.2f} "
                   f"CPU ms/tile), on {pair[True]['tiles_per_s']:.0f} tiles/s ({pair[True]['cpu_ms_per_tile']:.2f} CPU ms/tile)"
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
     cpu_on = [x["cpu_ms_per_tile"] for x in runs if x["preview"]]
     res = {"model": a.model, "recording": {"frames_from": a.frames_from, "repeat": a.repeat, "tile": a.tile,
                                            "frames": runs[0]["frames"], "tiles": runs[0]["tiles"]},
-           "batch": a.batch, "poll_s": a.poll, "rounds": a.rounds, "runs": runs,
+           "batch": a.batch, "poll_s": a.poll, "paths": a.paths, "rounds": a.rounds, "runs": runs,
            "median_tiles_per_s": {"off": statistics.median(off), "on": statistics.median(on)},
            "paired_ratio_on_off": {"per_round": [round(x, 3) for x in ratios], "median": round(statistics.median(ratios), 3)},
            "cpu_ms_per_tile": {"off": cpu_off, "on": cpu_on, "median_off": statistics.median(cpu_off),

@@ -359,6 +359,8 @@ class CaptureDaemon:
                     self.publisher.stop(cfg.mqtt_drain)
                 if self.server is not None:
                     self.server.close()
+                if self.preview is not None:
+                    self.preview.close()
         for st in stages:
             if st.error is not None:
                 raise st.error if isinstance(st.error, EdgeError) else EdgeError(f"{st.name} stage failed: {st.error}")

@@ -131,6 +131,23 @@ def test_encoding_is_lazy_and_rate_limited():
     p.min_interval = 0
     p.jpeg()
     assert p.encodes == 2
+    p.close()
+
+
+def test_in_process_and_encoding_process_draw_the_same():
+    import cv2
+
+    img = (np.arange(2 * T * T, dtype=np.uint32).reshape(T, 2 * T) % 251).astype(np.uint8)
+    boxes = [(0, 0, T, T), (T, 0, T, T)]
+    probs = [np.eye(6, dtype=np.float32)[[1, 4]]]
+    out = []
+    for process in (True, False):
+        p = Preview(CLASSES, min_interval=0, process=process)
+        p.submit(3, img, boxes, probs)
+        out.append(cv2.imdecode(np.frombuffer(p.jpeg(), np.uint8), cv2.IMREAD_COLOR))
+        assert p.process is process       # the process path worked (no fallback)
+        p.close()
+    assert out[0].shape == out[1].shape and np.array_equal(out[0], out[1])
 
 
 def test_tiles_uncertain_and_cut_short():
@@ -151,6 +168,7 @@ def test_wide_frames_are_scaled_down_before_drawing():
     img = np.zeros((200, 800), np.uint8)
     p.submit(0, img, [(0, 0, 200, 200), (600, 0, 200, 200)], [np.eye(6, dtype=np.float32)[[0, 5]]])
     out = cv2.imdecode(np.frombuffer(p.jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    p.close()
     assert out.shape[1] == 400 and out.shape[0] > 100          # 800x200 -> 400x100, plus the legend band
     colors = class_colors(CLASSES)
     assert np.abs(out[50, 301].astype(int) - np.array(colors["scratches"][::-1])).max() < 60  # box scaled too
