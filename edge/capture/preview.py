@@ -205,7 +205,7 @@ class Preview:
         with self._lock:
             ex, self._executor = self._executor, None
         if ex is not None:
-            ex.shutdown(wait=True, cancel_futures=True)
+            ex.shutdown(wait=True)  # (cancel_futures needs Python 3.9; at most one job is queued)
 
     def state(self) -> Dict:
         """Counters for the page."""
