@@ -80,7 +80,8 @@ At the end: SIGTERM.
 | CPU time of the daemon | {res.get('cpu_s')} s |
 | SIGTERM → exit | code {res.get('exit_code')} in {res.get('exit_s')} s |
 
-Verdict: {'the books add up, every line is whole, and RSS, threads and fds stay flat' if ok else 'SEE BELOW: a check failed'}.
+Verdict: {'the books add up and every line is whole' if ok else 'a check of the books FAILED'}; threads
+{'flat' if res.get('threads_max', 0) - res.get('threads_min', 0) <= 2 else 'NOT flat'} and fds {'flat' if res.get('fds_max', 0) - res.get('fds_min', 0) <= 2 else 'NOT flat'}; RSS {'flat' if abs(res.get('rss_slope_mb_per_h') or 0) < 2 else '**NOT flat**: it grows'}.
 
 ## Samples
 

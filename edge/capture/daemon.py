@@ -612,6 +612,7 @@ def summary_line(s: Dict[str, Any]) -> str:
     return (f"frames read {s.get('frames_read', 0)}, processed {s.get('frames_processed', 0)}, "
             f"dropped {s.get('frames_dropped', 0)}, corrupt {s.get('frames_corrupt', 0)}, "
             f"skipped {s.get('frames_skipped', 0)}, tiles {s.get('tiles', 0)}, "
-            f"events {s.get('events', 0)} written {s.get('events_dropped', 0)} dropped, uncertain {s.get('uncertain', 0)}, unknown {s.get('unknown', 0)}, reconnects {s.get('reconnects', 0)}, "
+            f"events {s.get('events', 0)} written {(s.get('events_dropped_by_reason') or {}).get('disk', 0)} lost "
+            f"{(s.get('events_dropped_by_reason') or {}).get('rotation', 0)} rotated away, uncertain {s.get('uncertain', 0)}, unknown {s.get('unknown', 0)}, reconnects {s.get('reconnects', 0)}, "
             f"latency mean {ms(s.get('latency_mean_ms'))} p99 {ms(s.get('latency_p99_ms'))}, "
             f"{s.get('tiles_per_s') or 0:.1f} tiles/s")
