@@ -73,3 +73,16 @@ def tiny_model(tmp_path_factory, sample_dir) -> Path:
     pytest.importorskip("keras")
     out = tmp_path_factory.mktemp("tiny_model")
     return _make_tiny_model(out, sample_dir)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real mosquitto broker on 127.0.0.1 at a free port (skips where mosquitto is not installed)."""
+    pytest.importorskip("paho.mqtt.client")
+    from edge.capture.mosquitto import Mosquitto, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.kill()

@@ -162,11 +162,11 @@ def _compile(model, optimizer, label_smoothing: float = 0.0):
 def train(args) -> Dict:
     """Run one training as the parsed CLI arguments say; returns the report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edge.data import load_dataset, load_images, make_split, read_split_csv, write_split_csv
-    from edge.fsutil import staged_dir, write_json
-    from edge.metadata import tool_versions, write_meta
+    from edge.data import load_dataset, load_images, make_split, read_split_csv
+    from edge.fsutil import staged_dir
+    from edge.metadata import tool_versions
     from train.augment import Augment, make_feed
-    from train.evaluate import metrics_report, plot_confusion, summary_line
+    from train.evaluate import metrics_report, summary_line
     from train.models import (build, check_pretrained, count_params, default_preprocess, resolve_weights,
                               set_phase)
 
@@ -288,29 +288,52 @@ def train(args) -> Dict:
                 "counts": {w: len(parts[w]) for w in parts},
             },
         })
-        model.save(stage / "model.keras")
-        prep.save(stage / "preprocess.json")
-        write_json(stage / "classes.json", ds.classes)
-        write_split_csv(stage / "split.csv", ds, split)
-        write_json(stage / "report.json", rep)
-        write_meta(stage / "model.keras", {
-            "artifact": "model.keras", "format": "keras", "backend": "keras", "precision": "fp32",
-            "classes": list(ds.classes),
+        write_model_folder(stage, model, prep, ds, split, rep, {
             "input": {"name": "input", "shape": [-1, *prep.input_shape], "dtype": "float32", "layout": "NHWC"},
-            "output": {"name": "probs", "shape": [-1, k]},
-            "preprocess": prep.to_dict(), "source_model": None, "calibration": None, "drift_gate": None,
+            "output": {"name": "probs", "shape": [-1, k]}, "source_model": None,
             "training": {"architecture": args.model, "weights": str(weights), "seed": args.seed,
                          "params": params["total"], "test_accuracy": rep["accuracy"]},
-            "tools": tool_versions(),
-        })
-        _write_history(stage / "history.csv", history, phase_starts, phases)
-        plot_confusion(rep, stage / "confusion_matrix.png",
-                       f"{args.model} seed {args.seed}: test accuracy {rep['accuracy']:.2%}")
-        plot_curves(history, stage / "curves.png", phase_starts)
+        }, history, phase_starts, phases, f"{args.model} seed {args.seed}: test accuracy {rep['accuracy']:.2%}")
 
     print(f"edge-train: {summary_line(rep)}, {params['total'] / 1e6:.3f} M params, "
           f"{len(history)} epochs in {wall:.0f} s -> {args.out}", flush=True)
     return rep
+
+
+def write_model_folder(stage: Path, model, prep, ds, split, rep: Dict, meta: Dict, history: List[Dict],
+                       phase_starts: List[int], phases: List[Dict], title: str) -> None:
+    """Write a trained model's folder (edge-train and edge-train --init write the same files).
+
+    Args:
+        stage: The staged output folder.
+        model: The Keras model.
+        prep: Its :class:`edge.preprocess.Preprocess`.
+        ds: The dataset (its classes and files).
+        split: The split of ``ds`` written to ``split.csv``.
+        rep: The evaluation report (``report.json``).
+        meta: The metadata keys that differ between callers (input, output, source_model, training).
+        history: One dict of metrics per epoch.
+        phase_starts: Epoch index where each training phase starts.
+        phases: One dict per phase.
+        title: The confusion matrix's title.
+    """
+    from edge.data import write_split_csv
+    from edge.fsutil import write_json
+    from edge.metadata import tool_versions, write_meta
+    from train.evaluate import plot_confusion
+
+    model.save(stage / "model.keras")
+    prep.save(stage / "preprocess.json")
+    write_json(stage / "classes.json", ds.classes)
+    write_split_csv(stage / "split.csv", ds, split)
+    write_json(stage / "report.json", rep)
+    write_meta(stage / "model.keras", {
+        "artifact": "model.keras", "format": "keras", "backend": "keras", "precision": "fp32",
+        "classes": list(ds.classes), "preprocess": prep.to_dict(), "calibration": None, "drift_gate": None,
+        **meta, "tools": tool_versions()})
+    _write_history(stage / "history.csv", history, phase_starts, phases)
+    plot_confusion(rep, stage / "confusion_matrix.png", title)
+    plot_curves(history, stage / "curves.png", phase_starts)
 
 
 def _write_history(path, history, phase_starts, phases) -> None:

@@ -141,13 +141,13 @@ def freeze_early(model, n_layers=None, freeze_bn: bool = True) -> List[str]:
 def finetune(args) -> Dict:
     """Run ``edge-train --init`` as the parsed arguments say; returns the report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edge.data import load_dataset, load_images, write_split_csv
-    from edge.fsutil import staged_dir, write_json
-    from edge.metadata import preprocess_of, read_meta, tool_versions, write_meta
+    from edge.data import load_dataset, load_images
+    from edge.fsutil import staged_dir
+    from edge.metadata import preprocess_of, read_meta, tool_versions
     from edge.runtime.keras.runner import load_keras_model
     from train.augment import Augment, make_feed
-    from train.cli import EpochLog, _compile, _write_history, plot_curves
-    from train.evaluate import metrics_report, plot_confusion, summary_line
+    from train.cli import EpochLog, _compile, write_model_folder
+    from train.evaluate import metrics_report, summary_line
     from train.models import count_params
 
     init = Path(args.init)
@@ -221,23 +221,11 @@ def finetune(args) -> Dict:
                      "counts": {w: len(parts[w]) for w in parts}, "tools": tool_versions()},
     })
     with staged_dir(args.out, force=args.force) as stage:
-        model.save(stage / "model.keras")
-        prep.save(stage / "preprocess.json")
-        write_json(stage / "classes.json", ds.classes)
-        write_split_csv(stage / "split.csv", ds, split)
-        write_json(stage / "report.json", rep)
-        write_meta(stage / "model.keras", {
-            "artifact": "model.keras", "format": "keras", "backend": "keras", "precision": "fp32",
-            "classes": list(ds.classes), "input": meta0.get("input"),
-            "output": {"name": "probs", "shape": [-1, k]},
-            "preprocess": prep.to_dict(), "source_model": {"path": str(init)}, "calibration": None,
-            "drift_gate": None,
+        write_model_folder(stage, model, prep, ds, split, rep, {
+            "input": meta0.get("input"), "output": {"name": "probs", "shape": [-1, k]},
+            "source_model": {"path": str(init)},
             "training": {"architecture": (meta0.get("training") or {}).get("architecture"), "init": str(init),
                          "seed": args.seed, "params": params["total"], "holdout_accuracy": rep["accuracy"]},
-            "tools": tool_versions(),
-        })
-        _write_history(stage / "history.csv", history, [0], phases)
-        plot_confusion(rep, stage / "confusion_matrix.png", f"fine-tuned: held-out accuracy {rep['accuracy']:.2%}")
-        plot_curves(history, stage / "curves.png", [0])
+        }, history, [0], phases, f"fine-tuned: held-out accuracy {rep['accuracy']:.2%}")
     print(f"edge-train --init: held-out {summary_line(rep)}, {n} epochs in {wall:.0f} s -> {args.out}", flush=True)
     return rep

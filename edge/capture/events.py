@@ -282,17 +282,22 @@ class EventWriter:
         self.close()
 
 
+def rotated_chain(path: Path) -> List[Path]:
+    """The events file and its rotated copies that exist, oldest first (``.N`` … ``.1``, the file)."""
+    out: List[Path] = []
+    i = 1
+    while path.with_name(f"{path.name}.{i}").exists():
+        out.insert(0, path.with_name(f"{path.name}.{i}"))
+        i += 1
+    if path.exists():
+        out.append(path)
+    return out
+
+
 def read_events(path: str | os.PathLike, rotated: bool = True) -> List[Dict[str, Any]]:
     """All events of ``path`` (and its rotated files, oldest first)."""
     path = Path(path)
-    files: List[Path] = []
-    if rotated:
-        i = 1
-        while path.with_name(f"{path.name}.{i}").exists():
-            files.insert(0, path.with_name(f"{path.name}.{i}"))
-            i += 1
-    if path.exists():
-        files.append(path)
+    files = rotated_chain(path) if rotated else ([path] if path.exists() else [])
     out = []
     for f in files:
         with open(f, encoding="utf-8") as fh:

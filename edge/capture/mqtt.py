@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
+from edge.capture.events import rotated_chain
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,8 @@ def check_topic_part(name: str, what: str) -> str:
 
 # -- the spool -----------------------------------------------------------------------------
 def spool_chain(path: Path) -> List[Path]:
-    """The events file and its rotated copies that exist, oldest first (``.N`` … ``.1``, the file)."""
-    out: List[Path] = []
-    i = 1
-    while path.with_name(f"{path.name}.{i}").exists():
-        out.insert(0, path.with_name(f"{path.name}.{i}"))
-        i += 1
-    if path.exists():
-        out.append(path)
-    return out
+    """The events file and its rotated copies that exist, oldest first (the spool's files)."""
+    return rotated_chain(path)
 
 
 class _SpoolFile:

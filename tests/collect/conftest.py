@@ -13,16 +13,9 @@ import pytest
 
 
 @pytest.fixture
-def broker(tmp_path):
-    """A mosquitto broker on 127.0.0.1 at a free port (skips where mosquitto is not installed)."""
-    pytest.importorskip("paho.mqtt.client")
-    from edge.capture.mosquitto import Mosquitto, find_mosquitto
-
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.kill()
+def broker(mosquitto):
+    """The shared mosquitto fixture (tests/conftest.py) under the collector tests' name."""
+    return mosquitto
 
 
 @pytest.fixture(scope="session")
