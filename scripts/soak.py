@@ -135,6 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     ap.add_argument("--out", default="/work/soak-out")
     ap.add_argument("--bad-every", type=int, default=500, help="a bad frame every N frames")
+    ap.add_argument("--variant", default=None,
+                    help="run the daemon through scripts/soak_variant.py with this variant (A/B runs)")
+    ap.add_argument("--warm-s", type=float, default=300.0, help="the RSS slope is fitted after this many seconds")
     args = ap.parse_args(argv)
 
     from edge.capture.testing import make_intensity_model
@@ -153,7 +156,9 @@ def main(argv=None) -> int:
     work.mkdir(exist_ok=True)
     port = free_port()
     events = work / "events" / "events.jsonl"
-    cmd = [sys.executable, "-m", "edge.capture.cli", "--model", str(model), "--source", str(out / "frames"),
+    entry = ["-m", "edge.capture.cli"] if args.variant is None else \
+        [str(Path(__file__).resolve().parent / "soak_variant.py"), args.variant]
+    cmd = [sys.executable, *entry, "--model", str(model), "--source", str(out / "frames"),
            "--realtime", "--fps", str(args.fps), "--log-all", "--events", str(events),
            "--rotate-mb", "8", "--rotate-keep", "2", "--save-crops", str(work / "crops"),
            "--crops-max-mb", "0.25", "--crops-per-minute", "20", "--threads", "1",
@@ -209,14 +214,14 @@ def main(argv=None) -> int:
     s = json.loads((work / "summary.json").read_text()) if (work / "summary.json").exists() else {}
     lines, partial = count_whole_lines(events)
     drop = s.get("events_dropped_by_reason", {})
-    res = {"minutes": args.minutes, "fps": args.fps, "exit_code": rc, "exit_s": round(exit_s, 2),
+    res = {"minutes": args.minutes, "fps": args.fps, "variant": args.variant or "cli", "exit_code": rc, "exit_s": round(exit_s, 2),
            "samples": len(rows), "summary": s, "lines_on_disk": lines, "partial_lines": partial,
            "crops_files": len(list((work / "crops").glob("*.png"))),
            "crops_dir_bytes": sum(f.stat().st_size for f in (work / "crops").glob("*.png"))}
     if s:
         res["tiles_eq_written_plus_dropped_disk"] = s["tiles"] == s["events"] + drop.get("disk", 0)
         res["lines_eq_written_minus_rotation"] = lines == s["events"] - drop.get("rotation", 0)
-    warm = [r for r in rows if r["t_s"] >= 300] or rows
+    warm = [r for r in rows if r["t_s"] >= args.warm_s] or rows
     if len(warm) >= 3:
         t_h = np.array([r["t_s"] for r in warm]) / 3600.0
         rss_mb = np.array([r["rss_kb"] for r in warm]) / 1024.0
