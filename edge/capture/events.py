@@ -35,10 +35,17 @@ log = logging.getLogger(__name__)
 WARN_INTERVAL = 10.0
 
 
+#: Block size of :func:`_count_lines`. Below glibc's default mmap threshold (128 KiB) on purpose:
+#: with 1 MiB blocks the daemon's RSS rose by ~1-2 MiB at many rotations (the freed 1 MiB buffers
+#: raise glibc's dynamic mmap/trim thresholds and stay in the worker threads' malloc arenas);
+#: see docs/results/soak.md, "Where the RSS growth comes from".
+COUNT_BLOCK = 1 << 16
+
+
 def _count_lines(path: Path) -> int:
     n = 0
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(COUNT_BLOCK), b""):
             n += block.count(b"\n")
     return n
 

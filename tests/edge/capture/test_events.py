@@ -39,3 +39,20 @@ def test_buffered_until_interval_then_flushed_without_more_writes(tmp_path):
     w.write({"frame": 2})
     w.close()
     assert len(p.read_text().splitlines()) == 2 and w.written == 2
+
+
+def test_rotation_counts_dropped_lines_across_count_blocks(tmp_path):
+    # files several COUNT_BLOCKs long, so lines straddle the blocks _count_lines reads
+    from edge.capture.events import COUNT_BLOCK
+
+    p = tmp_path / "events.jsonl"
+    n = 0
+    with EventWriter(p, max_bytes=3 * COUNT_BLOCK + 777, backups=1, flush_interval=60) as w:
+        while w.dropped["rotation"] == 0 or n < 3000:
+            w.write({"frame": n, "label": "scratches", "pad": "x" * (n % 37)})
+            n += 1
+            if n % 500 == 0:
+                w.flush()
+    on_disk = [e["frame"] for e in read_events(p)]
+    assert w.dropped["rotation"] > 0
+    assert on_disk == list(range(w.dropped["rotation"], n))   # every line not on disk counted as dropped
