@@ -383,6 +383,24 @@ def compare(ref: np.ndarray, out: np.ndarray, labels: np.ndarray, precision: str
     return "pass", text, data
 
 
+def latency_rows(doc, artifacts, images, key: str, what: str, **runner_opts):
+    """One latency / throughput row per artifact at batch 16; the fastest goes to ``doc.throughput[key]``.
+
+    Returns:
+        The check's (status, one-line reason, details).
+    """
+    from edge.runtime import load_runner
+
+    rows = {}
+    for p, path in artifacts.items():
+        with load_runner(path, **runner_opts) as r:
+            rows[p] = latency_row(r.infer, r.host_input(images[:16]), doc.iterations)
+    text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
+    best = max(rows, key=lambda k: rows[k]["images_per_s"])
+    doc.throughput[key] = {**rows[best], "artifact": Path(artifacts[best]).name}
+    return "pass", f"{what}, batch 16: {text}", {"rows": rows}
+
+
 def latency_row(run: Callable[[np.ndarray], Any], x: np.ndarray, iterations: int = 20) -> Dict[str, float]:
     """Median ms per batch and images/s for ``run(x)`` (after one warm-up call)."""
     run(x)
@@ -465,17 +483,8 @@ def chain_checks(doc: Doctor, model: Path, data: Optional[str]) -> None:
             doc.add("chain", f"onnxruntime {p}", "skip", f"no {ONNX_FILES[p]} beside model.onnx")
 
     def ort_latency():
-        from edge.runtime import load_runner
-
-        rows = {}
-        for p, path in arts.items():
-            with load_runner(path, backend="onnxruntime", warmup=1) as r:
-                x = r.host_input(chain.images[:16])
-                rows[p] = latency_row(r.infer, x, doc.iterations)
-        text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
-        p = max(rows, key=lambda k: rows[k]["images_per_s"])
-        doc.throughput["onnxruntime"] = {**rows[p], "artifact": arts[p].name}
-        return "pass", f"ONNX Runtime CPU, batch 16: {text}", {"rows": rows}
+        return latency_rows(doc, arts, chain.images, "onnxruntime", "ONNX Runtime CPU", backend="onnxruntime",
+                            warmup=1)
 
     doc.run("chain", "onnxruntime latency", ort_latency)
     daemon_model = arts.get("int8", arts["fp32"])
@@ -530,15 +539,7 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
         doc.run("tensorrt", "runner modes", lambda: runner_modes(eng, chain))
 
         def trt_latency():
-            rows = {}
-            for p, e in engines.items():
-                with load_runner(e, warmup=2) as r:
-                    x = r.host_input(chain.images[:16])
-                    rows[p] = latency_row(r.infer, x, doc.iterations)
-            text = "; ".join(f"{p} {v['median_ms']} ms / {v['images_per_s']} img/s" for p, v in rows.items())
-            p = max(rows, key=lambda k: rows[k]["images_per_s"])
-            doc.throughput["tensorrt"] = {**rows[p], "artifact": engines[p].name}
-            return "pass", f"TensorRT, batch 16: {text}", {"rows": rows}
+            return latency_rows(doc, engines, chain.images, "tensorrt", "TensorRT", warmup=2)
 
         doc.run("tensorrt", "engine latency", trt_latency)
         doc.run("tensorrt", "daemon (tensorrt)", lambda: daemon_run(eng, chain.images, chain.labels,
@@ -582,7 +583,7 @@ def runner_modes(engine: Path, chain: Chain) -> tuple:
 # ============================================================================ report
 def to_markdown(report: Dict[str, Any]) -> str:
     s = report["summary"]
-    lines = [f"# edge-doctor report", "",
+    lines = ["# edge-doctor report", "",
              f"{report['host']['platform']}, {report['host']['cpu']} ({report['host']['cpus']} CPUs), "
              f"Python {report['host']['python']}, {report['time']}", "",
              f"**{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['skip']} skip** "
