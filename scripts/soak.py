@@ -27,7 +27,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -75,12 +74,6 @@ def make_stream(folder: Path, n_frames: int, bad_every: int) -> int:
             src = protos[f % len(protos)]
         os.link(src, dst)
     return bad
-
-
-def free_port() -> int:
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
 
 
 def scrape(url: str) -> dict:
@@ -140,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warm-s", type=float, default=300.0, help="the RSS slope is fitted after this many seconds")
     args = ap.parse_args(argv)
 
+    from edge.capture.mosquitto import free_port
     from edge.capture.testing import make_intensity_model
 
     out = Path(args.out)

@@ -11,6 +11,7 @@ import pytest
 
 from edge.capture.cli import main
 from edge.capture.events import read_events
+from edge.capture.mosquitto import free_port
 from edge.capture.testing import class_level, make_intensity_model
 
 T = 32
@@ -34,14 +35,6 @@ def frames(tmp_path_factory):
     return d
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
-
-
 def _processed(url):
     import urllib.request
 
@@ -57,7 +50,7 @@ def _processed(url):
 
 def test_sigterm_mid_run_exits_0_with_every_processed_frames_events(tmp_path, model, frames):
     ev, summ = tmp_path / "ev.jsonl", tmp_path / "summary.json"
-    port = _free_port()
+    port = free_port()
     # --realtime at 4 fps keeps the 12-frame run going ~3 s; /metrics tells when it is mid-way
     cmd = [sys.executable, "-m", "edge.capture.cli", "--model", str(model), "--source", str(frames), "--realtime",
            "--fps", "4", "--log-all", "--events", str(ev), "--summary", str(summ), "--flush-interval", "30",

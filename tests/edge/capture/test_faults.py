@@ -31,6 +31,7 @@ from edge.capture.config import SETTINGS, CaptureConfig, load_config_file, merge
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.events import EventWriter, read_events, repair_tail
 from edge.capture.metrics import Metrics, MetricsServer
+from edge.capture.mosquitto import free_port
 from edge.capture.sources import EndOfStream, Source, SourceLost
 from edge.capture.testing import class_level, make_intensity_model
 from edge.errors import EdgeError
@@ -123,12 +124,6 @@ def metric(url: str, name: str) -> float:
     except OSError:
         pass
     return -1.0
-
-
-def free_port() -> int:
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
 
 
 class ListSource(Source):
