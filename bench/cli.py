@@ -84,14 +84,14 @@ def _check_other_splits(refs: List[Path], ds, which: str) -> None:
     Otherwise the evaluated images could be training images of one of the models. Evaluating a
     part of a model's split (a sample such as ``data/neu-sample``) is allowed.
     """
-    from edge.data import read_split_csv
+    from edge.data import read_split_csv, resolve_split_file
 
     if which == "all":
         return
     mine = {s.rel(ds.root) for s in ds.samples}
     for r in refs:
-        own = r.parent / "split.csv"
-        if not own.is_file():
+        own = resolve_split_file(r)
+        if own is None:
             continue
         theirs = read_split_csv(own)
         other = sorted(f for f in mine if theirs.get(f, which) != which)
@@ -132,10 +132,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         tile = args.tile or int(ref_meta["preprocess"]["width"])
         required_tiles_per_s(args.line_speed, args.strip_width, args.mm_per_px, tile, args.stride)  # checks the figures
+    from edge.data import resolve_split_file
+
     split_file = args.split_file
     if split_file is None and args.split != "all":
-        beside = reference.parent / "split.csv"
-        if beside.is_file():
+        beside = resolve_split_file(reference, which=args.split)
+        if beside is not None:
             split_file = str(beside)
             log.info("using the split file beside the reference: %s", beside)
         else:

@@ -13,7 +13,7 @@ Conventions (the report says them too):
 * Artifacts are opened by :func:`bench.runners.open_runner` (``edge.runtime.load_runner``, with the
   ONNX Runtime graph optimisation level the metadata names, e.g. ``basic`` for the Q/DQ INT8 model).
 * **Accuracy drift** compares each artifact with the Keras reference on the same files, each model with
-  its own stored preprocessing (see :mod:`bench.drift`).
+  its own stored preprocessing (see :mod:`edge.metrics`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from bench import drift as driftmod
+from edge import metrics
 from bench import stats
 from edge.errors import EdgeError
 
@@ -185,7 +185,7 @@ class Reference:
     def summary(self, n_images: int, labels) -> Dict[str, Any]:
         return {"model": str(self.model), "accuracy": self.accuracy, "backend": "keras", "precision": "fp32",
                 "size_mb": _size_mb(self.model), "sha256": self.sha256, "images": int(n_images),
-                "confusion_matrix": driftmod.compare(labels, self.probs, self.probs, self.classes)["confusion_matrix"],
+                "confusion_matrix": metrics.compare(labels, self.probs, self.probs, self.classes)["confusion_matrix"],
                 "classes": self.classes}
 
 
@@ -277,7 +277,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
             ref.probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"reference {ref.model.name}")
             for key, imgs in _tqdm(list(corrupted.items()), cfg.progress, desc="reference corruptions"):
                 ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
-        ref.accuracy = driftmod.accuracy(labels, ref.probs)
+        ref.accuracy = metrics.accuracy(labels, ref.probs)
 
     results: List[Dict[str, Any]] = []
     gate = cfg.gate_pp if cfg.gate_pp is not None else DEFAULT_STATUS_DROP_PP
@@ -299,7 +299,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
                 if getattr(r, "level", None):
                     res["runner"]["graph_optimization_level"] = r.level
                 probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"{a.name} accuracy")
-                cmp = driftmod.compare(labels, ref.probs, probs, ref.classes, files)
+                cmp = metrics.compare(labels, ref.probs, probs, ref.classes, files)
                 res.update(accuracy=cmp["accuracy"], drift=cmp["drift"], confusion_matrix=cmp["confusion_matrix"],
                            disagreements=cmp["disagreements"])
                 if corrupted:
@@ -361,14 +361,14 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         rows = []
         for n, sev, p in conditions:
             key = f"{n}-{sev}"
-            racc = {str(ref.model): driftmod.accuracy(labels, ref.corrupt_probs[key]) for ref in refs}
+            racc = {str(ref.model): metrics.accuracy(labels, ref.corrupt_probs[key]) for ref in refs}
             per = {}
             for res in results:
                 cp = res.get("_corrupt", {}).get(key)
                 if cp is None:
                     continue
                 rp = by_model[res["reference"]].corrupt_probs[key]
-                acc = driftmod.accuracy(labels, cp)
+                acc = metrics.accuracy(labels, cp)
                 per[res["artifact"]] = {"accuracy": acc, "accuracy_delta_pp": 100.0 * (acc - racc[res["reference"]]),
                                         "top1_agreement": float(np.mean(cp.argmax(1) == rp.argmax(1)))}
             rows.append({"corruption": n, "severity": sev, "param": p, "reference_accuracy": racc[str(refs[0].model)],
@@ -397,7 +397,7 @@ def status_of(drift: Dict[str, Any], gate_pp: float = DEFAULT_STATUS_DROP_PP, fr
     :data:`MIN_STATUS_AGREEMENT`.
     """
     bad = []
-    if driftmod.drop_exceeds(drift, gate_pp):
+    if metrics.drop_exceeds(drift, gate_pp):
         bad.append(f"accuracy drop {-drift['accuracy_delta_pp']:.2f} pp > {gate_pp:g} pp "
                    f"({'--fail-on-drift' if from_flag else 'default status threshold'})")
     if drift["top1_agreement"] < MIN_STATUS_AGREEMENT:
@@ -409,6 +409,6 @@ def gate_failures(report: Dict[str, Any], gate_pp: float) -> List[str]:
     """Artifacts whose accuracy drop exceeds ``gate_pp`` (one line each)."""
     out = []
     for res in report["results"]:
-        if res.get("drift") is not None and driftmod.drop_exceeds(res["drift"], gate_pp):
+        if res.get("drift") is not None and metrics.drop_exceeds(res["drift"], gate_pp):
             out.append(f"{Path(res['artifact']).name}: {-res['drift']['accuracy_delta_pp']:.2f} pp")
     return out

@@ -218,7 +218,9 @@ def convert(args) -> int:
     classes = list(meta0["classes"])
     check_classifier(model, classes, prep.input_shape)
 
-    split_file = Path(args.split_file) if args.split_file else model_path.parent / "split.csv"
+    from edge.data import resolve_split_file
+
+    split_file = resolve_split_file(model_path, args.split_file, fallback=False)
     calib = None
     if need_calib:
         from calibrate.reader import calibration_set

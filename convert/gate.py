@@ -28,15 +28,9 @@ import numpy as np
 
 from calibrate.reader import ArrayReader
 from edge.errors import EdgeError
+from edge.metrics import accuracy, agreement
 
 log = logging.getLogger(__name__)
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy (scikit-learn)."""
-    from sklearn.metrics import accuracy_score
-
-    return float(accuracy_score(labels, probs.argmax(1)))
 
 
 #: Flipped views of each validation image the gate measures by default.
@@ -224,15 +218,15 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
     rank_x = x_val[:rank_images]
     x_val, y_val = flip_views(x_val, views), np.tile(np.asarray(y_val), views)
     top32 = ort_predict(ort_session(fp32), x_val).argmax(1)
-    acc32 = float(np.mean(top32 == y_val))
+    acc32 = accuracy(labels=y_val, probs=top32)
     res = GateResult(max_drift_pp, acc32, n_images, min_agreement=min_agreement, views=views, level=level)
     qdq = Path(qdq)
 
     def measure(excluded):
         top = ort_predict(ort_session(qdq, level=level), x_val).argmax(1)
-        acc = float(np.mean(top == y_val))
+        acc = accuracy(labels=y_val, probs=top)
         step = {"excluded": len(excluded), "accuracy": acc, "drift_pp": round((acc32 - acc) * 100.0, 3),
-                "agreement_pct": round(float(np.mean(top == top32)) * 100.0, 3)}
+                "agreement_pct": round(agreement(top32, top) * 100.0, 3)}
         res.steps.append(step)
         return step
 

@@ -60,7 +60,7 @@ def _latency(sessions: Dict[str, object], x: np.ndarray, batch: int, rounds: int
 def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: List[str] = (),
             latency_rounds: int = 15) -> Dict:
     from convert.export import compare, keras_predict, load_keras, ort_predict, ort_session
-    from convert.gate import accuracy
+    from edge.metrics import accuracy
     from convert.quantize import CPU_VARIANTS, to_cpu_int8
     from calibrate.record import read_record
     from edge.data import load_images, select
@@ -74,7 +74,7 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
     y = test.labels
     model = load_keras(model_dir / "model.keras")
     ref = keras_predict(model, x)
-    acc_keras = accuracy(ref, y)
+    acc_keras = accuracy(y, ref)
     res: Dict = {"model": str(model_dir), "data": data, "test_images": int(len(x)), "keras_test_accuracy": acc_keras,
                  "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                              "python": platform.python_version()},
@@ -93,8 +93,8 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
     main = outs[methods[0]]
     f32 = ort_predict(ort_session(main / "model.onnx"), x)
     f16 = ort_predict(ort_session(main / "model.fp16.onnx"), x)
-    res["fp32_vs_keras"] = {**compare(ref, f32), "accuracy": accuracy(f32, y)}
-    res["fp16_vs_keras"] = {**compare(ref, f16), "accuracy": accuracy(f16, y)}
+    res["fp32_vs_keras"] = {**compare(ref, f32), "accuracy": accuracy(y, f32)}
+    res["fp16_vs_keras"] = {**compare(ref, f16), "accuracy": accuracy(y, f16)}
     for m in methods:
         out = outs[m]
         q = ort_predict(ort_session(out / "model.int8.onnx", level="basic"), x)
@@ -104,9 +104,9 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
         cmeta = read_meta(out / "model.int8cpu.onnx")
         rec = read_record(out / "model.int8.calib.json")
         res["int8"][m] = {
-            "qdq": {**compare(ref, q), "accuracy": accuracy(q, y), "drop_pp": round((acc_keras - accuracy(q, y)) * 100, 3)},
-            "qdq_at_ort_level_all": {**compare(ref, q_all), "accuracy": accuracy(q_all, y)},
-            "cpu": {**compare(ref, c), "accuracy": accuracy(c, y), "drop_pp": round((acc_keras - accuracy(c, y)) * 100, 3)},
+            "qdq": {**compare(ref, q), "accuracy": accuracy(y, q), "drop_pp": round((acc_keras - accuracy(y, q)) * 100, 3)},
+            "qdq_at_ort_level_all": {**compare(ref, q_all), "accuracy": accuracy(y, q_all)},
+            "cpu": {**compare(ref, c), "accuracy": accuracy(y, c), "drop_pp": round((acc_keras - accuracy(y, c)) * 100, 3)},
             "gate": {k: meta["drift_gate"].get(k) for k in (
                 "split", "val_images", "views", "max_drift_pp", "min_agreement_pct", "fp32_accuracy", "drift_before_pp",
                 "drift_after_pp", "agreement_before_pct", "agreement_after_pct", "excluded_nodes", "passed")},
@@ -141,7 +141,7 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
     res["cpu_variant_accuracy"] = {}
     for v, p in variants.items():
         c = ort_predict(ort_session(p), x)
-        res["cpu_variant_accuracy"][v] = {**compare(ref, c), "accuracy": accuracy(c, y)}
+        res["cpu_variant_accuracy"][v] = {**compare(ref, c), "accuracy": accuracy(y, c)}
         p.unlink()
     return res
 

@@ -47,6 +47,8 @@ NEU_ALIASES = {
     "scratches": "scratches", "sc": "scratches",
 }
 SPLITS = ("train", "val", "test")
+#: The file a model folder keeps its split in (written by edge-train beside ``model.keras``).
+SPLIT_CSV = "split.csv"
 
 
 @dataclass
@@ -355,6 +357,33 @@ def write_split_csv(path: str | os.PathLike, ds: Dataset, split: Dict[str, str])
             if rel in split:
                 w.writerow([rel, ds.classes[s.label], split[rel], s.sha256])
     return Path(path)
+
+
+def resolve_split_file(model: str | os.PathLike, split_file: Optional[str | os.PathLike] = None,
+                       which: str = "test", fallback: bool = True) -> Optional[Path]:
+    """The ``split.csv`` that says which files of a dataset are ``model``'s train / val / test images.
+
+    The one rule of every stage ("use the split.csv beside the model"): ``split_file`` when given,
+    else ``split.csv`` in the model's folder, as edge-train writes it.
+
+    Args:
+        model: The model or artifact file (its folder is searched).
+        split_file: A split file the caller named; it wins (its existence is checked by the reader).
+        which: The split wanted; ``all`` needs no split file (returns None).
+        fallback: True: None when the model's folder has no ``split.csv`` (the caller then recomputes
+            the default seed-42 split, which is what edge-train wrote). False: the stage needs the
+            model's own split (calibration, thresholds), so the path is returned even when missing
+            and the caller's error names it.
+
+    Returns:
+        The path, or None (``which == "all"``, or nothing beside the model with ``fallback``).
+    """
+    if which == "all":
+        return None
+    if split_file:
+        return Path(split_file)
+    beside = Path(model).parent / SPLIT_CSV
+    return beside if beside.is_file() or not fallback else None
 
 
 def read_split_csv(path: str | os.PathLike, ds: Optional[Dataset] = None) -> Dict[str, str]:

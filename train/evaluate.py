@@ -103,16 +103,6 @@ def plot_confusion(report: Dict, path: str | os.PathLike, title: str = "") -> Pa
     return Path(path)
 
 
-def resolve_split(model: Path, data: Path, which: str, split_file: Optional[str]):
-    """The split file to use: the one given, else ``split.csv`` beside the model, else None."""
-    if which == "all":
-        return None
-    if split_file:
-        return Path(split_file)
-    beside = model.parent / "split.csv"
-    return beside if beside.is_file() else None
-
-
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "test",
              split_file: Optional[str | os.PathLike] = None, batch_size: int = 64,
              progress: bool = False, ood: Optional[str | os.PathLike] = None) -> Dict:
@@ -132,7 +122,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
         The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``
         (and ``ood``).
     """
-    from edge.data import load_dataset, load_images, make_split, read_split_csv
+    from edge.data import load_dataset, load_images, make_split, read_split_csv, resolve_split_file
     from edge.metadata import classes_of, read_meta
     from edge.runtime import load_runner
 
@@ -140,7 +130,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
     meta = read_meta(model)
     classes = classes_of(meta)
     ds = load_dataset(data, classes=classes)
-    sf = resolve_split(model, data, which, split_file)
+    sf = resolve_split_file(model, split_file, which)
     if which == "all":
         sel, used = ds, None
     elif sf is not None:

@@ -28,7 +28,7 @@ from edge.errors import EdgeError, cli_entry
 def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, force: bool = False,
               batch: int = 64, score: str = "max_softmax") -> dict:
     """Write the model with its score output and calibrated threshold to ``out``; return the ``ood`` block."""
-    from edge.data import load_images, select
+    from edge.data import load_images, resolve_split_file, select
     from edge.fsutil import staged_dir
     from edge.metadata import read_meta, write_meta
     from edge.ood import DEFAULT_ACCEPTANCE, SCORE_OUTPUT, calibrate
@@ -43,7 +43,7 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
         raise EdgeError(f"--acceptance must be in (0, 1], got {acceptance}")
     meta = read_meta(model_path)
     src = model_path.parent
-    sf = split_file or (src / "split.csv")
+    sf = resolve_split_file(model_path, split_file, "val", fallback=False)
     if not Path(sf).is_file():
         raise EdgeError(f"no split file {sf}: the threshold is calibrated on the validation split only")
     prep = Preprocess.load(src / "preprocess.json") if (src / "preprocess.json").is_file() else None

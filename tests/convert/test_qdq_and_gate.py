@@ -12,9 +12,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from calibrate.ranges import collect_ranges_from_batches  # noqa: E402
 from convert.export import ort_predict, ort_session  # noqa: E402
-from convert.gate import accuracy, flip_views, rank_sensitive_nodes, run_gate  # noqa: E402
+from convert.gate import flip_views, rank_sensitive_nodes, run_gate  # noqa: E402
 from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8, with_float_inputs  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
+from edge.metrics import accuracy  # noqa: E402
 
 
 def _conv_gemm_model(path, rng):
@@ -216,7 +217,7 @@ def test_sensitivity_ranking_finds_the_outlier_tensor(outlier):
 def test_gate_excludes_layers_and_remeasures(outlier):
     d, f32, x_val, y_val, rr = outlier
     q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges)
-    assert accuracy(ort_predict(ort_session(q, level="basic"), x_val), y_val) < 0.8  # really broken
+    assert accuracy(y_val, ort_predict(ort_session(q, level="basic"), x_val)) < 0.8  # really broken
     calls = []
 
     def requant(exclude, dst):
@@ -230,7 +231,7 @@ def test_gate_excludes_layers_and_remeasures(outlier):
     assert calls[-1] == res.excluded
     # the final file on disk is the re-quantized one, with the excluded node in float
     assert "mm_b" in qdq_summary(q)["float_nodes"]
-    meas = accuracy(ort_predict(ort_session(q, level="basic"), x_val), y_val)
+    meas = accuracy(y_val, ort_predict(ort_session(q, level="basic"), x_val))
     assert abs((1.0 - meas) * 100 - res.drift_after_pp) < 1e-3  # drift is rounded to 3 decimals
     rep = res.as_dict()
     assert rep["drift_before_pp"] > rep["drift_after_pp"] and rep["excluded_nodes"] == res.excluded
@@ -240,17 +241,17 @@ def test_gate_on_the_cpu_int8_model_at_level_all(outlier):
     """The same gate judges the CPU int8 model (uint8 activations) as onnxruntime runs it."""
     d, f32, x_val, y_val, rr = outlier
     c = to_cpu_int8(f32, d / "model.int8cpu.onnx", "minmax", rr.ranges)
-    assert accuracy(ort_predict(ort_session(c), x_val), y_val) < 0.8  # the outlier breaks it too
+    assert accuracy(y_val, ort_predict(ort_session(c), x_val)) < 0.8  # the outlier breaks it too
     # in the CPU format mm_a quantizes its output h, so mm_b alone in float still gets a rounded h
     alone = to_cpu_int8(f32, d / "alone.onnx", "minmax", rr.ranges, exclude=["mm_b"])
-    assert accuracy(ort_predict(ort_session(alone), x_val), y_val) < 0.8
+    assert accuracy(y_val, ort_predict(ort_session(alone), x_val)) < 0.8
     assert with_float_inputs(f32, ["mm_b"]) == ["mm_b", "mm_a"] and with_float_inputs(f32, ["mm_a"]) == ["mm_a"]
     res = run_gate(f32, c, lambda e, p: to_cpu_int8(f32, p, "minmax", rr.ranges, exclude=with_float_inputs(f32, e)),
                    x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, say=lambda m: None, level="all",
                    name="CPU int8 gate")
     assert res.drift_before_pp > 20 and res.passed and res.drift_after_pp <= 2.0
     assert res.excluded == ["mm_b"] and res.as_dict()["ort_graph_optimization_level"] == "all"
-    meas = accuracy(ort_predict(ort_session(c), x_val), y_val)
+    meas = accuracy(y_val, ort_predict(ort_session(c), x_val))
     assert abs((1.0 - meas) * 100 - res.drift_after_pp) < 1e-3
 
 

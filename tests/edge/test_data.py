@@ -238,3 +238,18 @@ def test_remap_to_model_classes(sample_dir):
         assert s.path.name.startswith(PREFIX_OF[ds.classes[s.label]] + "_")
     with pytest.raises(EdgeError, match="not among"):
         load_dataset(sample_dir, classes=["crazing"])
+
+
+def test_resolve_split_file_the_given_one_else_beside_the_model(tmp_path):
+    from edge.data import resolve_split_file
+
+    model = tmp_path / "m" / "model.keras"
+    model.parent.mkdir()
+    given = tmp_path / "other.csv"
+    assert resolve_split_file(model, given) == given                     # named: wins, even when missing
+    assert resolve_split_file(model, str(given), which="val") == given
+    assert resolve_split_file(model, given, which="all") is None           # the whole dataset: no split
+    assert resolve_split_file(model) is None                               # nothing beside: default split
+    assert resolve_split_file(model, fallback=False) == model.parent / "split.csv"  # needed: named in the error
+    (model.parent / "split.csv").write_text("file,split\n")
+    assert resolve_split_file(model) == model.parent / "split.csv"

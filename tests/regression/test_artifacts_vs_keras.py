@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bench.core import predict
-from bench.drift import compare
+from edge.metrics import compare
 from bench.runners import open_runner
 from edge.data import load_images, select
 from edge.runtime import load_runner

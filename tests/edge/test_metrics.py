@@ -1,11 +1,11 @@
-"""Drift maths on constructed cases."""
+"""edge.metrics: accuracy, agreement, probability differences and drift on constructed cases."""
 
 import math
 
 import numpy as np
 import pytest
 
-from bench import drift
+from edge import metrics
 from edge.errors import EdgeError
 
 CLASSES = ["a", "b", "c"]
@@ -20,7 +20,7 @@ def onehot(idx, k=3, hi=0.9):
 def test_identical_outputs_have_no_drift():
     y = [0, 1, 2, 0]
     ref = onehot([0, 1, 2, 1])
-    r = drift.compare(y, ref, ref.copy(), CLASSES)
+    r = metrics.compare(y, ref, ref.copy(), CLASSES)
     d = r["drift"]
     assert r["accuracy"] == r["reference_accuracy"] == 0.75
     assert d["accuracy_delta_pp"] == 0
@@ -35,7 +35,7 @@ def test_one_flip_of_four():
     y = [0, 1, 2, 0]
     ref = onehot([0, 1, 2, 0])                  # all right
     art = onehot([0, 1, 2, 2])                  # last image wrong (a -> c)
-    r = drift.compare(y, ref, art, CLASSES, files=["w.bmp", "x.bmp", "y.bmp", "z.bmp"])
+    r = metrics.compare(y, ref, art, CLASSES, files=["w.bmp", "x.bmp", "y.bmp", "z.bmp"])
     d = r["drift"]
     assert r["reference_accuracy"] == 1.0 and r["accuracy"] == 0.75
     assert d["accuracy_delta_pp"] == pytest.approx(-25.0)
@@ -57,21 +57,21 @@ def test_one_flip_of_four():
 
 def test_artifact_better_than_reference_gives_positive_delta():
     y = [0, 1]
-    r = drift.compare(y, onehot([1, 1]), onehot([0, 1]), CLASSES)
+    r = metrics.compare(y, onehot([1, 1]), onehot([0, 1]), CLASSES)
     assert r["drift"]["accuracy_delta_pp"] == pytest.approx(50.0)
-    assert not drift.drop_exceeds(r["drift"], 0.0)
+    assert not metrics.drop_exceeds(r["drift"], 0.0)
 
 
 def test_drop_exceeds_gate():
-    assert drift.drop_exceeds({"accuracy_delta_pp": -1.5}, 1.0)
-    assert not drift.drop_exceeds({"accuracy_delta_pp": -1.0}, 1.0)
-    assert not drift.drop_exceeds({"accuracy_delta_pp": 3.0}, 0.0)
+    assert metrics.drop_exceeds({"accuracy_delta_pp": -1.5}, 1.0)
+    assert not metrics.drop_exceeds({"accuracy_delta_pp": -1.0}, 1.0)
+    assert not metrics.drop_exceeds({"accuracy_delta_pp": 3.0}, 0.0)
 
 
 def test_kl_handles_zeros():
     p = np.array([[1.0, 0.0]])
     q = np.array([[0.0, 1.0]])
-    kl = drift.kl_divergence(p, q)
+    kl = metrics.kl_divergence(p, q)
     assert np.isfinite(kl).all() and kl[0] > 10      # clipped at 1e-7, large but finite
 
 
@@ -83,4 +83,25 @@ def test_kl_handles_zeros():
 ])
 def test_bad_inputs_raise(ref, art, labels):
     with pytest.raises(EdgeError):
-        drift.compare(labels, ref, art, CLASSES)
+        metrics.compare(labels, ref, art, CLASSES)
+
+
+def test_accuracy_takes_labels_first_and_probs_or_indices():
+    y = [0, 1, 2, 2]
+    probs = onehot([0, 1, 1, 2])
+    assert metrics.accuracy(y, probs) == 0.75
+    assert metrics.accuracy(labels=y, probs=probs) == 0.75
+    assert metrics.accuracy(y, np.array([0, 1, 1, 2])) == 0.75  # top-1 indices, as the drift gate passes them
+
+
+def test_agreement_and_prob_diffs():
+    a, b = onehot([0, 1, 2, 0]), onehot([0, 1, 2, 2])
+    assert metrics.agreement(a, b) == 0.75
+    assert metrics.agreement(a.argmax(1), b) == 0.75
+    assert metrics.agreement(np.zeros(0, int), np.zeros(0, int)) == 1.0
+    d = metrics.prob_diffs(a, b)
+    assert d["max_abs_prob_diff"] == pytest.approx(0.85) and d["mean_abs_prob_diff"] == pytest.approx(2 * 0.85 / 12)
+    with pytest.raises(EdgeError, match="not the same images"):
+        metrics.agreement(a, b[:3])
+    with pytest.raises(EdgeError, match="differ in shape"):
+        metrics.prob_diffs(a, b[:, :2])
