@@ -1,6 +1,6 @@
 """The daemon's throughput budget on this machine: raw, PNG folder and MJPG video sources, per stage.
 
-Runs ``bench.daemon_throughput`` (bare runner vs daemon on the same tiles, ABBA rounds in one
+Runs ``scripts/daemon_throughput.py`` (bare runner vs daemon on the same tiles, ABBA rounds in one
 run, the per-stage profile) for each case and writes the JSON and a Markdown table (ms/frame and
 tiles/s per stage, the daemon/bare ratio against the targets, the 1,500 tiles/s line's headroom).
 
@@ -23,6 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/daemon_budget.py` from anywhere: edge.* and scripts.*
+    sys.path.insert(0, str(ROOT))
+
 #: Tiles/s a 10 m/s strip 1.5 m wide at 0.5 mm/px needs with 200 px tiles:
 #: (1500 / 0.5) px across / 200 = 15 tiles per row; 10 m/s / 0.5 mm = 20,000 rows/s / 200 = 100 tile rows/s.
 LINE_TILES_PER_S = 1500
@@ -42,7 +46,7 @@ def cases(a):
 
 
 def markdown(res: dict) -> str:
-    from bench.daemon_throughput import STAGES_DOC
+    from scripts.daemon_throughput import STAGES_DOC
 
     first = next(iter(res["cases"].values()))
     lines = [
@@ -87,7 +91,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from bench.daemon_throughput import measure, profile_lines
+    from scripts.daemon_throughput import measure, profile_lines
     from edge.fsutil import write_json, write_text
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

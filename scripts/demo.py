@@ -6,7 +6,7 @@
 2. **Bench** every artifact against the Keras model on the *test*-split images of
    ``data/neu-sample`` (``edge-bench``, with ``--html`` and the line-capacity verdict).
 3. **Record a line**: the test images laid out as a strip moving under the camera
-   (``bench.synthline``), one frame = ``cols`` x ``rows`` tiles, the strip advancing one frame
+   (``scripts/synthline.py``), one frame = ``cols`` x ``rows`` tiles, the strip advancing one frame
    height per frame.
 4. **Run the daemon** (``edge-capture``, CPU int8 model) on the recording, score its events
    against the true labels, draw annotated frames and the strip defect map.
@@ -271,9 +271,9 @@ def main(argv=None) -> int:
                         "--line-speed", f"{a.line_speed:g}", "--strip-width", f"{a.strip_width:g}",
                         "--mm-per-px", f"{a.mm_per_px:g}", "--tile", str(a.tile)])
     line = out / "line"
-    with steps.timed("line", f"python -m bench.synthline make --data {_rel(a.sample)} --cols {a.cols} "
+    with steps.timed("line", f"python scripts/synthline.py make --data {_rel(a.sample)} --cols {a.cols} "
                              f"--rows {a.rows} --tile {a.tile} --format both --out {line}"):
-        from bench.synthline import make_line
+        from scripts.synthline import make_line
 
         line_info = make_line(a.sample, line, split="test", split_file=str(Path(a.sample) / "split.csv"),
                               cols=a.cols, rows=a.rows, tile=a.tile, fmt="both")
@@ -282,7 +282,7 @@ def main(argv=None) -> int:
                           "--source", str(line / "line.avi"), "--tile", str(a.tile),
                           "--batch", str(a.cols * a.rows), "--log-all", *threads,
                           "--events", str(events), "--summary", str(line / "capture.json")])
-    from bench.synthline import score_events
+    from scripts.synthline import score_events
 
     score = score_events(events, line / "labels.csv")
     capture = json.loads((line / "capture.json").read_text())

@@ -3,7 +3,7 @@
 Frames are ``cols`` x ``rows`` tiles of ``tile`` px cut from dataset images (repeated in a fixed
 shuffled order until ``frames`` frames are filled), the same pixels in each form (MJPG is lossy:
 its pixels differ slightly, which does not matter for a throughput measurement). Not for accuracy:
-use ``python -m bench.synthline`` for labelled lines.
+use ``python scripts/synthline.py`` for labelled lines.
 
 Example:
     python scripts/make_line_sources.py --data data/NEU-CLS --frames 200 --cols 8 --rows 2 --out runs/line-tp

@@ -228,37 +228,3 @@ def test_count_params_splits_trainable():
     assert c["total"] == m.count_params()
     assert c["trainable"] == _head_params(base.output.shape[-1])
     assert c["non_trainable"] == c["total"] - c["trainable"]
-
-
-def test_split_head_cli(sample_dir, tmp_path, capsys):
-    import json
-
-    from edge.data import load_dataset, load_images, make_split, write_split_csv
-    from edge.runtime.keras.runner import load_keras_model
-    from train import split_head
-
-    src, dst = tmp_path / "old", tmp_path / "new"
-    src.mkdir()
-    old = _concat_head_model()
-    old.save(src / "model.keras")
-    prep = Preprocess(64, 64, 1, "unit", "area")
-    prep.save(src / "preprocess.json")
-    ds = load_dataset(sample_dir)
-    write_split_csv(src / "split.csv", ds, make_split(ds))
-    (src / "classes.json").write_text(json.dumps(ds.classes))
-    (src / "report.json").write_text(json.dumps({"accuracy": 0.5, "data": str(sample_dir), "training": {}}))
-    assert split_head.main([str(src), str(dst)]) == 0
-    rep = json.loads((dst / "report.json").read_text())
-    assert rep["accuracy"] == 0.5 and rep["model"] == str(dst / "model.keras")
-    assert rep["training"]["head"]["max_abs_prob_diff_val"] <= split_head.MAX_DIFF
-    assert {"preprocess.json", "split.csv", "model.keras"} <= {p.name for p in dst.iterdir()}
-    x = prep(np.stack([prep.resize(im) for im in load_images(ds)]))
-    new = load_keras_model(dst / "model.keras")
-    np.testing.assert_allclose(new.predict(x, verbose=0), old.predict(x, verbose=0), atol=1e-5)
-    capsys.readouterr()
-    for argv, needle in (([str(src), str(dst)], "--force"), ([str(dst), str(tmp_path / "x")], "no concatenated"),
-                         ([str(tmp_path / "none"), str(tmp_path / "y")], "not an edge-train output folder")):
-        assert split_head.main(argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and needle in err, err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -2,8 +2,8 @@
 # The issue-5 figures: one edge-bench run over the compact and the MobileNetV2 artifacts on the NEU test
 # split (batch 1 and 32), and the same with --corruptions for the compact model. Results under docs/bench/.
 #
-#   bash bench/run_figures.sh            # both runs
-#   ONLY=corruptions bash bench/run_figures.sh
+#   bash scripts/run_figures.sh            # both runs
+#   ONLY=corruptions bash scripts/run_figures.sh
 #
 # Inputs (made by edge-train / edge-convert, see the README): runs/compact-s42/, runs/convert-compact/,
 # and, when present, runs/mobilenetv2/ + runs/convert-mobilenetv2/.

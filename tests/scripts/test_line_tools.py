@@ -1,4 +1,4 @@
-"""bench/synthline.py and bench/daemon_throughput.py (tools of the runtime checks) on a tiny
+"""scripts/synthline.py and scripts/daemon_throughput.py (tools of the runtime checks) on a tiny
 folder-per-class set and the brightness model: the line's labels, scoring, and the check runner."""
 
 import json
@@ -35,7 +35,7 @@ def model(tmp_path_factory):
 def test_make_line_labels_and_frames(tmp_path, dataset):
     import cv2
 
-    from bench.synthline import make_line, read_labels
+    from scripts.synthline import make_line, read_labels
 
     info = make_line(str(dataset), tmp_path / "line", cols=2, rows=2, tile=40, fmt="both")
     assert info["images"] == 9 and info["frames"] == 3 and info["padded_tiles"] == 3
@@ -58,7 +58,7 @@ def test_make_line_labels_and_frames(tmp_path, dataset):
 
 
 def test_check_line_accuracy_events_and_sigterm(tmp_path, dataset, model):
-    from bench.synthline import check_line, make_line
+    from scripts.synthline import check_line, make_line
 
     make_line(str(dataset), tmp_path / "line", cols=1, rows=1, tile=40)   # 9 frames of one tile
     res = check_line(str(model), tmp_path / "line", str(dataset), None, workdir=str(tmp_path / "work"))
@@ -72,8 +72,8 @@ def test_check_line_accuracy_events_and_sigterm(tmp_path, dataset, model):
 
 
 def test_daemon_throughput_same_batches(tmp_path, dataset, model):
-    from bench.daemon_throughput import measure
-    from bench.synthline import make_line
+    from scripts.daemon_throughput import measure
+    from scripts.synthline import make_line
 
     make_line(str(dataset), tmp_path / "line", cols=2, rows=2, tile=40)
     res = measure(str(model), str(tmp_path / "line" / "line.avi"), tile=40, batch=3, rounds=2)
@@ -88,7 +88,7 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
 
 
 def test_merge_into_keeps_other_keys(tmp_path):
-    from bench.synthline import merge_into
+    from scripts.synthline import merge_into
     from edge.errors import EdgeError
 
     p = tmp_path / "r.json"

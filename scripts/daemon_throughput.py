@@ -10,7 +10,7 @@ preprocessing, inference, events: each stage's own thread time, the stages overl
 tiles/s each stage alone could sustain.
 
 Example:
-    python -m bench.daemon_throughput --model runs/convert-compact-u8/model.int8cpu.onnx \\
+    python scripts/daemon_throughput.py --model runs/convert-compact-u8/model.int8cpu.onnx \\
         --source raw://runs/line-tp/frames.npy --batch 16 --rounds 4 -o docs/results/daemon_throughput.json --key raw
 """
 
@@ -28,7 +28,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
 
 PROG = "daemon_throughput"
 
@@ -180,7 +184,7 @@ def main(argv=None) -> int:
         raise EdgeError(f"--rounds must be >= 1, got {a.rounds}")
     res = measure(a.model, a.source, a.tile, a.stride, a.roi, a.batch, a.threads, a.rounds, a.backend, a.log_all,
                   [c for c in a.ok_classes.split(",") if c])
-    from bench.synthline import merge_into
+    from scripts.synthline import merge_into
 
     write_json(a.output, merge_into(a.output, a.key, res))
     print(f"{PROG}: daemon {res['daemon_median']} tiles/s vs bare runner {res['bare_median']} tiles/s "

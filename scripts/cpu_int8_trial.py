@@ -6,7 +6,7 @@ left in float, and measured on the validation split in 4 flipped views against t
 accuracy, top-1 agreement, and the mean over images of the largest absolute probability difference.
 The test split is not read.
 
-    python -m bench.cpu_int8_trial --data data/NEU-CLS \\
+    python scripts/cpu_int8_trial.py --data data/NEU-CLS \\
         --case "v4 s42 entropy=runs/compact-s42:runs/convert-compact" \\
         --case "v4 s42 minmax=runs/compact-s42:runs/convert-compact-minmax" \\
         --variants qdq-u8s8-pc,qdq-u8u8-pc -o runs/cpu-int8-trial-val.json
@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
 
 
 def parse_case(text: str) -> tuple:
@@ -82,7 +87,7 @@ def summarize(cases: Dict[str, Dict], variants: Sequence[str]) -> Dict:
 
 @cli_entry("cpu-int8-trial")
 def main(argv: List[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.cpu_int8_trial", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python scripts/cpu_int8_trial.py", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--case", action="append", required=True, help="NAME=MODEL_DIR:CONVERT_DIR (repeat)")
     ap.add_argument("--variants", default="qdq-u8s8-pc,qdq-u8u8-pc")

@@ -1,4 +1,4 @@
-"""bench.cpu_int8_trial: CPU int8 variants measured on the validation split only."""
+"""scripts/cpu_int8_trial.py: CPU int8 variants measured on the validation split only."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a tiny model trained and converted to INT8 (about 7 s on 2 shared cores)
+
 pytest.importorskip("onnxruntime")
 
-from bench import cpu_int8_trial  # noqa: E402
+from scripts import cpu_int8_trial  # noqa: E402
 
 
 @pytest.fixture(scope="module")

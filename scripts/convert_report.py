@@ -6,7 +6,7 @@ accuracy drop and top-1 agreement per method, calibration time and peak memory, 
 of FP32 vs the CPU int8 variants vs the Q/DQ model, measured interleaved in one run.
 
 Usage:
-    python -m convert.report runs/compact-s42 --data data/NEU-CLS --out runs/convert-compact \\
+    python scripts/convert_report.py runs/compact-s42 --data data/NEU-CLS --out runs/convert-compact \\
         --json docs/results/convert-compact.json --md docs/results/convert-compact.md
 """
 
@@ -24,7 +24,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
 
 METHODS = ("entropy", "minmax", "percentile")
 
@@ -205,7 +209,7 @@ def to_markdown(r: Dict, title: str) -> str:
 
 COMPOSE_HEADER = """# edge-convert: measured figures
 
-Produced by `python -m convert.report MODEL_DIR --data data/NEU-CLS --out runs/convert-<model> --json docs/results/convert-<model>.json --md docs/results/convert-<model>.md`
+Produced by `python scripts/convert_report.py MODEL_DIR --data data/NEU-CLS --out runs/convert-<model> --json docs/results/convert-<model>.json --md docs/results/convert-<model>.md`
 (which runs `edge-convert MODEL.keras --fp16 --int8 --int8-cpu --calib-data data/NEU-CLS --calib-method M -o OUTDIR` once per calibration method, then measures on the **test** split).
 Machine: 2 shared x86-64 cores (AMD EPYC, AVX2, no VNNI), no GPU, no TensorRT: INT8/FP16 are measured with onnxruntime on the CPU; TensorRT engines are built on the target with `edge-convert --from-onnx`.
 
@@ -231,9 +235,9 @@ def compose(results_dir: str | Path, models=("compact", "mobilenetv2")) -> Path:
     return d / "convert.md"
 
 
-@cli_entry("convert-report")
+@cli_entry("convert_report")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convert.report", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python scripts/convert_report.py", description=__doc__.split("\n")[0])
     p.add_argument("model_dir", nargs="?")
     p.add_argument("--compose", metavar="RESULTS_DIR", help="only merge RESULTS_DIR/convert-<model>.md/.json "
                    "into convert.md/.json")

@@ -16,9 +16,9 @@ report's), ``--log-all`` events == frames x tiles, and SIGTERM mid-run → exit 
 processed frame's events in the file.
 
 Example:
-    python -m bench.synthline make --data data/NEU-CLS --split-file runs/compact-s42/split.csv \\
+    python scripts/synthline.py make --data data/NEU-CLS --split-file runs/compact-s42/split.csv \\
         --cols 4 --rows 2 --out runs/line
-    python -m bench.synthline check --model runs/convert-compact/model.int8.onnx --line runs/line \\
+    python scripts/synthline.py check --model runs/convert-compact/model.int8.onnx --line runs/line \\
         --data data/NEU-CLS --split-file runs/compact-s42/split.csv -o docs/results/runtime.json
 """
 
@@ -37,7 +37,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
 
 PROG = "synthline"
 LABEL_FIELDS = ["frame", "tile", "x", "y", "w", "h", "label", "file", "padded"]

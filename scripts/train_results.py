@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m train.results runs/compact-s42 runs/compact-s43 runs/compact-s44 runs/mobilenetv2 \\
+    python scripts/train_results.py runs/compact-s42 runs/compact-s43 runs/compact-s44 runs/mobilenetv2 \\
         --json docs/results/train.json --md docs/results/train.md
 
 Runs of the same architecture, weights, input size, epoch budget and (compact) global pooling form one group; a group of more
@@ -23,7 +23,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
+    sys.path.insert(0, str(ROOT))
+
+from edge.errors import EdgeError, cli_entry  # noqa: E402
 
 FIELDS = ("accuracy", "macro_f1", "roc_auc_ovr", "params", "wall_time_s", "epochs_run")
 
@@ -63,7 +67,7 @@ def kept_rows(path: Path, replaced) -> List[Dict]:
         old = json.loads(Path(path).read_text())
         rows = old["runs"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise EdgeError(f"{path} is not a train.results JSON ({e.__class__.__name__}: {e})") from None
+        raise EdgeError(f"{path} is not a train_results JSON ({e.__class__.__name__}: {e})") from None
     return [r for r in rows if r.get("run") not in replaced]
 
 
@@ -120,7 +124,7 @@ def markdown(rows: List[Dict], groups: List[Dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m train.results", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python scripts/train_results.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="edge-train output folders")
     ap.add_argument("--keep", metavar="OLD.json",
                     help="also list the rows of an earlier results JSON (runs given here replace rows of the same path)")
@@ -129,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-@cli_entry("train.results")
+@cli_entry("train_results")
 def main(argv=None) -> int:
     from edge.fsutil import write_json, write_text
 
