@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from edge.errors import EdgeError, GateFailed, cli_entry
+from edge.log import add_log_flags
 
 log = logging.getLogger("edge-bench")
 
@@ -61,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-drift", type=float, metavar="PP",
                    help="exit 1 when an artifact's accuracy is more than PP points below the reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-q", "--quiet", action="store_true", help="do not print the table")
-    return p
+    return add_log_flags(p, quiet_help="do not print the table (-qq: also log errors only)")
 
 
 def _check_output(path: Optional[str], what: str) -> None:
@@ -100,10 +100,9 @@ def _check_other_splits(refs: List[Path], ds, which: str) -> None:
                             f"(e.g. {other[0]}: {theirs[other[0]]}): {r} may have trained on the evaluated images")
 
 
-@cli_entry("edge-bench")
+@cli_entry("edge-bench", log_level=logging.WARNING)
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="edge-bench: %(levelname)s: %(message)s")
 
     from bench import core, stats
 

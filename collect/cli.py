@@ -18,6 +18,7 @@ import threading
 from typing import List, Optional
 
 from edge.errors import EdgeError, cli_entry
+from edge.log import add_log_flags
 
 PROG = "edge-collect"
 
@@ -36,8 +37,7 @@ def _collect_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=500, help="messages per database transaction at most (default 500)")
     p.add_argument("--max-messages", type=int, help="exit after storing this many messages")
     p.add_argument("--idle-exit", type=float, help="exit when no message came for this many seconds")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    return p
+    return add_log_flags(p)
 
 
 def _report_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def _report_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", dest="fmt", action="store_const", const="json", help="JSON")
     fmt.add_argument("--html", dest="fmt", action="store_const", const="html", help="HTML")
     p.add_argument("-o", "--out", help="write to this file instead of stdout")
-    return p
+    return add_log_flags(p)
 
 
 def _speed_parser() -> argparse.ArgumentParser:
@@ -59,10 +59,10 @@ def _speed_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="SQLite file or postgresql://...")
     p.add_argument("--line", required=True)
     p.add_argument("--m-per-min", type=float, required=True, help="strip speed in metres per minute")
-    return p
+    return add_log_flags(p)
 
 
-@cli_entry(PROG)
+@cli_entry(PROG, log_level=logging.WARNING)
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from collect.store import Store
@@ -92,8 +92,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     from collect.subscriber import Collector
 
     a = _collect_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
     if a.batch < 1:
         raise EdgeError(f"--batch must be >= 1, got {a.batch}")
     stop = threading.Event()

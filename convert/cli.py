@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from edge.errors import EdgeError, GateFailed, cli_entry
+from edge.log import add_log_flags
 
 PROG = "edge-convert"
 
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-images", type=int, default=0,
                    help="val images of the FP32 ONNX vs Keras and FP16 checks (0: the whole val split; "
                         "64 let an FP16 model 7.7e-3 off on other val images pass at 3.7e-3)")
-    return p
+    return add_log_flags(p)
 
 
 def _say(msg: str) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
+from edge.log import add_log_flags
 
 PROG = "edge-doctor"
 ROOT = Path(__file__).resolve().parents[1]
@@ -608,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mm-per-px", type=float, metavar="MM", help="camera resolution on the strip (line capacity)")
     p.add_argument("--tile", type=int, default=200, help="daemon tile size in px (line capacity; default 200)")
     p.add_argument("--iterations", type=int, default=20, help="timed batches per latency row (default 20)")
-    return p
+    return add_log_flags(p)
 
 
 def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,

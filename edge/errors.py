@@ -1,14 +1,31 @@
-"""Errors shown to the user as one line, and the CLI wrapper that prints them."""
+"""Errors shown to the user as one line, their exit codes, and the CLI wrapper that prints them.
+
+Exit codes (every command): 0 done, 1 a quality gate failed (:class:`GateFailed`), 2 bad input
+(:class:`EdgeError`, :class:`InputError`), 3 a device or backend failure (:class:`BackendError`),
+130 interrupted. Messages name the API's parameters (``warmup``, ``dla``, ``engine="always"``), not CLI
+flags: a Python caller never passed a flag. A command that reports a parameter maps it to its flag.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from typing import Callable
 
 
 class EdgeError(Exception):
-    """A user-facing error: printed as one line, exit code 2 (bad input)."""
+    """A user-facing error: printed as one line, exit code 2 (bad input).
+
+    The base of every error below: ``except EdgeError`` catches them all. Raised as is it means bad
+    input, as :class:`InputError` does.
+    """
+
+    exit_code = 2
+
+
+class InputError(EdgeError):
+    """Bad input: a missing file, a value out of range, parameters that contradict each other (exit 2)."""
 
     exit_code = 2
 
@@ -19,16 +36,35 @@ class GateFailed(EdgeError):
     exit_code = 1
 
 
-def cli_entry(prog: str) -> Callable:
-    """Decorate a ``main(argv) -> int`` so that EdgeError becomes ``prog: error: msg`` + exit code.
+class BackendError(EdgeError):
+    """The device or a runtime failed: CUDA, TensorRT, ONNX Runtime, an engine build (exit code 3).
+
+    The input may be fine: the same call can work on another machine or after fixing the install.
+    """
+
+    exit_code = 3
+
+
+def cli_entry(prog: str, log_level: int = logging.INFO) -> Callable:
+    """Decorate a ``main(argv) -> int``: logging for the run, EdgeError as ``prog: error: msg`` + exit code.
+
+    The run gets one logging handler (:mod:`edge.log`: its docstring says how library code logs); the
+    command's parser adds ``-v`` / ``-q`` with :func:`edge.log.add_log_flags`, which move the level
+    from ``log_level`` as they are parsed.
 
     Args:
         prog: The command name shown in front of the message.
+        log_level: The default level: INFO for a command whose progress lines are its output (on
+            stdout), WARNING for a service or a command whose output is a table (all on stderr).
     """
+    from edge import log
 
     def deco(fn: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(fn)
         def wrapper(argv=None) -> int:
+            owner = log.active() is None  # a command run inside another keeps the outer one's logging
+            if owner:
+                log.start(prog, log_level)
             try:
                 rc = fn(argv)
             except EdgeError as e:
@@ -38,6 +74,9 @@ def cli_entry(prog: str) -> Callable:
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
+            finally:
+                if owner:
+                    log.stop()
             return 0 if rc is None else int(rc)
 
         return wrapper

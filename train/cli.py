@@ -24,6 +24,7 @@ from typing import Dict, List
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
+from edge.log import add_log_flags
 from train.models import COMPACT_DEFAULT_POOL, COMPACT_POOLS, MODELS, spec_of
 
 #: compact: epochs of linear learning-rate warm-up before the cosine decay.
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "replica and the learning rate scales linearly with the replicas (train/distribute.py)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    return ap
+    return add_log_flags(ap)
 
 
 def _check_args(args) -> None:

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
+from edge.log import add_log_flags
 
 
 def metrics_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str]) -> Dict:
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ood", metavar="OOD_DIR",
                     help="folder of images of none of the classes (any layout, labels ignored): adds \"ood\" "
                          "(AUROC, FPR at 95 %% TPR, decisions at the model's threshold) to the report")
-    return ap
+    return add_log_flags(ap)
 
 
 @cli_entry("edge-eval")

@@ -19,6 +19,7 @@ import threading
 from typing import List, Optional
 
 from edge.errors import EdgeError, cli_entry
+from edge.log import add_log_flags
 
 PROG = "edge-capture"
 #: Exit code when the stop deadline passed before the queued work was done.
@@ -38,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 argument_default=argparse.SUPPRESS)
     p.add_argument("--config", help="TOML (or YAML with PyYAML) file with the same settings")
     add_arguments(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    return p
+    return add_log_flags(p)
 
 
 def _hard_exit(after: float) -> None:
@@ -48,16 +48,14 @@ def _hard_exit(after: float) -> None:
     os._exit(EXIT_DEADLINE)
 
 
-@cli_entry(PROG)
+@cli_entry(PROG, log_level=logging.WARNING)
 def main(argv: Optional[List[str]] = None) -> int:
     from edge.capture.config import load_config_file, merge
     from edge.capture.daemon import CaptureDaemon, summary_line
     from edge.fsutil import write_json
 
     args = vars(build_parser().parse_args(argv))
-    verbose = args.pop("verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+    verbose = args.pop("verbose", 0) > args.pop("quiet", 0)  # the level itself is set by cli_entry (edge/log.py)
     if not verbose:  # OpenCV's own multi-line decoder errors: the daemon names a skipped frame itself
         try:
             import cv2

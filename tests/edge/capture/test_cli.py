@@ -94,7 +94,7 @@ def test_config_file_mirrors_flags_and_flags_override(tmp_path, model, frames, c
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, model, frames, capsys, args, msg):
     args = [str(model) if a == "MODEL" else str(frames) if a == "FRAMES" else a for a in args]
-    args += ["--events", str(tmp_path / "ev.jsonl")]
+    args += ["--events", str(tmp_path / "ev.jsonl"), "-q"]   # -q: no per-frame warnings before the error
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("edge-capture: error:") and msg in err[0]
