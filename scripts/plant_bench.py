@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.capture.events import EventWriter  # noqa: E402
-from edge.capture.mosquitto import Mosquitto  # noqa: E402
+from scripts.fixtures.mosquitto import Mosquitto  # noqa: E402
 from edge.capture.mqtt import MqttPublisher  # noqa: E402
 
 

@@ -5,7 +5,7 @@ watch its resources and its books.
 The daemon runs as its own process (the real CLI) on an image-folder source paced with
 ``--realtime`` (default 20 fps), logging every tile, with rotation and a crops budget small
 enough to be exercised many times, and bad frames (1x1 images and broken PNGs) mixed in. The
-model is the tiny intensity ONNX model of :mod:`edge.capture.testing` (light on the CPU; the
+model is the tiny intensity ONNX model of :mod:`scripts.fixtures.intensity_model` (light on the CPU; the
 soak is about the daemon, not the model). Every ``--every`` seconds the script samples the
 process's RSS, threads and open file descriptors (``/proc``) and the daemon's counters
 (``/metrics``). At the end it sends SIGTERM and checks the exit code and the books:
@@ -35,6 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/soak.py` from anywhere: edge.* and scripts.fixtures
+    sys.path.insert(0, str(ROOT))
+
 T = 32            # model input = tile size
 COLS, ROWS = 4, 2  # 8 tiles per frame
 
@@ -43,7 +47,7 @@ def make_stream(folder: Path, n_frames: int, bad_every: int) -> int:
     """``n_frames`` PNGs (hard links to 60 distinct frames) with a bad frame every ``bad_every``."""
     import cv2
 
-    from edge.capture.testing import class_level
+    from scripts.fixtures.intensity_model import class_level
 
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / ".base"
@@ -133,8 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warm-s", type=float, default=300.0, help="the RSS slope is fitted after this many seconds")
     args = ap.parse_args(argv)
 
-    from edge.capture.mosquitto import free_port
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
+    from scripts.fixtures.mosquitto import free_port
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

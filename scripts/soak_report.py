@@ -58,7 +58,7 @@ Set-up: the real CLI process on an image-folder source paced with `--realtime` a
 tiles of 32x32, so {res['fps'] * 8} tiles/s), every tile logged (`--log-all`), a bad frame every 500 (1x1 images
 and broken PNGs alternately), events rotated at 8 MB keeping 2, crops saved within a 0.25 MB budget at 20
 per class per minute, `/metrics` scraped every 30 s, RSS/threads/fds from `/proc` every 30 s. The model is
-the tiny intensity ONNX model of `edge.capture.testing` (ONNX Runtime, 1 thread): light on the CPU.
+the tiny intensity ONNX model of `scripts.fixtures.intensity_model` (ONNX Runtime, 1 thread): light on the CPU.
 At the end: SIGTERM.
 
 ## Result

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # scripts.* (the shared fixtures, the scripts under test) when pytest runs as `pytest`
+    sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT / "data" / "neu-sample"
 FULL = ROOT / "data" / "NEU-CLS"
 
@@ -79,7 +79,7 @@ def tiny_model(tmp_path_factory, sample_dir) -> Path:
 def mosquitto(tmp_path):
     """A real mosquitto broker on 127.0.0.1 at a free port (skips where mosquitto is not installed)."""
     pytest.importorskip("paho.mqtt.client")
-    from edge.capture.mosquitto import Mosquitto, find_mosquitto
+    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")

@@ -55,7 +55,7 @@ def test_a_failing_check_is_reported_not_raised():
 
 def test_doctor_on_this_machine_runs_the_onnxruntime_chain(tmp_path, sample_dir):
     pytest.importorskip("onnxruntime")
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     model = tmp_path / "model"
     model.mkdir()
@@ -85,7 +85,7 @@ def test_doctor_on_this_machine_runs_the_onnxruntime_chain(tmp_path, sample_dir)
 
 def test_line_capacity_uses_the_measured_throughput(tmp_path, sample_dir):
     pytest.importorskip("bench.capacity")
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     model = tmp_path / "model"
     model.mkdir()

@@ -26,7 +26,7 @@ def postgres_url():
     ``postgres`` user when the tests run as root (the server refuses to run as root).
     """
     pytest.importorskip("psycopg")
-    from edge.capture.mosquitto import free_port
+    from scripts.fixtures.mosquitto import free_port
 
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if not found:

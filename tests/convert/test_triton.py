@@ -26,7 +26,7 @@ def artifacts(tmp_path):
     """An edge-convert-like folder: FP32 ONNX, a uint8-tile ONNX (preprocessing folded), two INT8 engines
     (stand-ins for sm72 and sm87), a CPU int8 ONNX and an INT8 ONNX whose drift gate failed."""
     from convert.fold import fold_preprocess
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     src = tmp_path / "models" / "neu-compact" / "model.keras"
     src.parent.mkdir(parents=True)

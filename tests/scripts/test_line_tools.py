@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
 

@@ -11,8 +11,8 @@ import pytest
 
 from edge.capture.cli import main
 from edge.capture.events import read_events
-from edge.capture.mosquitto import free_port
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.mosquitto import free_port
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 T = 32
 

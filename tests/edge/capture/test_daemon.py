@@ -9,7 +9,7 @@ import pytest
 from edge.capture.config import CaptureConfig
 from edge.capture.daemon import CaptureDaemon, classify_tiles
 from edge.capture.events import read_events
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 T = 32                     # model input = tile size
 CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]

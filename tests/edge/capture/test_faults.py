@@ -31,9 +31,9 @@ from edge.capture.config import SETTINGS, CaptureConfig, load_config_file, merge
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.events import EventWriter, read_events, repair_tail
 from edge.capture.metrics import Metrics, MetricsServer
-from edge.capture.mosquitto import free_port
+from scripts.fixtures.mosquitto import free_port
 from edge.capture.sources import EndOfStream, Source, SourceLost
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 from edge.errors import EdgeError
 
 T = 32

@@ -84,7 +84,7 @@ def test_publishes_spool_in_order_with_status_and_resumes_at_cursor(tmp_path, mo
 
 def test_broker_down_backlog_then_rotation_counts_lost(tmp_path, recorder_factory):
     """Broker away: events stay in the spool (backlog grows); events rotated away unsent are counted lost."""
-    from edge.capture.mosquitto import Mosquitto, find_mosquitto
+    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed")
@@ -141,7 +141,7 @@ def _video(path, n, tiles=8, t=32):
     import cv2
     import numpy as np
 
-    from edge.capture.testing import class_level
+    from scripts.fixtures.intensity_model import class_level
 
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25, (tiles * t, t), isColor=False)
     for f in range(n):
@@ -170,8 +170,8 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
     import signal
     import time
 
-    from edge.capture.mosquitto import Mosquitto, find_mosquitto, free_port
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto, free_port
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")
@@ -228,7 +228,7 @@ def test_password_never_in_logs_status_or_stats(tmp_path, caplog):
     import logging
     import time
 
-    from edge.capture.mosquitto import free_port
+    from scripts.fixtures.mosquitto import free_port
 
     ev = tmp_path / "events.jsonl"
     write_events(ev, range(3))
@@ -269,7 +269,7 @@ def test_mqtts_with_ca_and_client_certificate(tmp_path):
     client certificate; refused (nothing acknowledged, events kept) without the client certificate."""
     import paho.mqtt.client as mqtt
 
-    from edge.capture.mosquitto import Mosquitto, find_mosquitto
+    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed")

@@ -12,7 +12,7 @@ from edge.capture.annotate import class_colors
 from edge.capture.config import CaptureConfig, merge
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.preview import Preview
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 from edge.errors import EdgeError
 
 T = 32          # model input

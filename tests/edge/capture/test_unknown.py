@@ -7,7 +7,7 @@ import pytest
 from edge.capture.config import CaptureConfig
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.events import read_events
-from edge.capture.testing import class_level, make_intensity_model
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 T = 32
 

@@ -53,7 +53,7 @@ def served(tmp_path):
     from google.protobuf import json_format
 
     from convert.triton import parse_pbtxt, write_repository
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
     from edge.metadata import read_meta, write_meta
 
     m = make_intensity_model(tmp_path / "neu-compact" / "model.onnx", 32)
@@ -101,7 +101,7 @@ def test_error_paths(served):
         with pytest.raises(EdgeError, match="shape"):
             r.infer(np.zeros((2, 16, 16, 1), np.float32))
     # the real gRPC client against a port where nothing listens: one line, no traceback
-    from edge.capture.mosquitto import free_port
+    from scripts.fixtures.mosquitto import free_port
 
     with pytest.raises(EdgeError, match=r"Triton 127\.0\.0\.1:\d+ model m: get_model_config failed"):
         TritonRunner(f"triton://127.0.0.1:{free_port()}/m", timeout=2)
@@ -109,7 +109,7 @@ def test_error_paths(served):
 
 def test_edge_capture_with_a_triton_model_url_fails_in_one_line(tmp_path, capsys):
     from edge.capture.cli import main
-    from edge.capture.mosquitto import free_port
+    from scripts.fixtures.mosquitto import free_port
 
     rc = main(["--model", f"triton://127.0.0.1:{free_port()}/neu-compact", "--source", str(tmp_path),
                "--events", str(tmp_path / "ev.jsonl")])
@@ -124,7 +124,7 @@ def test_daemon_runs_on_a_triton_runner(tmp_path, served):
     from edge.capture.config import CaptureConfig
     from edge.capture.daemon import CaptureDaemon
     from edge.capture.events import read_events
-    from edge.capture.testing import class_level
+    from scripts.fixtures.intensity_model import class_level
 
     cfg_dict, onnx_path = served
     frames = tmp_path / "frames"

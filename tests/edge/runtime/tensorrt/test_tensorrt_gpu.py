@@ -1,6 +1,6 @@
 """The TensorRT runner on a real GPU (``pytest -m gpu`` on a device; skipped with the reason here).
 
-An engine is built from the intensity ONNX of :mod:`edge.capture.testing` (dynamic batch 1-32,
+An engine is built from the intensity ONNX of :mod:`scripts.fixtures.intensity_model` (dynamic batch 1-32,
 opt 16) and every runner mode is compared with ONNX Runtime on the same batches: cuda-python /
 pycuda x CUDA graph x zero-copy x batch 1, 16 and a tail of 7 (the daemon's 16, 16, 4 pattern too),
 the double-buffered path, DLA placement where the device has a DLA, and the committed model's
@@ -35,7 +35,7 @@ def _device_or_skip():
 def built(tmp_path_factory):
     _device_or_skip()
     from convert.tensorrt import build_from_onnx
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     d = tmp_path_factory.mktemp("trt")
     onnx = make_intensity_model(d / "model.onnx", size=32)
