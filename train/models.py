@@ -143,35 +143,6 @@ def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
     return keras.Model(inp, out, name="compact")
 
 
-def split_concat_head(old):
-    """A compact avgmax model with the concatenated head rewritten as the split head of :func:`build_compact`.
-
-    Trial runs of recipe v4 were trained with ``Dense(Concatenate([gap, gmp]))``; the two forms are the
-    same function (the Dense kernel's first C rows act on the average, the last C on the max), so the
-    weights are copied, not retrained.
-
-    Args:
-        old: The Keras model with layers ``gap``, ``gmp``, ``gap_gmp`` (Concatenate) and ``probs`` (Dense).
-
-    Raises:
-        EdgeError: ``old`` has no concatenated avgmax head.
-    """
-    names = {layer.name for layer in old.layers}
-    if not {"gap", "gmp", "gap_gmp", "probs"} <= names:
-        raise EdgeError(f"{old.name} has no concatenated avgmax head (layers gap, gmp, gap_gmp, probs)")
-    k = int(old.get_layer("probs").units)
-    new = build_compact(tuple(old.inputs[0].shape[1:]), k, pool="avgmax")
-    for layer in old.layers:
-        if layer.name in ("gap_gmp", "probs") or not layer.weights:
-            continue
-        new.get_layer(layer.name).set_weights(layer.get_weights())
-    w, b = old.get_layer("probs").get_weights()
-    c = w.shape[0] // 2
-    new.get_layer("logits_gap").set_weights([w[:c], b])
-    new.get_layer("logits_gmp").set_weights([w[c:]])
-    return new
-
-
 def _conv_bn_relu(x, filters: int, stride: int = 1, name: str = "conv"):
     from keras import layers, regularizers
 
@@ -296,48 +267,6 @@ def set_phase(base, phase: int, fine_tune_layers: int = FINE_TUNE_LAYERS) -> Non
                 var = getattr(layer, attr, None)
                 if var is not None and getattr(var, "regularizer", None) is None:
                     var.regularizer = l2
-
-
-def init_bn_statistics(base, images, batch_size: int = 256) -> int:
-    """Estimate the base's BatchNorm moving statistics from ``images`` (no weight is trained).
-
-    A base without pretrained weights (``--weights none``) has moving mean 0 / variance 1 in every
-    BatchNorm; called in inference mode (as the fine-tuning protocol does) its features then vanish
-    or saturate after a few dozen layers and every image gives the same output. One forward pass in
-    training mode with momentum 0 sets each layer's statistics to those of a large batch of training
-    images, layer after layer, so the frozen random base yields informative features.
-
-    Args:
-        base: The backbone.
-        images: float32 (N, H, W, C) preprocessed training images; the first ``batch_size`` are used.
-        batch_size: Images in the estimating batch.
-
-    Returns:
-        The number of BatchNorm layers updated.
-    """
-    from keras import layers
-
-    bns = [layer for layer in _all_layers(base) if isinstance(layer, layers.BatchNormalization)]
-    saved = [(b.momentum, b.trainable) for b in bns]
-    try:
-        for b in bns:  # a frozen BatchNorm always runs in inference mode (Keras 3): unfreeze it briefly
-            b.momentum = 0.0
-            b.trainable = True
-        base(images[:batch_size], training=True)
-    finally:
-        for b, (m, t) in zip(bns, saved):
-            b.momentum = m
-            b.trainable = t
-    return len(bns)
-
-
-def _all_layers(model):
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_all_layers(layer))
-    return out
 
 
 def check_pretrained(model: str, weights: Optional[str]) -> None:

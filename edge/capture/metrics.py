@@ -157,11 +157,6 @@ class Metrics:
                 return d.get(tuple(str(labels.get(k, "")) for k in self.labelnames[name]), 0)
             return self.counters[name]
 
-    def by_label(self, name: str) -> Dict[str, int]:
-        """A one-label counter as {label value: count}."""
-        with self._lock:
-            return {",".join(k): v for k, v in self.labeled.get(name, {}).items()}
-
     # -- health -------------------------------------------------------------------
     def frame_age(self) -> Optional[float]:
         """Seconds since the last frame (or since start when none came yet)."""

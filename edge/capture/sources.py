@@ -41,7 +41,6 @@ from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".mjpg", ".ts", ".h264", ".h265"}
 IMAGE_EXTS = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 
 

@@ -250,7 +250,3 @@ class CudaPythonBackend(CudaBackend):
     def end_capture(self, stream: CpStream) -> CudaGraph:
         graph = cuda_call(self.rt.cudaStreamEndCapture, stream._s)
         return CpGraph(self.rt, graph)
-
-    def memset_async(self, dst: int, value: int, nbytes: int, stream: CpStream) -> None:
-        """Fill device memory (used by the GPU tests as a stand-in kernel)."""
-        cuda_call(self.rt.cudaMemsetAsync, dst, value, nbytes, stream._s)

@@ -178,7 +178,3 @@ class PyCudaBackend(CudaBackend):
 
     def end_capture(self, stream: PcStream) -> CudaGraph:
         raise EdgeError("CUDA graphs need the cuda-python backend: pycuda has no stream-capture API")
-
-    def memset_async(self, dst: int, value: int, nbytes: int, stream: PcStream) -> None:
-        """Fill device memory (used by the GPU tests as a stand-in kernel)."""
-        _call("cuMemsetD8Async", self.drv.memset_d8_async, dst, value, nbytes, stream._s)

@@ -140,7 +140,7 @@ def test_pinned_roundtrip_async_copies_and_events(name, mapped):
 @needs_gpu
 @pytest.mark.parametrize("name", ["cuda-python", "pycuda"])
 def test_double_buffering_overlaps_upload_with_compute(name):
-    """Two slots, a copy and a compute stream; memset+DtoD copies stand in for the engine."""
+    """Two slots, a copy and a compute stream; device-to-device copies stand in for the engine."""
     if name == "pycuda":
         _pycuda_or_skip()
     be = get_backend(name)
