@@ -21,10 +21,13 @@ logical devices (tests and trials: the same code path as N GPUs, no speed-up).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any, Dict, Iterator
 
 from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
 
 #: Environment variable: split the CPU into this many logical devices when no GPU is visible.
 CPU_REPLICAS_ENV = "EDGE_TRAIN_CPU_REPLICAS"
@@ -79,7 +82,8 @@ def even_validation(val, replicas: int):
 
 @contextlib.contextmanager
 def distributed(args) -> Iterator[Dict[str, Any]]:
-    """Run ``train(args)`` inside this for ``--distribute``: scales ``args`` and enters the strategy's scope.
+    """Run the training inside this for ``distribute``: scales ``args`` (a copy of the
+    :class:`train.TrainConfig`) and enters the strategy's scope.
 
     Sets ``args.batch_size`` to the global batch, ``args.lr_scale`` to the replica count, and
     ``args.distribute_info`` (written to the report).
@@ -90,14 +94,14 @@ def distributed(args) -> Iterator[Dict[str, Any]]:
         yield {}
         return
     if mode != "mirrored":
-        raise EdgeError(f"--distribute must be none or mirrored, got {mode!r}")
+        raise EdgeError(f"distribute must be none or mirrored, got {mode!r}")
     strategy = make_strategy()
     r = int(strategy.num_replicas_in_sync)
     info = {"strategy": "mirrored", "replicas": r, "devices": list(strategy.extended.worker_devices),
             "per_replica_batch": args.batch_size, "global_batch": args.batch_size * r,
             "lr_rule": f"linear: recipe rate x {r} replicas", "batchnorm": "synchronized"}
     args.batch_size, args.lr_scale, args.distribute_info = args.batch_size * r, float(r), info
-    print(f"edge-train: MirroredStrategy over {r} replica(s) ({', '.join(info['devices'])}): global batch "
-          f"{info['global_batch']} = {info['per_replica_batch']} x {r}, learning rate x {r}", flush=True)
+    log.info("edge-train: MirroredStrategy over %d replica(s) (%s): global batch %d = %d x %d, learning rate x %d",
+             r, ", ".join(info["devices"]), info["global_batch"], info["per_replica_batch"], r, r)
     with strategy.scope():
         yield info

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -106,7 +106,8 @@ def plot_confusion(report: Dict, path: str | os.PathLike, title: str = "") -> Pa
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "test",
              split_file: Optional[str | os.PathLike] = None, batch_size: int = 64,
-             progress: bool = False, ood: Optional[str | os.PathLike] = None) -> Dict:
+             progress: bool = False, ood: Optional[str | os.PathLike] = None,
+             show: Callable[[str], str] = str) -> Dict:
     """Evaluate an artifact on one split of a dataset.
 
     Args:
@@ -118,6 +119,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
         progress: Show a progress bar.
         ood: Folder of out-of-distribution images (any layout, labels ignored): adds the ``"ood"`` block
             (:func:`ood_report`), DIR's evaluated images being the in-distribution ones.
+        show: How errors name parameters (``str``; a command passes its flag names).
 
     Returns:
         The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``
@@ -139,7 +141,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
             split = read_split_csv(sf, ds)
         except EdgeError as e:
             if split_file is None:  # the model's own split.csv does not describe this dataset
-                raise EdgeError(f"{e}; to evaluate on other data use --split all or --split-file FILE") from None
+                raise EdgeError(f"{e}; to evaluate on other data use {show('split')} all or {show('split_file')} FILE"
+                                ) from None
             raise
         sel, used = ds.subset(split, which), str(sf)
     else:
@@ -147,7 +150,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
     images = load_images(sel, progress=progress)
     ood_images = None
     if ood is not None:
-        ood_images = load_images(ood_files(ood), progress=progress)
+        ood_images = load_images(ood_files(ood, show), progress=progress)
     with load_runner(model, warmup=0) as runner:
         probs, score = _run(runner, images, batch_size, progress)
         backend = runner.backend
@@ -176,7 +179,7 @@ def _run(runner, images, batch_size: int, progress: bool):
     return np.concatenate(probs), score
 
 
-def ood_files(folder: str | os.PathLike) -> List[Path]:
+def ood_files(folder: str | os.PathLike, show: Callable[[str], str] = str) -> List[Path]:
     """Every image file under ``folder`` (any layout, labels ignored), sorted.
 
     Raises:
@@ -186,10 +189,10 @@ def ood_files(folder: str | os.PathLike) -> List[Path]:
 
     root = Path(folder)
     if not root.is_dir():
-        raise EdgeError(f"--ood folder {root} does not exist")
+        raise EdgeError(f"{show('ood')} folder {root} does not exist")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise EdgeError(f"--ood folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+        raise EdgeError(f"{show('ood')} folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     return files
 
 
@@ -223,45 +226,40 @@ def summary_line(rep: Dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="edge-eval", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", help="model.keras / model.onnx / engine (with its .json metadata)")
-    ap.add_argument("--data", required=True, help="dataset folder (NEU-CLS flat, folder per class, NEU-DET)")
-    ap.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    ap.add_argument("model", nargs="?", help="model.keras / model.onnx / engine (with its .json metadata)")
+    ap.add_argument("--data", help="dataset folder (NEU-CLS flat, folder per class, NEU-DET)")
+    ap.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test")
     ap.add_argument("--split-file", help="split.csv (default: the one beside the model)")
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--plots", help="folder for confusion_matrix.png")
-    ap.add_argument("--batch", type=int, default=64, help="images per inference call")
+    ap.add_argument("--batch", type=int, help="images per inference call (default: 64)")
     ap.add_argument("--ood", metavar="OOD_DIR",
                     help="folder of images of none of the classes (any layout, labels ignored): adds \"ood\" "
                          "(AUROC, FPR at 95 %% TPR, decisions at the model's threshold) to the report")
+    ap.add_argument("--config", metavar="FILE",
+                    help="TOML (or YAML) file with the same settings (a [eval] table or the top level); "
+                         "flags override it")
     return add_log_flags(ap)
+
+
+def config_from_args(args):
+    """:class:`train.EvalConfig`: its defaults, then the ``--config`` file, then the flags given."""
+    from edge.configfile import layered
+    from train.config import EvalConfig
+
+    cfg = layered(EvalConfig, vars(args), args.config, "eval", EvalConfig.PATHS)
+    cfg.progress = sys.stderr.isatty()
+    return cfg
 
 
 @cli_entry("edge-eval")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.batch < 1:
-        raise EdgeError(f"--batch must be >= 1, got {args.batch}")
-    from edge.fsutil import check_writable_dir
+    from train.api import evaluate_model
+    from train.config import cli_flag
 
-    if args.json:
-        check_writable_dir(Path(args.json).parent)
-    if args.plots:  # checked before the run, not after it
-        if Path(args.plots).exists() and not Path(args.plots).is_dir():
-            raise EdgeError(f"--plots {args.plots} is not a folder")
-        check_writable_dir(args.plots)
-    rep = evaluate(args.model, args.data, args.split, args.split_file, args.batch, progress=sys.stderr.isatty(),
-                   ood=args.ood)
-    if args.json:
-        from edge.fsutil import write_json
-
-        write_json(args.json, rep)
-    if args.plots:
-        try:
-            plot_confusion(rep, Path(args.plots) / "confusion_matrix.png")
-        except OSError as e:
-            raise EdgeError(f"cannot write the plot into {args.plots}: {e.strerror or e}"
-                            + (f" (the report is in {args.json})" if args.json else "")) from None
-    print(summary_line(rep) + (f" -> {args.json}" if args.json else ""))
+    cfg = config_from_args(build_parser().parse_args(argv))
+    rep = evaluate_model(cfg, show=lambda name: "MODEL" if name == "model" else cli_flag(name)).report
+    print(summary_line(rep) + (f" -> {cfg.json}" if cfg.json else ""))
     if "ood" in rep:
         o = rep["ood"]
         dec = ("" if o["threshold"] is None else f", at threshold {o['threshold']:.4f}: {100 * o['accepted_in']:.1f} % "

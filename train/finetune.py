@@ -1,4 +1,4 @@
-"""``edge-train --init MODEL.keras --data MY_FOLDERS --out DIR``: adapt a trained model to a plant's own tiles.
+"""``edge-train --init MODEL.keras --data MY_FOLDERS --out DIR`` (``train_model(TrainConfig(init=...))``): adapt a trained model to a plant's own tiles.
 
 The small-data recipe:
 
@@ -22,8 +22,8 @@ The output folder is an ordinary model folder (``model.keras`` + metadata, ``pre
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -31,6 +31,8 @@ from typing import Dict, List
 import numpy as np
 
 from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
 
 #: Layers of compact frozen by default: the stem and blocks 1-2 (edges and small textures).
 COMPACT_FROZEN_PREFIXES = ("stem_", "block1_", "block2_")
@@ -138,94 +140,88 @@ def freeze_early(model, n_layers=None, freeze_bn: bool = True) -> List[str]:
     return frozen
 
 
-def finetune(args) -> Dict:
-    """Run ``edge-train --init`` as the parsed arguments say; returns the report."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edge.data import load_dataset, load_images
-    from edge.fsutil import staged_dir
-    from edge.metadata import preprocess_of, read_meta, tool_versions
-    from edge.runtime.keras.runner import load_keras_model
-    from train.augment import Augment, make_feed
-    from train.cli import EpochLog, _compile, write_model_folder
-    from train.evaluate import metrics_report, summary_line
-    from train.models import count_params
+def _load_init(cfg):
+    """The model to fine-tune: ``(path, metadata, old classes, preprocessing)``."""
+    from edge.metadata import preprocess_of, read_meta
 
-    init = Path(args.init)
+    init = Path(cfg.init)
     if not init.is_file():
-        raise EdgeError(f"--init model {init} does not exist")
+        raise EdgeError(f"init model {init} does not exist")
     meta0 = read_meta(init)
     old_classes = list(meta0.get("classes") or [])
     if not old_classes:
         raise EdgeError(f"{init} has no classes in its metadata (not an edge-train model)")
-    prep = preprocess_of(meta0)
-    frac = DEFAULT_HOLDOUT if args.holdout is None else args.holdout
-    if not 0.0 < frac < 1.0:
-        raise EdgeError(f"--holdout must be in (0, 1), got {frac}")
+    return init, meta0, old_classes, preprocess_of(meta0)
+
+
+def _report(cfg, init, head, frozen, frac, fit, params, parts, lr, epochs, patience, augment, wall) -> Dict:
+    """The report's keys besides the metrics (``training`` block included)."""
+    from edge.metadata import tool_versions
+
+    return {
+        "model": str(Path(cfg.out) / "model.keras"), "data": str(cfg.data), "split": "val",
+        "split_file": str(Path(cfg.out) / "split.csv"), "backend": "keras",
+        "note": "held-out part of the new data (early stopping used it: optimistic; evaluate on other images)",
+        "training": {"init": str(init), "classes": head, "frozen_layers": frozen, "holdout": frac,
+                     "seed": cfg.seed, "params": params, "batch_size": cfg.batch_size, "max_epochs": epochs,
+                     "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,
+                     "phases": fit.phases, "epochs_run": len(fit.history), "wall_time_s": round(wall, 1),
+                     "counts": {w: len(parts[w]) for w in parts}, "tools": tool_versions()},
+    }
+
+
+def finetune(cfg) -> Dict:
+    """Fine-tune ``cfg.init`` on ``cfg.data`` (a validated :class:`train.TrainConfig`); returns the report."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from edge.data import load_dataset, load_images
+    from edge.fsutil import staged_dir
+    from edge.runtime.keras.runner import load_keras_model
+    from train.augment import Augment, make_feed
+    from train.evaluate import metrics_report, summary_line
+    from train.models import count_params
+    from train.recipe import Fit, seed_everything, write_model_folder
+
+    init, meta0, old_classes, prep = _load_init(cfg)
+    frac = DEFAULT_HOLDOUT if cfg.holdout is None else cfg.holdout
     t_start = time.perf_counter()
-    ds = load_dataset(args.data)
-    split = holdout_split(ds, frac, args.seed)
+    ds = load_dataset(cfg.data)
+    split = holdout_split(ds, frac, cfg.seed)
     parts = {w: ds.subset(split, w) for w in ("train", "val")}
-    augment = Augment.preset(args.augment or "line")
-    epochs = args.epochs or DEFAULT_EPOCHS
-    patience = args.patience if args.patience is not None else DEFAULT_PATIENCE
-    lr = args.lr or DEFAULT_LR
+    augment = Augment.preset(cfg.augment or "line")
+    epochs = cfg.epochs or DEFAULT_EPOCHS
+    patience = cfg.patience if cfg.patience is not None else DEFAULT_PATIENCE
+    lr = cfg.lr or DEFAULT_LR
 
     def arrays(d):
         return np.stack([prep.resize(im) for im in load_images(d)]), d.labels
 
     (x_tr, y_tr), (x_va, y_va) = arrays(parts["train"]), arrays(parts["val"])
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(args.seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # noqa: BLE001
-        pass
-    model, head = adapt_head(load_keras_model(init), old_classes, ds.classes, args.seed)
-    # from scratch (--freeze 0) the BatchNorm statistics have to be learnt: only a trained model keeps them
-    frozen = freeze_early(model, args.freeze, freeze_bn=args.freeze != 0)
+    seed_everything(cfg.seed)
+    model, head = adapt_head(load_keras_model(init), old_classes, ds.classes, cfg.seed)
+    # from scratch (freeze=0) the BatchNorm statistics have to be learnt: only a trained model keeps them
+    frozen = freeze_early(model, cfg.freeze, freeze_bn=cfg.freeze != 0)
     k = len(ds.classes)
-    print(f"edge-train --init: {init} ({len(old_classes)} classes) -> {k} classes of {ds.root} "
-          f"(kept {len(head['kept'])}, added {head['added'] or 'none'}, dropped {head['dropped'] or 'none'}); "
-          f"train {len(parts['train'])} / held out {len(parts['val'])} images; {len(frozen)} early layers frozen",
-          flush=True)
+    log.info("edge-train --init: %s (%d classes) -> %d classes of %s (kept %d, added %s, dropped %s); "
+             "train %d / held out %d images; %d early layers frozen", init, len(old_classes), k, ds.root,
+             len(head["kept"]), head["added"] or "none", head["dropped"] or "none", len(parts["train"]),
+             len(parts["val"]), len(frozen))
     onehot = np.eye(k, dtype=np.float32)
-    feed = make_feed(x_tr, onehot[y_tr], prep, min(args.batch_size, len(x_tr)), augment, args.seed)
-    val = (prep(x_va), onehot[y_va])
-    _compile(model, keras.optimizers.Adam(lr), 0.0)
-    cbs = [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True),
-           EpochLog.make("finetune", epochs)]
-    verbose = 1 if sys.stdout.isatty() else 0
-    h = model.fit(feed, validation_data=val, epochs=epochs, callbacks=cbs, verbose=verbose)
-    n = len(h.history["loss"])
-    history = [{key: float(v[i]) for key, v in h.history.items()} for i in range(n)]
-    best = int(np.argmin(h.history["val_loss"]))
-    phases = [{"phase": "finetune", "epochs_run": n, "best_epoch": best + 1,
-               "best_val_loss": float(h.history["val_loss"][best]),
-               "best_val_accuracy": float(h.history["val_accuracy"][best]),
-               "seconds": round(time.perf_counter() - t_start, 1), "optimizer": "Adam",
-               "trainable_params": count_params(model)["trainable"]}]
-    probs = model.predict(val[0], batch_size=64, verbose=0)
-    rep = metrics_report(y_va, probs, ds.classes)
+    feed = make_feed(x_tr, onehot[y_tr], prep, min(cfg.batch_size, len(x_tr)), augment, cfg.seed)
+    fit = Fit(model, feed, (prep(x_va), onehot[y_va]), patience)
+    fit.run("finetune", keras.optimizers.Adam(lr), epochs, t0=t_start)
+    rep = metrics_report(y_va, model.predict(fit.val[0], batch_size=64, verbose=0), ds.classes)
     params = count_params(model)
     wall = time.perf_counter() - t_start
-    rep.update({
-        "model": str(Path(args.out) / "model.keras"), "data": str(args.data), "split": "val",
-        "split_file": str(Path(args.out) / "split.csv"), "backend": "keras",
-        "note": "held-out part of the new data (early stopping used it: optimistic; evaluate on other images)",
-        "training": {"init": str(init), "classes": head, "frozen_layers": frozen, "holdout": frac,
-                     "seed": args.seed, "params": params, "batch_size": args.batch_size, "max_epochs": epochs,
-                     "patience": patience, "lr": lr, "augment": augment.describe() if augment else None,
-                     "phases": phases, "epochs_run": n, "wall_time_s": round(wall, 1),
-                     "counts": {w: len(parts[w]) for w in parts}, "tools": tool_versions()},
-    })
-    with staged_dir(args.out, force=args.force) as stage:
+    rep.update(_report(cfg, init, head, frozen, frac, fit, params, parts, lr, epochs, patience, augment, wall))
+    with staged_dir(cfg.out, force=cfg.force) as stage:
         write_model_folder(stage, model, prep, ds, split, rep, {
             "input": meta0.get("input"), "output": {"name": "probs", "shape": [-1, k]},
             "source_model": {"path": str(init)},
             "training": {"architecture": (meta0.get("training") or {}).get("architecture"), "init": str(init),
-                         "seed": args.seed, "params": params["total"], "holdout_accuracy": rep["accuracy"]},
-        }, history, [0], phases, f"fine-tuned: held-out accuracy {rep['accuracy']:.2%}")
-    print(f"edge-train --init: held-out {summary_line(rep)}, {n} epochs in {wall:.0f} s -> {args.out}", flush=True)
+                         "seed": cfg.seed, "params": params["total"], "holdout_accuracy": rep["accuracy"]},
+        }, fit, f"fine-tuned: held-out accuracy {rep['accuracy']:.2%}")
+    log.info("edge-train --init: held-out %s, %d epochs in %.0f s -> %s", summary_line(rep), len(fit.history),
+             wall, cfg.out)
     return rep

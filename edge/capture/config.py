@@ -281,36 +281,10 @@ def load_config_file(path: str | os.PathLike) -> Dict[str, Any]:
         EdgeError: missing file, parse error, unknown keys, a value of the wrong type or out of
             range, or YAML without PyYAML.
     """
+    from edge.configfile import read_table
+
     path = Path(path)
-    if not path.is_file():
-        raise EdgeError(f"config file {path} does not exist")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise EdgeError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise EdgeError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use TOML") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise EdgeError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-    else:
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise EdgeError(f"{path}: invalid TOML: {e}") from None
-    if not isinstance(data, dict):
-        raise EdgeError(f"{path}: the config must be a table of settings")
-    if isinstance(data.get("capture"), dict):
-        data = data["capture"]
-    out = {str(k).replace("-", "_"): v for k, v in data.items()}
+    out = read_table(path, "capture")
     unknown = sorted(set(out) - NAMES)
     if unknown:
         raise EdgeError(f"{path}: unknown setting(s) {', '.join(unknown)}")

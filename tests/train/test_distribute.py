@@ -26,7 +26,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras, numpy as np
 D = keras.layers.Dropout
 keras.layers.Dropout = lambda rate, **kw: D(0.0, **kw)
-from train.cli import COMPACT_LABEL_SMOOTHING, _compile
+from train.recipe import COMPACT_LABEL_SMOOTHING, compile_model as _compile
 from train.distribute import make_strategy, sync_batchnorm
 from train.models import build, default_preprocess
 
