@@ -72,23 +72,23 @@ def _coerce(name: str, kind: str, value: Any, where: str) -> Any:
     if value is None:
         return None
     kind = kind.replace("typing.", "")
-    ok = True
     if "List[int]" in kind or "Sequence[int]" in kind:
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        what, ok = "a list of integers", isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
     elif "List[" in kind or "Sequence[" in kind:
         value = [value] if isinstance(value, str) else value
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        what, ok = "a list of strings", isinstance(value, list) and all(isinstance(v, str) for v in value)
     elif "bool" in kind:
-        ok = isinstance(value, bool)
+        what, ok = "true or false", isinstance(value, bool)
     elif "int" in kind:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        what, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
     elif "float" in kind:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        what, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif "str" in kind or "Path" in kind:
-        ok = isinstance(value, str)
+    else:
+        what, ok = "a string", isinstance(value, str)
     if not ok:
-        raise EdgeError(f"{where}{name} must be {kind}, got {value!r}")
+        raise EdgeError(f"{where}{name} must be {what}, got {value!r}")
     return value
 
 

@@ -18,10 +18,15 @@ from train import cli  # noqa: E402
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, sample_dir):
+    """The model to fine-tune, trained through the Python API (train.train_model; the CLI: test_cli.py)."""
+    from train import TrainConfig, train_model
+
     out = tmp_path_factory.mktemp("base") / "compact"
-    assert cli.main(["--data", str(sample_dir), "--model", "compact", "--epochs", "2", "--input-size", "32",
-                     "--seed", "1", "--out", str(out)]) == 0
-    return out / "model.keras"
+    res = train_model(TrainConfig(data=str(sample_dir), model="compact", epochs=2, input_size=32, seed=1,
+                                  out=str(out)))
+    assert res.model == out / "model.keras" and res.report["training"]["epochs_run"] == 2
+    assert json.loads((out / "report.json").read_text())["accuracy"] == res.accuracy
+    return res.model
 
 
 @pytest.fixture(scope="module")
