@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ LATENCY_CONVENTION = (
     "the call where the runner times the parts (trtexec 11 reports GPU compute time only by default)")
 THROUGHPUT_CONVENTION = "batch * iterations / wall time of the timed loop, images per second"
 PARTS = ("preprocess", "h2d", "compute", "d2h")
-#: Accuracy drop (pp) above which a row is marked ❎ when no --fail-on-drift gate is given.
+#: Accuracy drop (pp) above which a row is marked ❎ when no ``fail_on_drift`` gate is given.
 DEFAULT_STATUS_DROP_PP = 1.0
 #: Top-1 agreement with the reference below which a row is marked ❎ (the INT8 bound of the
 #: regression suite): similar accuracy with many changed decisions is not a faithful conversion.
@@ -48,46 +48,128 @@ MIN_STATUS_AGREEMENT = 0.98
 
 @dataclass
 class BenchConfig:
-    """What to measure.
+    """What to benchmark and what to measure; the fields are edge-bench's flags.
 
     Attributes:
+        artifacts: Artifact files (each with its ``<artifact>.json``) or ``triton://host:port/MODEL``.
+        references: The FP32 Keras reference model(s); each artifact is compared with the one its
+            metadata's ``source_model.sha256`` names, else the first.
+        data: Dataset folder (NEU-CLS or folder per class).
+        split: Which split to evaluate (``train``, ``val``, ``test``, ``all``).
+        split_file: ``split.csv`` to read the split from (default: the one beside the first reference,
+            else the default seed-42 split recomputed).
         batches: Batch sizes of the latency/throughput loops.
         warmup: Untimed calls before each timed loop.
         iterations: Timed calls per batch size (ignored when ``duration`` is set).
         duration: Seconds per timed loop instead of a fixed count (at least ``min_iterations`` calls).
         threads: ONNX Runtime intra-op threads (0: its default).
         corruptions: Also compute the accuracy table under corruptions.
-        eval_batch: Batch size of the accuracy passes.
-        gate_pp: ``--fail-on-drift`` threshold (None: no gate).
-        progress: Show tqdm bars.
         seed: Seed of the corruption noise.
+        fail_on_drift: Gate: an accuracy drop (pp) above which the report fails (None: no gate).
+        json: Write the JSON report here.
+        md: Write the Markdown report here.
+        plots: Folder for the latency CDF, throughput and confusion-matrix plots.
+        html: Write one self-contained HTML page here.
+        line_speed: Line capacity: strip speed in m/s (with ``strip_width`` and ``mm_per_px``).
+        strip_width: Strip width in mm.
+        mm_per_px: Camera resolution on the strip, mm per pixel.
+        tile: Tile size in px (default: the model's input width).
+        stride: Step between tiles in px (default: the tile size).
+        eval_batch: Batch size of the accuracy passes.
+        progress: Show tqdm bars.
+        min_iterations: With ``duration``, at least this many timed calls.
+        command: The command line, recorded in the report's settings (edge-bench sets it).
     """
 
+    artifacts: List[str] = field(default_factory=list)
+    references: List[str] = field(default_factory=list)
+    data: Optional[str] = None
+    split: str = "test"
+    split_file: Optional[str] = None
     batches: List[int] = field(default_factory=lambda: [1])
     warmup: int = 20
     iterations: int = 200
     duration: Optional[float] = None
     threads: int = 0
     corruptions: bool = False
-    eval_batch: int = 32
-    gate_pp: Optional[float] = None
-    progress: bool = True
     seed: int = 0
+    fail_on_drift: Optional[float] = None
+    json: Optional[str] = None
+    md: Optional[str] = None
+    plots: Optional[str] = None
+    html: Optional[str] = None
+    line_speed: Optional[float] = None
+    strip_width: Optional[float] = None
+    mm_per_px: Optional[float] = None
+    tile: Optional[int] = None
+    stride: Optional[int] = None
+    eval_batch: int = 32
+    progress: bool = True
     min_iterations: int = 10
+    command: Optional[str] = None
 
-    def validate(self) -> None:
+    #: Fields holding paths (relative to a config file).
+    PATHS = ("artifacts", "references", "data", "split_file", "json", "md", "plots", "html")
+
+    def validate_measurement(self, show: Callable[[str], str] = str) -> None:
+        """Check what to measure (the part :func:`run` needs).
+
+        Raises:
+            EdgeError: one line naming the parameter (``show`` maps it to a flag for a command).
+        """
+        n = show
         if not self.batches or min(self.batches) < 1:
             raise EdgeError("batch sizes must be >= 1")
         if self.warmup < 0:
-            raise EdgeError(f"--warmup must be >= 0, got {self.warmup}")
+            raise EdgeError(f"{n('warmup')} must be >= 0, got {self.warmup}")
         if self.duration is None and self.iterations < 1:
-            raise EdgeError(f"--iterations must be >= 1, got {self.iterations}")
+            raise EdgeError(f"{n('iterations')} must be >= 1, got {self.iterations}")
         if self.duration is not None and not self.duration > 0:
-            raise EdgeError(f"--duration must be > 0 seconds, got {self.duration}")
+            raise EdgeError(f"{n('duration')} must be > 0 seconds, got {self.duration}")
         if self.threads < 0:
-            raise EdgeError(f"--threads must be >= 0, got {self.threads}")
-        if self.gate_pp is not None and (not math.isfinite(self.gate_pp) or self.gate_pp < 0):
-            raise EdgeError(f"--fail-on-drift must be a non-negative number of points, got {self.gate_pp}")
+            raise EdgeError(f"{n('threads')} must be >= 0, got {self.threads}")
+        g = self.fail_on_drift
+        if g is not None and (not math.isfinite(g) or g < 0):
+            raise EdgeError(f"{n('fail_on_drift')} must be a non-negative number of points, got {g}")
+
+    def validate(self, show: Callable[[str], str] = str) -> "BenchConfig":
+        """Check the whole config, the output paths and the line figures before anything is measured.
+
+        Raises:
+            EdgeError: one line naming the parameter.
+        """
+        n = show
+        for name in ("artifacts", "references", "data"):
+            if not getattr(self, name):
+                raise EdgeError(f"give {n(name)} (or {name} = ... in the config file)")
+        if self.split not in ("train", "val", "test", "all"):
+            raise EdgeError(f"{n('split')} must be one of train, val, test, all, got {self.split!r}")
+        self.validate_measurement(show)
+        for name in ("json", "md", "plots", "html"):
+            _check_output(getattr(self, name), name, n)
+        line = (self.line_speed, self.strip_width, self.mm_per_px)
+        if any(v is not None for v in line + (self.tile, self.stride)) and any(v is None for v in line):
+            raise EdgeError(f"line capacity needs all of {n('line_speed')}, {n('strip_width')} and {n('mm_per_px')}")
+        for r in self.references:
+            if not Path(r).is_file():
+                raise EdgeError(f"reference model {r} does not exist")
+        for a in self.artifacts:
+            if not Path(a).is_file() and not str(a).startswith(("triton://", "triton+grpc://", "triton+http://")):
+                raise EdgeError(f"artifact {a} does not exist")
+        return self
+
+
+def _check_output(path: Optional[str], what: str, show: Callable[[str], str]) -> None:
+    from edge.fsutil import check_writable_dir
+
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and p.is_dir() and what != "plots":
+        raise EdgeError(f"{show(what)} {p} is a folder, expected a file")
+    if what == "plots" and p.exists() and not p.is_dir():
+        raise EdgeError(f"{show('plots')} {p} exists and is not a folder")
+    check_writable_dir(p if what == "plots" else p.parent)
 
 
 def _tqdm(it, progress: bool, **kw):
@@ -224,9 +306,155 @@ def match_reference(meta: Dict[str, Any], refs: List[Reference]) -> tuple:
     return refs[0], ""
 
 
+def _load_references(references) -> List[Reference]:
+    if isinstance(references, (str, Path)):
+        references = [references]
+    refs = [Reference(r) for r in references]
+    if not refs:
+        raise EdgeError("no reference model given")
+    for ref in refs[1:]:
+        if ref.classes != refs[0].classes:
+            raise EdgeError(f"reference {ref.model} has classes {ref.classes} but {refs[0].model} has {refs[0].classes}")
+    return refs
+
+
+def _artifact_metas(artifacts, refs: List[Reference]) -> List[tuple]:
+    """``(artifact, metadata, reference, note)`` per artifact; a class list unlike the references' refused."""
+    from edge.runtime import artifact_meta
+    from edge.runtime.triton.runner import TritonURL, is_triton_url
+
+    metas = []
+    for a in artifacts:
+        a = TritonURL(a) if is_triton_url(a) else Path(a)     # a served model: triton://host:8001/MODEL
+        meta = artifact_meta(a)
+        cls = meta.get("classes")
+        if cls and list(cls) != refs[0].classes:
+            raise EdgeError(f"{a} has classes {cls} but the reference {refs[0].model} has {refs[0].classes}")
+        ref, note = match_reference(meta, refs)
+        metas.append((a, meta, ref, note))
+    return metas
+
+
+def _new_result(a, meta, ref: Reference, note: str) -> Dict[str, Any]:
+    from bench.formats import describe
+    from edge.fsutil import sha256_file
+
+    d = describe(a, meta)
+    return {
+        "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
+        "size_mb": _size_mb(a), "sha256": sha256_file(a) if a.is_file() else "", "reference": str(ref.model),
+        "latency_ms": {}, "latency_per_image_ms": {},
+        "latency_parts_ms": {}, "throughput_ips": {}, "iterations": {}, "unstable_batches": [],
+        "accuracy": None, "drift": None, "confusion_matrix": None, "disagreements": [], "status": "failed",
+        "status_reason": "", "notes": [note] if note else [], "_samples": {},
+    }
+
+
+def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: BenchConfig) -> None:
+    """The latency / throughput blocks of one artifact at every batch size of ``cfg``."""
+    for b in cfg.batches:
+        m = measure(r, images, b, cfg, desc=f"{name} b{b}")
+        key = str(b)
+        st = stats.latency_stats(m["total"])
+        res["latency_ms"][key] = st
+        res["latency_per_image_ms"][key] = stats.scale_stats(st, b)
+        res["latency_parts_ms"][key] = {p: stats.latency_stats(v) for p, v in m["parts"].items() if v is not None}
+        res["throughput_ips"][key] = stats.throughput_ips(b, m["iterations"], m["wall_s"])
+        res["iterations"][key] = m["iterations"]
+        res["_samples"][key] = m["total"]
+        if stats.unstable(st):
+            res["unstable_batches"].append(key)
+            log.warning("%s batch %d: latency is unstable, coefficient of variation %.1f%% > %.1f%% "
+                        "(other load on the machine? try more iterations or a duration)",
+                        name, b, st["cov"], stats.COV_WARN_PCT)
+        if r.max_batch is not None and b > r.max_batch:
+            res["notes"].append(f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
+
+
+def _bench_artifact(a, meta, ref: Reference, note: str, data: tuple, corrupted: Dict[str, np.ndarray],
+                    cfg: BenchConfig, gate: float) -> Dict[str, Any]:
+    """One artifact's result: accuracy and drift, corruptions, timing; ``failed`` when it cannot run."""
+    from bench.runners import open_runner
+
+    images, labels, files = data
+    res = _new_result(a, meta, ref, note)
+    if note:
+        log.warning("%s: %s", a.name, note)
+    try:
+        with open_runner(a, meta, threads=cfg.threads) as r:
+            res["runner"] = {"class": type(r).__name__}
+            if getattr(r, "level", None):
+                res["runner"]["graph_optimization_level"] = r.level
+            probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"{a.name} accuracy")
+            cmp = metrics.compare(labels, ref.probs, probs, ref.classes, files)
+            res.update(accuracy=cmp["accuracy"], drift=cmp["drift"], confusion_matrix=cmp["confusion_matrix"],
+                       disagreements=cmp["disagreements"])
+            if corrupted:
+                res["_corrupt"] = {key: predict(r, imgs, cfg.eval_batch) for key, imgs in
+                                   _tqdm(list(corrupted.items()), cfg.progress, desc=f"{a.name} corruptions")}
+            _time_batches(r, res, a.name, images, cfg)
+    except EdgeError as e:
+        res["status_reason"] = _short(e)
+        log.warning("%s: %s", a, res["status_reason"])
+        return res
+    except (ImportError, OSError, RuntimeError) as e:  # e.g. TensorRT or CUDA missing at load time
+        res["status_reason"] = f"{type(e).__name__}: {_short(e)}"
+        log.warning("%s: %s", a, res["status_reason"])
+        return res
+    res["status"], res["status_reason"] = status_of(res["drift"], gate, cfg.fail_on_drift is not None)
+    if res["status"] == "ok" and res["unstable_batches"]:
+        res["status_reason"] = f"latency CoV > {stats.COV_WARN_PCT}% at batch {', '.join(res['unstable_batches'])}"
+    return res
+
+
+def _conventions(gate: float) -> Dict[str, str]:
+    return {"latency": LATENCY_CONVENTION, "throughput": THROUGHPUT_CONVENTION,
+            "cov": "coefficient of variation, 100 * std / mean (population std), percent; "
+                   f"warning above {stats.COV_WARN_PCT}%",
+            "drift": "artifact minus its reference (the Keras model it was made from) on the same files; "
+                     "accuracy_delta_pp in percentage points; top1_agreement 0..1; "
+                     "kl = mean KL(reference || artifact) in nats",
+            "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp or top-1 agreement < "
+                      f"{100 * MIN_STATUS_AGREEMENT:g}%), failed (❌: could not run)"}
+
+
+def _corruption_table(conditions, refs: List[Reference], results: List[Dict[str, Any]], labels,
+                      seed: int) -> Dict[str, Any]:
+    """The ``corruptions`` block: accuracy and agreement per condition, clean first, and its summary."""
+    from bench.corruptions import summarize
+
+    by_model = {str(ref.model): ref for ref in refs}
+    rows = []
+    for n, sev, p in conditions:
+        key = f"{n}-{sev}"
+        racc = {str(ref.model): metrics.accuracy(labels, ref.corrupt_probs[key]) for ref in refs}
+        per = {}
+        for res in results:
+            cp = res.get("_corrupt", {}).get(key)
+            if cp is None:
+                continue
+            rp = by_model[res["reference"]].corrupt_probs[key]
+            acc = metrics.accuracy(labels, cp)
+            per[res["artifact"]] = {"accuracy": acc, "accuracy_delta_pp": 100.0 * (acc - racc[res["reference"]]),
+                                    "top1_agreement": metrics.agreement(rp, cp)}
+        rows.append({"corruption": n, "severity": sev, "param": p, "reference_accuracy": racc[str(refs[0].model)],
+                     "reference_accuracies": racc, "results": per})
+    clean = {res["artifact"]: {"accuracy": res["accuracy"],
+                               "accuracy_delta_pp": res["drift"]["accuracy_delta_pp"],
+                               "top1_agreement": res["drift"]["top1_agreement"]}
+             for res in results if res["drift"] is not None}
+    conds = [{"corruption": "none", "severity": 0, "param": None, "reference_accuracy": refs[0].accuracy,
+              "reference_accuracies": {str(ref.model): ref.accuracy for ref in refs}, "results": clean}] + rows
+    models = [str(ref.model) for ref in refs] + [res["artifact"] for res in results if res["drift"] is not None]
+    reference_of = {res["artifact"]: res["reference"] for res in results}
+    return {"seed": seed, "conditions": conds, "summary": summarize(conds, models, reference_of)}
+
+
 def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str | Path], images: np.ndarray,
         labels: np.ndarray, files: Sequence[str], cfg: BenchConfig) -> Dict[str, Any]:
-    """Benchmark every artifact; return the report (without the environment block).
+    """Benchmark every artifact on images already loaded; return the report (without the environment block).
+
+    :func:`bench.run_bench` loads the images and writes the reports; this is the measuring part.
 
     Args:
         artifacts: Artifact files (each with its ``.json`` metadata).
@@ -242,149 +470,31 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         "conventions": {...}}``; each result carries raw latency samples under ``"_samples"`` for the plots.
     """
     from bench.corruptions import all_conditions, corrupt
-    from bench.formats import describe
-    from bench.runners import open_runner
-    from edge.fsutil import sha256_file
     from edge.runtime import load_runner
 
-    cfg.validate()
-    if isinstance(references, (str, Path)):
-        references = [references]
-    refs = [Reference(r) for r in references]
-    if not refs:
-        raise EdgeError("no reference model given")
-    for ref in refs[1:]:
-        if ref.classes != refs[0].classes:
-            raise EdgeError(f"reference {ref.model} has classes {ref.classes} but {refs[0].model} has {refs[0].classes}")
-    metas = []
-    for a in artifacts:
-        from edge.runtime import artifact_meta
-        from edge.runtime.triton.runner import TritonURL, is_triton_url
-
-        a = TritonURL(a) if is_triton_url(a) else Path(a)     # a served model: triton://host:8001/MODEL
-        meta = artifact_meta(a)
-        cls = meta.get("classes")
-        if cls and list(cls) != refs[0].classes:
-            raise EdgeError(f"{a} has classes {cls} but the reference {refs[0].model} has {refs[0].classes}")
-        ref, note = match_reference(meta, refs)
-        metas.append((a, meta, ref, note))
+    cfg.validate_measurement()
+    refs = _load_references(references)
+    metas = _artifact_metas(artifacts, refs)
     conditions = list(all_conditions()) if cfg.corruptions else []
     corrupted = {f"{n}-{s}": corrupt(images, n, s, seed=cfg.seed) for n, s, _ in conditions}
-
-    # -- references ---------------------------------------------------------------
     for ref in refs:
         with load_runner(ref.model, backend="keras") as r:
             ref.probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"reference {ref.model.name}")
             for key, imgs in _tqdm(list(corrupted.items()), cfg.progress, desc="reference corruptions"):
                 ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
         ref.accuracy = metrics.accuracy(labels, ref.probs)
-
-    results: List[Dict[str, Any]] = []
-    gate = cfg.gate_pp if cfg.gate_pp is not None else DEFAULT_STATUS_DROP_PP
-    for a, meta, ref, note in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact"):
-        d = describe(a, meta)
-        res: Dict[str, Any] = {
-            "artifact": str(a), "format": d["format"], "backend": d["backend"], "precision": d["precision"],
-            "size_mb": _size_mb(a), "sha256": sha256_file(a) if a.is_file() else "", "reference": str(ref.model), "latency_ms": {}, "latency_per_image_ms": {},
-            "latency_parts_ms": {}, "throughput_ips": {}, "iterations": {}, "unstable_batches": [],
-            "accuracy": None, "drift": None, "confusion_matrix": None, "disagreements": [], "status": "failed",
-            "status_reason": "", "notes": [note] if note else [], "_samples": {},
-        }
-        if note:
-            log.warning("%s: %s", a.name, note)
-        try:
-            runner = open_runner(a, meta, threads=cfg.threads)
-            with runner as r:
-                res["runner"] = {"class": type(r).__name__}
-                if getattr(r, "level", None):
-                    res["runner"]["graph_optimization_level"] = r.level
-                probs = predict(r, images, cfg.eval_batch, cfg.progress, desc=f"{a.name} accuracy")
-                cmp = metrics.compare(labels, ref.probs, probs, ref.classes, files)
-                res.update(accuracy=cmp["accuracy"], drift=cmp["drift"], confusion_matrix=cmp["confusion_matrix"],
-                           disagreements=cmp["disagreements"])
-                if corrupted:
-                    res["_corrupt"] = {key: predict(r, imgs, cfg.eval_batch) for key, imgs in
-                                       _tqdm(list(corrupted.items()), cfg.progress, desc=f"{a.name} corruptions")}
-                for b in cfg.batches:
-                    m = measure(r, images, b, cfg, desc=f"{a.name} b{b}")
-                    key = str(b)
-                    st = stats.latency_stats(m["total"])
-                    res["latency_ms"][key] = st
-                    res["latency_per_image_ms"][key] = stats.scale_stats(st, b)
-                    res["latency_parts_ms"][key] = {p: stats.latency_stats(v) for p, v in m["parts"].items() if v is not None}
-                    res["throughput_ips"][key] = stats.throughput_ips(b, m["iterations"], m["wall_s"])
-                    res["iterations"][key] = m["iterations"]
-                    res["_samples"][key] = m["total"]
-                    if stats.unstable(st):
-                        res["unstable_batches"].append(key)
-                        log.warning("%s batch %d: latency is unstable, coefficient of variation %.1f%% > %.1f%% "
-                                    "(other load on the machine? try more --iterations or --duration)",
-                                    a.name, b, st["cov"], stats.COV_WARN_PCT)
-                    if r.max_batch is not None and b > r.max_batch:
-                        res["notes"].append(f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
-        except EdgeError as e:
-            res["status_reason"] = _short(e)
-            log.warning("%s: %s", a, res["status_reason"])
-            results.append(res)
-            continue
-        except (ImportError, OSError, RuntimeError) as e:  # e.g. TensorRT or CUDA missing at load time
-            res["status_reason"] = f"{type(e).__name__}: {_short(e)}"
-            log.warning("%s: %s", a, res["status_reason"])
-            results.append(res)
-            continue
-        res["status"], res["status_reason"] = status_of(res["drift"], gate, cfg.gate_pp is not None)
-        if res["status"] == "ok" and res["unstable_batches"]:
-            res["status_reason"] = f"latency CoV > {stats.COV_WARN_PCT}% at batch {', '.join(res['unstable_batches'])}"
-        results.append(res)
-
+    gate = cfg.fail_on_drift if cfg.fail_on_drift is not None else DEFAULT_STATUS_DROP_PP
+    results = [_bench_artifact(a, meta, ref, note, (images, labels, files), corrupted, cfg, gate)
+               for a, meta, ref, note in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact")]
     for res, name in zip(results, display_names([r["artifact"] for r in results])):
         res["name"] = name
     ref_sums = [ref.summary(len(images), labels) for ref in refs]
     for rs, name in zip(ref_sums, display_names([ref.model for ref in refs])):
         rs["name"] = name
-    report: Dict[str, Any] = {
-        "reference": ref_sums[0],
-        "references": ref_sums,
-        "results": results,
-        "conventions": {"latency": LATENCY_CONVENTION, "throughput": THROUGHPUT_CONVENTION,
-                        "cov": "coefficient of variation, 100 * std / mean (population std), percent; "
-                               f"warning above {stats.COV_WARN_PCT}%",
-                        "drift": "artifact minus its reference (the Keras model it was made from) on the same files; "
-                                 "accuracy_delta_pp in percentage points; top1_agreement 0..1; "
-                                 "kl = mean KL(reference || artifact) in nats",
-                        "status": f"ok (✅), drift (❎: accuracy drop > {gate:g} pp or top-1 agreement < "
-                                  f"{100 * MIN_STATUS_AGREEMENT:g}%), failed (❌: could not run)"},
-        "corruptions": None,
-    }
+    report: Dict[str, Any] = {"reference": ref_sums[0], "references": ref_sums, "results": results,
+                              "conventions": _conventions(gate), "corruptions": None}
     if conditions:
-        by_model = {str(ref.model): ref for ref in refs}
-        rows = []
-        for n, sev, p in conditions:
-            key = f"{n}-{sev}"
-            racc = {str(ref.model): metrics.accuracy(labels, ref.corrupt_probs[key]) for ref in refs}
-            per = {}
-            for res in results:
-                cp = res.get("_corrupt", {}).get(key)
-                if cp is None:
-                    continue
-                rp = by_model[res["reference"]].corrupt_probs[key]
-                acc = metrics.accuracy(labels, cp)
-                per[res["artifact"]] = {"accuracy": acc, "accuracy_delta_pp": 100.0 * (acc - racc[res["reference"]]),
-                                        "top1_agreement": float(np.mean(cp.argmax(1) == rp.argmax(1)))}
-            rows.append({"corruption": n, "severity": sev, "param": p, "reference_accuracy": racc[str(refs[0].model)],
-                         "reference_accuracies": racc, "results": per})
-        clean = {res["artifact"]: {"accuracy": res["accuracy"],
-                                   "accuracy_delta_pp": res["drift"]["accuracy_delta_pp"],
-                                   "top1_agreement": res["drift"]["top1_agreement"]}
-                 for res in results if res["drift"] is not None}
-        from bench.corruptions import summarize
-
-        conds = [{"corruption": "none", "severity": 0, "param": None, "reference_accuracy": refs[0].accuracy,
-                  "reference_accuracies": {str(ref.model): ref.accuracy for ref in refs}, "results": clean}] + rows
-        models = [str(ref.model) for ref in refs] + [res["artifact"] for res in results if res["drift"] is not None]
-        reference_of = {res["artifact"]: res["reference"] for res in results}
-        report["corruptions"] = {"seed": cfg.seed, "conditions": conds,
-                                 "summary": summarize(conds, models, reference_of)}
+        report["corruptions"] = _corruption_table(conditions, refs, results, labels, cfg.seed)
         for res in results:
             res.pop("_corrupt", None)
     return report

@@ -63,10 +63,10 @@ def test_predict_concatenates_chunks():
 
 
 @pytest.mark.parametrize("kw", [dict(batches=[0]), dict(warmup=-1), dict(iterations=0), dict(duration=0.0),
-                                dict(threads=-1), dict(gate_pp=-1.0), dict(gate_pp=float("nan"))])
+                                dict(threads=-1), dict(fail_on_drift=-1.0), dict(fail_on_drift=float("nan"))])
 def test_config_validation(kw):
     with pytest.raises(EdgeError):
-        core.BenchConfig(**kw).validate()
+        core.BenchConfig(**kw).validate_measurement()
 
 
 def test_display_names_add_the_folder_only_when_names_repeat():
