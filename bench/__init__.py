@@ -9,18 +9,10 @@ The API (imported lazily: ``import bench`` does not import TensorFlow)::
 
 from __future__ import annotations
 
-import importlib
+from edge.lazy import lazy_exports
 
 _EXPORTS = {"BenchConfig": "bench.core", "BenchReport": "bench.api", "run_bench": "bench.api"}
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'bench' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -370,9 +370,11 @@ class Chain:
 
 def compare(ref: np.ndarray, out: np.ndarray, labels: np.ndarray, precision: str) -> tuple:
     """(status, reason, data) of ``out`` against the FP32 reference by the issue's criteria."""
-    diff = float(np.abs(out - ref).max())
-    agree = float((out.argmax(1) == ref.argmax(1)).mean() * 100)
-    acc = float((out.argmax(1) == labels).mean() * 100)
+    from edge import metrics
+
+    diff = metrics.prob_diffs(ref, out)["max_abs_prob_diff"]
+    agree = 100 * metrics.agreement(ref, out)
+    acc = 100 * metrics.accuracy(labels, out)
     data = {"max_abs_diff": diff, "top1_agreement_pct": agree, "sample_accuracy_pct": acc, "n": int(len(ref))}
     text = f"max abs diff {diff:.2e}, top-1 agreement {agree:.1f} %, sample accuracy {acc:.1f} % on {len(ref)} images"
     if precision == "fp16":

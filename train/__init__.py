@@ -10,7 +10,7 @@ The API (imported lazily: ``import train`` does not import TensorFlow)::
 
 from __future__ import annotations
 
-import importlib
+from edge.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "train.config", "EvalConfig": "train.config",
@@ -19,12 +19,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'train' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
