@@ -124,3 +124,54 @@ def test_graph_optimization_level_from_metadata(tmp_path):
     assert seen["level"] == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     with pytest.raises(EdgeError, match="graph_optimization_level"):
         load_runner(p, graph_optimization_level="fastest")
+
+
+def test_split_batch_runs_parts_at_once_and_keeps_the_order(artifact):
+    """split=3: a batch of 7 runs as 3 parts in the one-thread session, outputs in input order; a batch
+    smaller than the split runs whole in the other session."""
+    import onnxruntime as ort
+
+    p, wts = artifact
+    x = np.random.default_rng(2).random((7, 8, 8, 1), dtype=np.float32)
+    with load_runner(p) as whole:
+        ref = whole.infer(x)
+    calls = []
+    real_run = ort.InferenceSession.run
+
+    def spy(self, names, feed, *a, **k):
+        calls.append((id(self), len(next(iter(feed.values())))))
+        return real_run(self, names, feed, *a, **k)
+
+    with load_runner(p, split=3) as r:
+        assert r.parts == 3
+        ort.InferenceSession.run = spy
+        try:
+            out = r.infer(x)
+            small = r.infer(x[:2])
+        finally:
+            ort.InferenceSession.run = real_run
+    split_calls, small_calls = calls[:3], calls[3:]
+    assert sorted(n for _, n in split_calls) == [2, 2, 3] and len({s for s, _ in split_calls}) == 1
+    assert small_calls == [(small_calls[0][0], 2)] and small_calls[0][0] != split_calls[0][0]
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_allclose(out, _expected(x, wts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(small, ref[:2])
+    assert r.parts == 1  # inactive again
+
+
+def test_split_default_follows_the_cores_and_threads(artifact, monkeypatch):
+    import edge.runtime.onnxrt.runner as mod
+
+    p, _ = artifact
+    monkeypatch.setattr(mod, "_usable_cores", lambda: 4)
+    with load_runner(p) as r:
+        assert r.parts == 4          # CPU, onnxruntime's default threads: one part per core
+    with load_runner(p, threads=2) as r:
+        assert r.parts == 1          # intra-op threads asked for: not split
+    with load_runner(p, split=0) as r:
+        assert r.parts == 1
+    monkeypatch.setattr(mod, "_usable_cores", lambda: 1)
+    with load_runner(p) as r:
+        assert r.parts == 1
+    with pytest.raises(EdgeError, match="split"):
+        load_runner(p, split=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional, Sequence, Tuple
 
@@ -28,20 +29,35 @@ class OnnxRuntimeRunner(Runner):
             onnxruntime's own default (``all``). ``edge-convert`` asks for ``basic`` on the TensorRT
             Q/DQ model: at ``all`` onnxruntime fuses Q/DQ into its own int8 CPU kernels, which on
             AVX2 without VNNI can saturate, so the outputs are no longer the Q/DQ arithmetic.
+        split: Run a batch as this many parts at once, each part in a session with one intra-op
+            thread (data parallel), for batches of at least ``split`` inputs; smaller batches run
+            in the ``threads`` session. ``None`` (default): on the CPU provider with ``threads``
+            0, the number of cores this process may use; else 1 (off). On a small CNN this costs
+            far less CPU than onnxruntime's intra-op parallelism, whose threads synchronise (and
+            spin) at every operator: compact model, CPU int8, batch 16, 2 cores:
+            docs/results/daemon-throughput-quiet.md. The parts' outputs are those of one run
+            (every input is computed on its own).
     """
 
     backend = "onnxruntime"
 
     def __init__(self, artifact, meta=None, warmup: int = 2, providers: Optional[Sequence[str]] = None,
-                 threads: int = 0, graph_optimization_level: Optional[str] = None):
+                 threads: int = 0, graph_optimization_level: Optional[str] = None, split: Optional[int] = None):
         super().__init__(artifact, meta, warmup)
         self.providers = providers
         self.threads = threads
+        if split is not None and (not isinstance(split, int) or split < 0):
+            raise EdgeError(f"split must be a whole number >= 0, got {split!r}")
+        self.split = split
         level = graph_optimization_level or (self.meta.get("onnxruntime") or {}).get("graph_optimization_level")
         if level is not None and str(level).lower() not in _LEVELS:
             raise EdgeError(f"unknown onnxruntime graph_optimization_level {level!r} (one of {', '.join(_LEVELS)})")
         self.graph_optimization_level = None if level is None else str(level).lower()
         self.session = None
+        self._split_session = None
+        self._pool = None
+        #: parts a batch is split into (1: not split), known once active
+        self.parts = 1
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
@@ -57,9 +73,29 @@ class OnnxRuntimeRunner(Runner):
             missing = [p for p in providers if p not in available]
             if missing:
                 raise EdgeError(f"onnxruntime has no {', '.join(missing)} (available: {', '.join(available)})")
+        parts = self.split
+        if parts is None:
+            cpu_only = providers == ["CPUExecutionProvider"]
+            parts = _usable_cores() if cpu_only and not self.threads else 1
+        self.session = self._session(ort, providers, int(self.threads))
+        if parts > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._split_session = self._session(ort, providers, 1)
+            # the calling thread runs the first part itself
+            self._pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="ort-split")
+        self.parts = max(1, parts)
+        self._in = self.session.get_inputs()[0]
+        self._out = self.session.get_outputs()[0]
+        from edge.ood import SCORE_OUTPUT
+
+        # optional second output: the open-set score (models made with train.models.with_ood_score)
+        self._score = next((o for o in self.session.get_outputs()[1:] if o.name == SCORE_OUTPUT), None)
+
+    def _session(self, ort, providers, threads: int):
         so = ort.SessionOptions()
-        if self.threads:
-            so.intra_op_num_threads = int(self.threads)
+        if threads:
+            so.intra_op_num_threads = threads
         so.log_severity_level = 3
         if self.graph_optimization_level:
             lv = ort.GraphOptimizationLevel
@@ -68,18 +104,15 @@ class OnnxRuntimeRunner(Runner):
                 "layout": getattr(lv, "ORT_ENABLE_LAYOUT", lv.ORT_ENABLE_EXTENDED), "all": lv.ORT_ENABLE_ALL,
             }[self.graph_optimization_level]
         try:
-            self.session = ort.InferenceSession(str(self.artifact), sess_options=so, providers=providers)
+            return ort.InferenceSession(str(self.artifact), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise EdgeError(f"onnxruntime cannot load {self.artifact}: {str(e).splitlines()[0]}") from None
-        self._in = self.session.get_inputs()[0]
-        self._out = self.session.get_outputs()[0]
-        from edge.ood import SCORE_OUTPUT
-
-        # optional second output: the open-set score (models made with train.models.with_ood_score)
-        self._score = next((o for o in self.session.get_outputs()[1:] if o.name == SCORE_OUTPUT), None)
 
     def deactivate_impl(self) -> None:
-        self.session = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.session = self._split_session = self._pool = None
+        self.parts = 1
 
     @staticmethod
     def _spec(arg) -> TensorSpec:
@@ -97,8 +130,23 @@ class OnnxRuntimeRunner(Runner):
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
         t0 = time.perf_counter()
         names = [self._out.name] + ([self._score.name] if self._score is not None else [])
-        res = self.session.run(names, {self._in.name: batch})
+        if self.parts > 1 and len(batch) >= self.parts:
+            sess = self._split_session
+            chunks = np.array_split(batch, self.parts)
+            futures = [self._pool.submit(sess.run, names, {self._in.name: c}) for c in chunks[1:]]
+            outs = [sess.run(names, {self._in.name: chunks[0]})] + [f.result() for f in futures]
+            res = [np.concatenate([o[k] for o in outs]) for k in range(len(names))]
+        else:
+            res = self.session.run(names, {self._in.name: batch})
         ms = (time.perf_counter() - t0) * 1e3
         if self._score is not None:
             return (np.asarray(res[0], dtype=np.float32), np.asarray(res[1], dtype=np.float32)), Timing(compute_ms=ms)
         return np.asarray(res[0], dtype=np.float32), Timing(compute_ms=ms)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
