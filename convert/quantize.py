@@ -199,6 +199,13 @@ CPU_VARIANTS = {
     # to 16 bits before multiplying, so there is no vpmaddubsw saturation and no need for 7-bit
     # weights. (8-bit *int8* weights without reduce_range saturate: 92 % val accuracy, v4 compact.)
     "qdq-u8u8-pc": dict(fmt="qdq", act="uint8", weight="uint8", per_channel=True, reduce_range=False),
+    # qdq-u8s8-pc with the stem (the weighted layers fed by the graph input) left in float: a
+    # one-channel convolution does too little work per output for onnxruntime's int8 kernels, which
+    # then spend their time requantizing its many outputs (compact model: the int8 stem convolution
+    # took 18 % of the CPU int8 model's time for 0.8 % of its multiply-adds; in float it is faster,
+    # docs/results/daemon-throughput-quiet.md), and the input image keeps its 8 bits exactly.
+    "qdq-u8s8-pc-fs": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True,
+                           float_stem=True),
 }
 #: qdq-u8s8-pc stays the default: the CPU int8 trial (docs/results/cpu-int8-trial.md) found qdq-u8u8-pc
 #: never less accurate on val and closer to FP32 (mean max-abs prob diff 0.0246 vs 0.0281 over 4
@@ -236,6 +243,8 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
     # The node that makes the probabilities stays float: a quantized softmax would round them to
     # steps of 1/256 and clip them at the calibrated maximum.
     exclude = list(exclude) + output_nodes(src)
+    if v.pop("float_stem", False):
+        exclude += _input_consumers(src)
     return _quantize(src, dst, method, ranges, fmt=v.pop("fmt"), act=v.pop("act"), weight=v.pop("weight"),
                      per_channel=v.pop("per_channel"), reduce_range=v.pop("reduce_range"), op_types=None,
                      exclude=exclude, extra={"WeightSymmetric": True})

@@ -165,6 +165,22 @@ def test_cpu_int8_u8u8_weights_are_uint8_full_range(small):
         to_cpu_int8(f32, d / "bad.onnx", "minmax", rr.ranges, variant="qdq-u4u4")
 
 
+def test_cpu_int8_float_stem_leaves_only_the_input_convolution_in_float(small):
+    """qdq-u8s8-pc-fs: the weighted layer fed by the graph input (conv1) is float, the rest as qdq-u8s8-pc."""
+    d, f32, x, rr = small
+    fs = to_cpu_int8(f32, d / "fs.onnx", "minmax", rr.ranges, variant="qdq-u8s8-pc-fs", input_range=(0.0, 1.0))
+    pc = to_cpu_int8(f32, d / "pc.onnx", "minmax", rr.ranges, variant="qdq-u8s8-pc", input_range=(0.0, 1.0))
+    s_fs, s_pc = qdq_summary(fs), qdq_summary(pc)
+    assert "conv1" in s_fs["float_nodes"] and "conv1" in s_pc["quantized_nodes"]
+    assert set(s_fs["quantized_nodes"]) == set(s_pc["quantized_nodes"]) - {"conv1"}
+    g = onnx.load(str(fs)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    conv1 = next(n for n in g.node if n.name == "conv1")
+    assert producer[conv1.input[0]].op_type != "DequantizeLinear"     # its input is the float image, not Q/DQ-rounded
+    ref = ort_predict(ort_session(f32), x)
+    assert np.abs(ort_predict(ort_session(fs), x) - ref).max() < 0.1
+
+
 # ----------------------------------------------------------------------------- drift gate
 
 def _outlier_model(path, rng, k=4):
