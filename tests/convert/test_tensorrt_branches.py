@@ -27,19 +27,6 @@ def fake_trt(version: str, **extra):
     return m
 
 
-@pytest.mark.parametrize("version,branch", [("8.5.2.2", "8.5"), ("8.6.1", "8.6"), ("8.6.2.3", "8.6"),
-                                            ("10.3.0.30", "10"), ("10.16.1", "10"), ("11.0.0", "11"),
-                                            ("11.4.0.106", "11")])
-def test_builder_branch(version, branch):
-    assert compat.builder_branch(version) == branch
-    assert compat.builder_branch(compat.TRTVersion.parse(version)) == branch
-
-
-def test_too_old_is_refused():
-    with pytest.raises(EdgeError, match="too old"):
-        compat.builder_branch("8.4.1")
-
-
 @pytest.mark.parametrize("version,explicit", [("8.5.2", True), ("8.6.1", True), ("10.3.0", False), ("11.0.0", False)])
 def test_network_flags(version, explicit):
     assert compat.network_flags(fake_trt(version), "fp32") == (1 if explicit else 0)
@@ -251,7 +238,7 @@ def test_fp16_kept_nodes_read_from_the_fp16_metadata(tmp_path):
 # ----------------------------------------------------------------------------- section 2: builder defects
 @pytest.mark.parametrize("version,explicit", [("9.3.0", True), ("10.0.1", False)])
 def test_tensorrt_9_takes_the_10_branch_but_keeps_explicit_batch(version, explicit):
-    assert compat.builder_branch(version) == "10"
+    # the branch itself ("10" for both): tests/edge/runtime/test_branch_consistency.py
     assert compat.network_flags(fake_trt(version), "fp32") == (1 if explicit else 0)
 
 

@@ -26,19 +26,6 @@ K = 3
 PROFILE = ((1, H, W, 1), (4, H, W, 1), (4, H, W, 1))
 
 
-# ----------------------------------------------------------------------------- version branch
-@pytest.mark.parametrize("v,branch", [("8.5.2.2", "8.5"), ("8.6.2", "8.6"), ("10.3.0", "10"), ("10.16.1", "10"),
-                                      ("11.1.0", "11")])
-def test_runtime_branch(v, branch):
-    assert compat.runtime_branch(v) == branch
-    assert set(compat.RUNTIME_API) == {"8.5", "8.6", "10", "11"}
-
-
-def test_runtime_branch_refuses_old_tensorrt():
-    with pytest.raises(EdgeError, match="8.4.3 is too old"):
-        compat.runtime_branch("8.4.3")
-
-
 def _nptype_of_trt_8_5(d):
     """What TensorRT 8.5.1/8.5.2's trt.nptype does on numpy >= 1.24: np.bool is gone."""
     raise AttributeError("module 'numpy' has no attribute 'bool'")
