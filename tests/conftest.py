@@ -75,6 +75,19 @@ def tiny_model(tmp_path_factory, sample_dir) -> Path:
     return _make_tiny_model(out, sample_dir)
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, sample_dir) -> Path:
+    """edge-train compact on the embedded sample (48x48 input, 4 epochs, seed 3): a whole model folder."""
+    pytest.importorskip("keras")
+    from train import cli
+
+    out = tmp_path_factory.mktemp("train") / "compact"
+    rc = cli.main(["--data", str(sample_dir), "--model", "compact", "--epochs", "4", "--input-size", "48",
+                   "--seed", "3", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real mosquitto broker on 127.0.0.1 at a free port (skips where mosquitto is not installed)."""

@@ -9,6 +9,7 @@ import pytest
 
 from edge.capture.events import EventWriter
 from edge.errors import EdgeError
+from scripts.fixtures.polling import wait_until
 
 pytest.importorskip("paho.mqtt.client")
 from collect.report import build_report, parse_since, to_html, to_markdown  # noqa: E402
@@ -28,10 +29,7 @@ def spool(path, n, run, t0):
 
 
 def wait(cond, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not cond():
-        time.sleep(0.05)
-    return cond()
+    return wait_until(cond, timeout, poll=0.05)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,23 +6,11 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow  # an edge-train run in the fixture (about 15 s on 2 shared cores)
+pytestmark = pytest.mark.slow  # the `trained` fixture is an edge-train run (about 15 s on 2 shared cores)
 
 pytest.importorskip("keras")
 
 from scripts import train_results as results  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, sample_dir):
-    """edge-train compact on the sample: 48x48 input, 4 epochs (as tests/train/test_cli.py)."""
-    from train import cli
-
-    out = tmp_path_factory.mktemp("train") / "compact"
-    rc = cli.main(["--data", str(sample_dir), "--model", "compact", "--epochs", "4", "--input-size", "48",
-                   "--seed", "3", "--out", str(out)])
-    assert rc == 0
-    return out
 
 
 def test_results_table(trained, tmp_path, capsys):

@@ -19,16 +19,6 @@ OUT_FILES = {"model.keras", "model.keras.json", "preprocess.json", "classes.json
              "confusion_matrix.png", "curves.png", "history.csv"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, sample_dir):
-    """edge-train compact on the sample: 48x48 input, 4 epochs."""
-    out = tmp_path_factory.mktemp("train") / "compact"
-    rc = cli.main(["--data", str(sample_dir), "--model", "compact", "--epochs", "4", "--input-size", "48",
-                   "--seed", "3", "--out", str(out)])
-    assert rc == 0
-    return out
-
-
 def test_train_writes_the_model_folder(trained, sample_dir, capsys):
     assert OUT_FILES <= {p.name for p in trained.iterdir()}
     assert not [p for p in trained.parent.iterdir() if p.name.startswith(".")], "no staging folder left"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from typing import Callable, Dict, List
+
+from scripts.fixtures.polling import wait_until
 
 
 class Recorder:
@@ -53,12 +54,7 @@ class Recorder:
             return self.messages[topic][-1]
 
     def wait_for(self, cond: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return cond()
+        return wait_until(cond, timeout, poll=0.05)
 
     def close(self) -> None:
         self.client.disconnect()

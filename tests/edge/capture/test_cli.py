@@ -11,8 +11,8 @@ import pytest
 
 from edge.capture.cli import main
 from edge.capture.events import read_events
-from scripts.fixtures.mosquitto import free_port
 from scripts.fixtures.intensity_model import class_level, make_intensity_model
+from scripts.fixtures.mosquitto import free_port
 
 T = 32
 

@@ -1,9 +1,9 @@
 """EventWriter: buffering, the 1-second flush, flush on close, size-based rotation."""
 
 import json
-import time
 
 from edge.capture.events import EventWriter, read_events
+from scripts.fixtures.polling import wait_until
 
 
 def test_rotation_keeps_every_event_across_files(tmp_path):
@@ -34,7 +34,7 @@ def test_buffered_until_interval_then_flushed_without_more_writes(tmp_path):
     w = EventWriter(p, flush_interval=0.4)
     w.write({"frame": 1})
     assert p.read_text() == ""            # buffered, not yet written
-    time.sleep(1.0)                       # the background flush runs within the interval
+    assert wait_until(lambda: p.read_text() != "", timeout=10)   # the background flush, no more writes
     assert [json.loads(line)["frame"] for line in p.read_text().splitlines()] == [1]
     w.write({"frame": 2})
     w.close()

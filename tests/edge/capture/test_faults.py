@@ -31,10 +31,11 @@ from edge.capture.config import SETTINGS, CaptureConfig, load_config_file, merge
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.events import EventWriter, read_events, repair_tail
 from edge.capture.metrics import Metrics, MetricsServer
-from scripts.fixtures.mosquitto import free_port
 from edge.capture.sources import EndOfStream, Source, SourceLost
-from scripts.fixtures.intensity_model import class_level, make_intensity_model
 from edge.errors import EdgeError
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
+from scripts.fixtures.mosquitto import free_port
+from scripts.fixtures.polling import wait_until
 
 T = 32
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,13 +107,8 @@ def assert_books(s: dict, events: Path, log_all: bool = True) -> None:
     assert lines == s["events"] - drop.get("rotation", 0), (lines, s)
 
 
-def wait_for(cond, timeout=20.0, poll=0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(poll)
-    return cond()
+def wait_for(cond, timeout=20.0) -> bool:
+    return wait_until(cond, timeout)
 
 
 def metric(url: str, name: str) -> float:

@@ -7,6 +7,7 @@ import pytest
 
 from edge.capture.events import EventWriter, read_events
 from edge.errors import EdgeError
+from scripts.fixtures.polling import wait_until
 
 mqtt_mod = pytest.importorskip("edge.capture.mqtt")
 pytest.importorskip("paho.mqtt.client")
@@ -103,23 +104,17 @@ def test_broker_down_backlog_then_rotation_counts_lost(tmp_path, recorder_factor
         w.write({"id": f"{i:08d}", "run": "r1", "label": "crazing", "confidence": 0.9})
     w.flush()
     assert pub.backlog() in (0, 150)                # scanned on the next poll
-    import time
-
-    deadline = time.monotonic() + 5
-    while pub.backlog() != 150 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert pub.backlog() == 150 and not pub.connected
+    assert wait_until(lambda: pub.backlog() == 150, 5) and not pub.connected
     assert not [p for p in m.health()["problems"] if p.startswith("mqtt")]   # an outage alone: healthy
     for i in range(150, 300):                       # two more rotations: the first 100 events are rotated away
         w.write({"id": f"{i:08d}", "run": "r1", "label": "crazing", "confidence": 0.9})
         if i % 50 == 0:
             w.flush()
-            time.sleep(0.1)                         # the publisher polls every 20 ms
+            # the publisher (polling every 20 ms) has seen every file before the next rotation: each event
+            # written is either in its backlog or counted lost
+            assert wait_until(lambda: pub.backlog() + pub.lost == i + 1, 5), (i, pub.backlog(), pub.lost)
     w.close()
-    deadline = time.monotonic() + 5
-    while pub.lost != 100 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert pub.lost == 100
+    assert wait_until(lambda: pub.lost == 100, 5)
     kept = read_events(ev)
     assert [e["id"] for e in kept] == [f"{i:08d}" for i in range(100, 300)]
     broker.start()
@@ -168,10 +163,9 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
     """The issue's test: a real broker SIGKILLed mid-run and restarted, the daemon SIGKILLed and restarted;
     every event id in the spool reached a persistent-session subscriber at least once."""
     import signal
-    import time
 
-    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto, free_port
     from scripts.fixtures.intensity_model import make_intensity_model
+    from scripts.fixtures.mosquitto import Mosquitto, find_mosquitto, free_port
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (.ci/run installs it with apt-get)")
@@ -188,9 +182,11 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
         rec = recorder_factory(p_sub, "plant/#", "collector-under-test")
         d1 = _daemon(model, long_video, events, p_dev, "--realtime")
         assert rec.wait_for(lambda: len(rec.events()) >= 200, 60), "no events arrived before the broker kill"
+        spooled = events.read_bytes().count(b"\n")
         broker.kill()                                    # broker crash mid-run
         rec.subscribed.clear()
-        time.sleep(1.0)                                  # the daemon keeps classifying and spooling
+        # the daemon keeps classifying and spooling
+        assert wait_until(lambda: events.read_bytes().count(b"\n") >= spooled + 50, 30), "nothing spooled in the outage"
         broker.start(ports=[p_sub])                      # subscriber back first ...
         assert rec.subscribed.wait(20)
         broker.stop()                                    # ... its session saved ...
@@ -226,7 +222,7 @@ def test_broker_kill_and_daemon_sigkill_lose_nothing(tmp_path, recorder_factory)
 def test_password_never_in_logs_status_or_stats(tmp_path, caplog):
     """A broker that cannot be reached, a password in the URL: not in any log line, status or summary."""
     import logging
-    import time
+    import threading
 
     from scripts.fixtures.mosquitto import free_port
 
@@ -234,8 +230,11 @@ def test_password_never_in_logs_status_or_stats(tmp_path, caplog):
     write_events(ev, range(3))
     caplog.set_level(logging.DEBUG)
     pub = MqttPublisher(f"mqtt://op:Hunter2-secret@127.0.0.1:{free_port()}/plant", ev, "l1", "cam",
-                        status={"run": "r1"}, metrics_interval=0, poll=0.02).start()
-    time.sleep(1.5)                                          # a failed connection attempt or two
+                        status={"run": "r1"}, metrics_interval=0, poll=0.02)
+    failed = threading.Event()
+    pub.client.on_connect_fail = lambda client, userdata: failed.set()   # paho: a connection attempt failed
+    pub.start()
+    assert failed.wait(20) and wait_until(lambda: pub.backlog() == 3, 5)
     pub.stop(drain_s=0.2)
     seen = caplog.text + repr(pub.target) + pub.target.safe_url + pub._status_payload("online") + json.dumps(pub.stats())
     assert "Hunter2" not in seen and "op@127.0.0.1" in pub.target.safe_url
@@ -300,11 +299,7 @@ def test_mqtts_with_ca_and_client_certificate(tmp_path):
                             metrics_interval=0, poll=0.02).start()
         pub.stop(drain_s=20)
         assert pub.published == 20 and pub.backlog() == 0
-        import time
-
-        deadline = time.monotonic() + 10
-        while len(got) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(got) >= 20, 10)
         assert sorted(set(got)) == [f"l1/top/r1/{i:08d}" for i in range(20)]
         sub.disconnect()
         sub.loop_stop()

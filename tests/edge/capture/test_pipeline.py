@@ -11,9 +11,9 @@ from edge.capture.events import read_events
 from edge.capture.metrics import Metrics
 from edge.capture.sources import (END, Grabber, RawSource, gstreamer_available, nv_decode_pipeline, open_source,
                                   parse_source)
-from scripts.fixtures.intensity_model import class_level, make_intensity_model
 from edge.capture.tiling import Grid, cut, tile_grid
 from edge.errors import EdgeError
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 T = 32
 

@@ -12,8 +12,8 @@ from edge.capture.annotate import class_colors
 from edge.capture.config import CaptureConfig, merge
 from edge.capture.daemon import CaptureDaemon
 from edge.capture.preview import Preview
-from scripts.fixtures.intensity_model import class_level, make_intensity_model
 from edge.errors import EdgeError
+from scripts.fixtures.intensity_model import class_level, make_intensity_model
 
 T = 32          # model input
 TILE = 96       # camera tile (resized to T by the model's preprocessing)

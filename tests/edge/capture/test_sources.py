@@ -10,6 +10,7 @@ from edge.capture.metrics import Metrics
 from edge.capture.sources import (END, EndOfStream, Grabber, ImageFolderSource, Source, SourceLost, image_files,
                                   open_source, parse_source)
 from edge.errors import EdgeError
+from scripts.fixtures.polling import wait_until
 
 
 def _drain(g, timeout=10.0):
@@ -96,7 +97,8 @@ def test_video_file_is_read_completely_with_a_slow_consumer(tmp_path):
     w.release()
     m = Metrics()
     g = Grabber(open_source(parse_source(p)), m, queue_size=2).start()
-    time.sleep(0.3)          # the queue is full long before this: the grabber must block, not drop
+    # the queue full and one more frame read: the grabber is blocked in put (it must not drop)
+    assert wait_until(lambda: g.queue.full() and m.get("frames_read") > 2)
     frames = _drain(g)
     assert [f.index for f in frames] == list(range(25))
     assert all(f.image.ndim == 2 for f in frames)          # a gray stream is delivered as gray (no BGR conversion)
