@@ -279,88 +279,123 @@ class CaptureDaemon:
         source = self._source if self._source is not None else self._make_source()
         parse_roi(cfg.roi)  # validate before anything starts
         with runner:
-            self.runner = runner
-            self._prep = runner.preprocess
-            self.classes = runner.classes
-            from edge.ood import score_of
-
-            # open-set threshold of the model (python -m train.ood): tiles above it are labelled "unknown"
-            self.ood = score_of(runner.meta)
-            if cfg.tile or runner.input_form == "uint8_tiles":
-                self._tile_size()  # a tile size the artifact cannot take: refused before any frame
-            unknown_ok = [c for c in cfg.ok_classes if c not in self.classes]
-            if unknown_ok:
-                raise EdgeError(f"--ok-classes {', '.join(unknown_ok)} not among the model's classes {self.classes}")
-            self.metrics = m = Metrics(self.classes)
-            m.stale_after = cfg.stale_after
-            if cfg.save_crops:
-                try:
-                    self.crops = CropStore(cfg.save_crops, max_bytes=int(cfg.crops_max_mb * (1 << 20)),
-                                           max_age_s=cfg.crops_max_age * 3600 if cfg.crops_max_age else None,
-                                           per_minute=cfg.crops_per_minute, count=self._count)
-                except OSError as e:
-                    raise EdgeError(f"cannot use the crops folder {cfg.save_crops}: {e.strerror or e}") from None
-                m.add_gauge("crops_bytes", "Bytes of crops on disk (within --crops-max-mb)",
-                            fn=lambda: self.crops.bytes)
-                m.add_health_check("crops", lambda: self.crops.error)
-            writer = EventWriter(cfg.events, int(cfg.rotate_mb * (1 << 20)), cfg.rotate_keep, cfg.flush_interval,
-                                 max_pending=cfg.retry_events, on_written=lambda n: m.inc("events", n),
-                                 on_dropped=lambda reason, n: m.inc("events_dropped", n, {"reason": reason}),
-                                 on_error=lambda: m.inc("event_write_errors"))
-            self.writer = writer
-            m.add_gauge("events_pending", "Events in memory waiting to be written (retried while the disk refuses)",
-                        fn=lambda: writer.pending)
-            m.add_health_check("events", lambda: writer.error)
+            self._bind_model(runner)
+            m = self._make_metrics()
+            writer = self._make_writer(m)
             stages: List[_Stage] = []
             try:
-                if cfg.mqtt:  # the publisher tails the events file in its own thread
-                    from edge.capture.mqtt import publisher_for
-
-                    self.publisher = publisher_for(cfg, runner, self.run_id, self.summary)
-                    self.publisher.attach(m)
-                    self.publisher.start()
-                if cfg.metrics:
-                    self.server = MetricsServer(m, cfg.metrics)
-                    if cfg.preview:
-                        from edge.capture.preview import Preview
-
-                        self.preview = Preview(self.classes, m, model=str(cfg.model), threshold=cfg.threshold)
-                        for path, fn in self.preview.routes().items():
-                            self.server.add_route(path, fn)
-                    log.info("metrics on %s/metrics", self.server.url)
-                self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
-                                           reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
-                                           max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
-                work_q: "queue.Queue" = queue.Queue(maxsize=2)
-                result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
-                prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
-                emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
-                stages = [prep, emit]
-                m.running = True
-                t0, c0 = time.perf_counter(), time.process_time()
-                g.start()
-                prep.start()
-                emit.start()
-                try:
-                    self._classify_loop(g, work_q, result_q)
-                finally:
-                    result_q.put(END)
-                    emit.join()
-                self.elapsed_s = time.perf_counter() - t0
-                self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
-                prep.join(5.0)
-                if self._abort.is_set():
-                    self.stopped_at_deadline = True
-                g.join(0.2 if g.in_read else 5.0)
+                self._start_services(m)
+                stages = self._run_pipeline(source, m)
             finally:
                 m.running = False
                 writer.close()
-                if self.publisher is not None:
-                    self.publisher.stop(cfg.mqtt_drain)
-                if self.server is not None:
-                    self.server.close()
-                if self.preview is not None:
-                    self.preview.close()
+                self._stop_services()
+        self._raise_failures(stages)
+        return self.summary()
+
+    def _bind_model(self, runner) -> None:
+        """Take the runner's preprocessing, classes and open-set threshold; refuse settings it cannot take."""
+        cfg = self.cfg
+        self.runner = runner
+        self._prep = runner.preprocess
+        self.classes = runner.classes
+        from edge.ood import score_of
+
+        # open-set threshold of the model (python -m train.ood): tiles above it are labelled "unknown"
+        self.ood = score_of(runner.meta)
+        if cfg.tile or runner.input_form == "uint8_tiles":
+            self._tile_size()  # a tile size the artifact cannot take: refused before any frame
+        unknown_ok = [c for c in cfg.ok_classes if c not in self.classes]
+        if unknown_ok:
+            raise EdgeError(f"--ok-classes {', '.join(unknown_ok)} not among the model's classes {self.classes}")
+
+    def _make_metrics(self) -> Metrics:
+        """The run's :class:`Metrics`, with the crops store's gauge and health check when crops are saved."""
+        cfg = self.cfg
+        self.metrics = m = Metrics(self.classes)
+        m.stale_after = cfg.stale_after
+        if cfg.save_crops:
+            try:
+                self.crops = CropStore(cfg.save_crops, max_bytes=int(cfg.crops_max_mb * (1 << 20)),
+                                       max_age_s=cfg.crops_max_age * 3600 if cfg.crops_max_age else None,
+                                       per_minute=cfg.crops_per_minute, count=self._count)
+            except OSError as e:
+                raise EdgeError(f"cannot use the crops folder {cfg.save_crops}: {e.strerror or e}") from None
+            m.add_gauge("crops_bytes", "Bytes of crops on disk (within --crops-max-mb)",
+                        fn=lambda: self.crops.bytes)
+            m.add_health_check("crops", lambda: self.crops.error)
+        return m
+
+    def _make_writer(self, m: Metrics) -> EventWriter:
+        """The events file writer, counting into ``m``."""
+        cfg = self.cfg
+        writer = EventWriter(cfg.events, int(cfg.rotate_mb * (1 << 20)), cfg.rotate_keep, cfg.flush_interval,
+                             max_pending=cfg.retry_events, on_written=lambda n: m.inc("events", n),
+                             on_dropped=lambda reason, n: m.inc("events_dropped", n, {"reason": reason}),
+                             on_error=lambda: m.inc("event_write_errors"))
+        self.writer = writer
+        m.add_gauge("events_pending", "Events in memory waiting to be written (retried while the disk refuses)",
+                    fn=lambda: writer.pending)
+        m.add_health_check("events", lambda: writer.error)
+        return writer
+
+    def _start_services(self, m: Metrics) -> None:
+        """The MQTT publisher, the metrics server and the preview, as configured."""
+        cfg = self.cfg
+        if cfg.mqtt:  # the publisher tails the events file in its own thread
+            from edge.capture.mqtt import publisher_for
+
+            self.publisher = publisher_for(cfg, self.runner, self.run_id, self.summary)
+            self.publisher.attach(m)
+            self.publisher.start()
+        if cfg.metrics:
+            self.server = MetricsServer(m, cfg.metrics)
+            if cfg.preview:
+                from edge.capture.preview import Preview
+
+                self.preview = Preview(self.classes, m, model=str(cfg.model), threshold=cfg.threshold)
+                for path, fn in self.preview.routes().items():
+                    self.server.add_route(path, fn)
+            log.info("metrics on %s/metrics", self.server.url)
+
+    def _stop_services(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop(self.cfg.mqtt_drain)
+        if self.server is not None:
+            self.server.close()
+        if self.preview is not None:
+            self.preview.close()
+
+    def _run_pipeline(self, source: Source, m: Metrics) -> List[_Stage]:
+        """Grab, prepare, classify and emit until the source ends or the daemon stops; the stages it ran."""
+        cfg = self.cfg
+        self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
+                                   reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
+                                   max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
+        work_q: "queue.Queue" = queue.Queue(maxsize=2)
+        result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
+        prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
+        emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
+        m.running = True
+        t0, c0 = time.perf_counter(), time.process_time()
+        g.start()
+        prep.start()
+        emit.start()
+        try:
+            self._classify_loop(g, work_q, result_q)
+        finally:
+            result_q.put(END)
+            emit.join()
+        self.elapsed_s = time.perf_counter() - t0
+        self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
+        prep.join(5.0)
+        if self._abort.is_set():
+            self.stopped_at_deadline = True
+        g.join(0.2 if g.in_read else 5.0)
+        return [prep, emit]
+
+    def _raise_failures(self, stages: List[_Stage]) -> None:
+        """A stage's, the source's or every frame's failure as the run's error."""
         for st in stages:
             if st.error is not None:
                 raise st.error if isinstance(st.error, EdgeError) else EdgeError(f"{st.name} stage failed: {st.error}")
@@ -371,7 +406,6 @@ class CaptureDaemon:
                 and self.last_skip is not None and not self.stopped_at_deadline):
             raise EdgeError(f"no frame could be processed ({self.metrics.get('frames_skipped')} skipped): "
                             f"{self.last_skip}")
-        return self.summary()
 
     def _stage_failed(self, err: BaseException) -> None:
         log.error("pipeline stage failed: %s", err)
