@@ -150,7 +150,7 @@ def run_bench(config: BenchConfig, show: Callable[[str], str] = str) -> BenchRep
         from bench.capacity import required_tiles_per_s
 
         tile = cfg.tile or int(ref_meta["preprocess"]["width"])
-        required_tiles_per_s(cfg.line_speed, cfg.strip_width, cfg.mm_per_px, tile, cfg.stride)  # checks the figures
+        required_tiles_per_s(cfg.line_speed, cfg.strip_width, cfg.mm_per_px, tile, cfg.stride, show)  # checks them
     split_file = _split_file(cfg)
     ds = select(cfg.data, cfg.split, split_file, classes=ref_meta["classes"])
     images = load_images(ds, progress=cfg.progress)

@@ -17,13 +17,13 @@ batch): ``headroom = measured / required`` and the fastest line it keeps up with
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from edge.errors import EdgeError
 
 
 def required_tiles_per_s(line_speed_m_per_s: float, strip_width_mm: float, mm_per_px: float, tile: int,
-                         stride: Optional[int] = None) -> Dict[str, float]:
+                         stride: Optional[int] = None, show: Callable[[str], str] = str) -> Dict[str, float]:
     """Tiles per second one camera must classify to cover the whole strip.
 
     Returns:
@@ -34,12 +34,13 @@ def required_tiles_per_s(line_speed_m_per_s: float, strip_width_mm: float, mm_pe
             narrower than one tile.
     """
     stride = tile if stride is None else stride
-    for name, v in (("--line-speed", line_speed_m_per_s), ("--strip-width", strip_width_mm),
-                    ("--mm-per-px", mm_per_px), ("--tile", tile), ("--stride", stride)):
+    for name, v in (("line_speed", line_speed_m_per_s), ("strip_width", strip_width_mm),
+                    ("mm_per_px", mm_per_px), ("tile", tile), ("stride", stride)):
         if v is None or not v > 0 or not math.isfinite(v):
-            raise EdgeError(f"{name} must be a positive number, got {v!r}")
+            raise EdgeError(f"{show(name)} must be a positive number, got {v!r}")
     if stride > tile:
-        raise EdgeError(f"--stride {stride} is larger than --tile {tile}: the strip would have gaps between tiles")
+        raise EdgeError(f"{show('stride')} {stride} is larger than {show('tile')} {tile}: the strip would have gaps "
+                        "between tiles")
     width_px = strip_width_mm / mm_per_px
     if width_px < tile:
         raise EdgeError(f"the strip is {width_px:.0f} px wide at {mm_per_px:g} mm/px, narrower than one {tile} px tile")

@@ -29,7 +29,7 @@ import numpy as np
 
 from edge import metrics
 from bench import stats
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -115,47 +115,47 @@ class BenchConfig:
         """Check what to measure (the part :func:`run` needs).
 
         Raises:
-            EdgeError: one line naming the parameter (``show`` maps it to a flag for a command).
+            InputError: one line naming the parameter (``show`` maps it to a flag for a command).
         """
         n = show
         if not self.batches or min(self.batches) < 1:
-            raise EdgeError("batch sizes must be >= 1")
+            raise InputError("batch sizes must be >= 1")
         if self.warmup < 0:
-            raise EdgeError(f"{n('warmup')} must be >= 0, got {self.warmup}")
+            raise InputError(f"{n('warmup')} must be >= 0, got {self.warmup}")
         if self.duration is None and self.iterations < 1:
-            raise EdgeError(f"{n('iterations')} must be >= 1, got {self.iterations}")
+            raise InputError(f"{n('iterations')} must be >= 1, got {self.iterations}")
         if self.duration is not None and not self.duration > 0:
-            raise EdgeError(f"{n('duration')} must be > 0 seconds, got {self.duration}")
+            raise InputError(f"{n('duration')} must be > 0 seconds, got {self.duration}")
         if self.threads < 0:
-            raise EdgeError(f"{n('threads')} must be >= 0, got {self.threads}")
+            raise InputError(f"{n('threads')} must be >= 0, got {self.threads}")
         g = self.fail_on_drift
         if g is not None and (not math.isfinite(g) or g < 0):
-            raise EdgeError(f"{n('fail_on_drift')} must be a non-negative number of points, got {g}")
+            raise InputError(f"{n('fail_on_drift')} must be a non-negative number of points, got {g}")
 
     def validate(self, show: Callable[[str], str] = str) -> "BenchConfig":
         """Check the whole config, the output paths and the line figures before anything is measured.
 
         Raises:
-            EdgeError: one line naming the parameter.
+            InputError: one line naming the parameter.
         """
         n = show
         for name in ("artifacts", "references", "data"):
             if not getattr(self, name):
-                raise EdgeError(f"give {n(name)} (or {name} = ... in the config file)")
+                raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
         if self.split not in ("train", "val", "test", "all"):
-            raise EdgeError(f"{n('split')} must be one of train, val, test, all, got {self.split!r}")
+            raise InputError(f"{n('split')} must be one of train, val, test, all, got {self.split!r}")
         self.validate_measurement(show)
         for name in ("json", "md", "plots", "html"):
             _check_output(getattr(self, name), name, n)
         line = (self.line_speed, self.strip_width, self.mm_per_px)
         if any(v is not None for v in line + (self.tile, self.stride)) and any(v is None for v in line):
-            raise EdgeError(f"line capacity needs all of {n('line_speed')}, {n('strip_width')} and {n('mm_per_px')}")
+            raise InputError(f"line capacity needs all of {n('line_speed')}, {n('strip_width')} and {n('mm_per_px')}")
         for r in self.references:
             if not Path(r).is_file():
-                raise EdgeError(f"reference model {r} does not exist")
+                raise InputError(f"reference model {r} does not exist")
         for a in self.artifacts:
             if not Path(a).is_file() and not str(a).startswith(("triton://", "triton+grpc://", "triton+http://")):
-                raise EdgeError(f"artifact {a} does not exist")
+                raise InputError(f"artifact {a} does not exist")
         return self
 
 
@@ -166,9 +166,9 @@ def _check_output(path: Optional[str], what: str, show: Callable[[str], str]) ->
         return
     p = Path(path)
     if p.exists() and p.is_dir() and what != "plots":
-        raise EdgeError(f"{show(what)} {p} is a folder, expected a file")
+        raise InputError(f"{show(what)} {p} is a folder, expected a file")
     if what == "plots" and p.exists() and not p.is_dir():
-        raise EdgeError(f"{show('plots')} {p} exists and is not a folder")
+        raise InputError(f"{show('plots')} {p} exists and is not a folder")
     check_writable_dir(p if what == "plots" else p.parent)
 
 

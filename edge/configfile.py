@@ -22,35 +22,35 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
-from edge.errors import EdgeError
+from edge.errors import InputError
 
 
-def read_table(path: str | os.PathLike, section: Optional[str] = None) -> Dict[str, Any]:
-    """The settings of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file, keys with ``_`` for ``-``.
+def read_config_file(path: str | os.PathLike, section: Optional[str] = None) -> Dict[str, Any]:
+    """The settings of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file, keys with ``-`` read as ``_``.
 
     Args:
         path: The file.
         section: A table used instead of the top level when the file has it (``capture``, ``train``).
 
     Raises:
-        EdgeError: missing or unreadable file, a parse error, not a table, or YAML without PyYAML.
+        InputError: missing or unreadable file, a parse error, not a table, or YAML without PyYAML.
     """
     path = Path(path)
     if not path.is_file():
-        raise EdgeError(f"config file {path} does not exist")
+        raise InputError(f"config file {path} does not exist")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise EdgeError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
+        raise InputError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
-            raise EdgeError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use TOML") from None
+            raise InputError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use TOML") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise EdgeError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+            raise InputError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
     else:
         try:
             import tomllib
@@ -59,9 +59,9 @@ def read_table(path: str | os.PathLike, section: Optional[str] = None) -> Dict[s
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise EdgeError(f"{path}: invalid TOML: {e}") from None
+            raise InputError(f"{path}: invalid TOML: {e}") from None
     if not isinstance(data, dict):
-        raise EdgeError(f"{path}: the config must be a table of settings")
+        raise InputError(f"{path}: the config must be a table of settings")
     if section and isinstance(data.get(section), dict):
         data = data[section]
     return {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -88,7 +88,7 @@ def _coerce(name: str, kind: str, value: Any, where: str) -> Any:
     else:
         what, ok = "a string", isinstance(value, str)
     if not ok:
-        raise EdgeError(f"{where}{name} must be {what}, got {value!r}")
+        raise InputError(f"{where}{name} must be {what}, got {value!r}")
     return value
 
 
@@ -102,13 +102,13 @@ def load_config(cls, path: str | os.PathLike, section: str, paths: Iterable[str]
         paths: Fields holding paths (or lists of paths): made relative to the file's folder.
 
     Raises:
-        EdgeError: see :func:`read_table`; an unknown key; a value of the wrong type.
+        InputError: see :func:`read_config_file`; an unknown key; a value of the wrong type.
     """
-    values = read_table(path, section)
+    values = read_config_file(path, section)
     kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(kinds))
     if unknown:
-        raise EdgeError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}")
     where = f"{Path(path).name}: "
     out = {k: _coerce(k, kinds[k], v, where) for k, v in values.items()}
     base = Path(path).resolve().parent
@@ -140,4 +140,4 @@ def layered(cls, flags: Dict[str, Any], config: Optional[str | os.PathLike] = No
     return cls(**values)
 
 
-__all__ = ["layered", "load_config", "read_table"]
+__all__ = ["layered", "load_config", "read_config_file"]

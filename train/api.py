@@ -86,7 +86,7 @@ def train_model(config: TrainConfig, show: Callable[[str], str] = param) -> Trai
 
     run = copy.copy(config)  # distributed() scales the batch of its own copy, not the caller's config
     with distributed(run):
-        rep = train(run, run.lr_scale, run.distribute_info)
+        rep = train(run, run.lr_scale, run.distribute_info, show)
     return TrainResult(Path(config.out), rep)
 
 

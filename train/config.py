@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from edge.errors import EdgeError
+from edge.errors import InputError
 
 #: Augmentation presets of :meth:`train.augment.Augment.preset`.
 AUGMENT_PRESETS = ("seeds", "light", "line", "line-strong", "none")
@@ -86,48 +86,48 @@ class TrainConfig:
             show: How a message names a parameter (:func:`param`, or :func:`cli_flag` for a command).
 
         Raises:
-            EdgeError: one line naming the parameter (nothing is read or written before).
+            InputError: one line naming the parameter (nothing is read or written before).
         """
         from train.models import COMPACT_POOLS, MODELS
 
         n = show
         for name in ("data", "out"):
             if not getattr(self, name):
-                raise EdgeError(f"give {n(name)} (or {name} = ... in the config file)")
+                raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
         if (self.model is None) == (self.init is None):
-            raise EdgeError(f"give either {n('model')} ARCH (train) or {n('init')} MODEL.keras "
+            raise InputError(f"give either {n('model')} ARCH (train) or {n('init')} MODEL.keras "
                             "(fine-tune a trained model)")
         for name, allowed in (("model", MODELS), ("augment", AUGMENT_PRESETS), ("pool", tuple(COMPACT_POOLS)),
                               ("distribute", DISTRIBUTE_MODES)):
             v = getattr(self, name)
             if v is not None and v not in allowed:
-                raise EdgeError(f"{n(name)} must be one of {', '.join(allowed)}, got {v!r}")
+                raise InputError(f"{n(name)} must be one of {', '.join(allowed)}, got {v!r}")
         if self.init is not None:
             for name in ("pool", "weights", "input_size", "fine_tune_epochs"):
                 if getattr(self, name) is not None:
-                    raise EdgeError(f"{n(name)} does not apply to {n('init')} (the model keeps its own)")
+                    raise InputError(f"{n(name)} does not apply to {n('init')} (the model keeps its own)")
         elif self.holdout is not None or self.freeze is not None:
-            raise EdgeError(f"{n('holdout')} and {n('freeze')} apply to {n('init')} only")
+            raise InputError(f"{n('holdout')} and {n('freeze')} apply to {n('init')} only")
         for name in ("epochs", "fine_tune_epochs", "patience", "input_size"):
             v = getattr(self, name)
             if v is not None and v < (0 if name == "patience" else 1):
-                raise EdgeError(f"{n(name)} must be >= 1, got {v}")
+                raise InputError(f"{n(name)} must be >= 1, got {v}")
         if self.pool not in (None, "avg") and self.model != "compact":
-            raise EdgeError(f"{n('pool')} {self.pool} applies to compact only "
+            raise InputError(f"{n('pool')} {self.pool} applies to compact only "
                             f"({self.model} keeps the seeds' GAP head)")
         if self.batch_size < 1:
-            raise EdgeError(f"{n('batch_size')} must be >= 1, got {self.batch_size}")
+            raise InputError(f"{n('batch_size')} must be >= 1, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
-            raise EdgeError(f"{n('lr')} must be > 0, got {self.lr}")
+            raise InputError(f"{n('lr')} must be > 0, got {self.lr}")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
-            raise EdgeError(f"{n('holdout')} must be in (0, 1), got {self.holdout}")
+            raise InputError(f"{n('holdout')} must be in (0, 1), got {self.holdout}")
         if self.init is not None and self.distribute != "none":
-            raise EdgeError(f"{n('distribute')} applies to edge-train's recipes, not to {n('init')} fine-tuning")
+            raise InputError(f"{n('distribute')} applies to edge-train's recipes, not to {n('init')} fine-tuning")
         out = Path(self.out)
         if out.exists() and not self.force:
-            raise EdgeError(f"output folder {out} already exists (use {n('force')} to replace it)")
+            raise InputError(f"output folder {out} already exists (use {n('force')} to replace it)")
         if self.init is not None and not Path(self.init).is_file():
-            raise EdgeError(f"{n('init')} model {self.init} does not exist")
+            raise InputError(f"{n('init')} model {self.init} does not exist")
         return self
 
 
@@ -163,23 +163,23 @@ class EvalConfig:
         """Check the config and that the outputs can be written (before the run, not after it); return it.
 
         Raises:
-            EdgeError: one line naming the parameter.
+            InputError: one line naming the parameter.
         """
         from edge.fsutil import check_writable_dir
 
         n = show
         for name in ("model", "data"):
             if not getattr(self, name):
-                raise EdgeError(f"give {n(name)} (or {name} = ... in the config file)")
+                raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
         if self.split not in EVAL_SPLITS:
-            raise EdgeError(f"{n('split')} must be one of {', '.join(EVAL_SPLITS)}, got {self.split!r}")
+            raise InputError(f"{n('split')} must be one of {', '.join(EVAL_SPLITS)}, got {self.split!r}")
         if self.batch < 1:
-            raise EdgeError(f"{n('batch')} must be >= 1, got {self.batch}")
+            raise InputError(f"{n('batch')} must be >= 1, got {self.batch}")
         if self.json:
             check_writable_dir(Path(self.json).parent)
         if self.plots:
             if Path(self.plots).exists() and not Path(self.plots).is_dir():
-                raise EdgeError(f"{n('plots')} {self.plots} is not a folder")
+                raise InputError(f"{n('plots')} {self.plots} is not a folder")
             check_writable_dir(self.plots)
         return self
 

@@ -281,10 +281,10 @@ def load_config_file(path: str | os.PathLike) -> Dict[str, Any]:
         EdgeError: missing file, parse error, unknown keys, a value of the wrong type or out of
             range, or YAML without PyYAML.
     """
-    from edge.configfile import read_table
+    from edge.configfile import read_config_file
 
     path = Path(path)
-    out = read_table(path, "capture")
+    out = read_config_file(path, "capture")
     unknown = sorted(set(out) - NAMES)
     if unknown:
         raise EdgeError(f"{path}: unknown setting(s) {', '.join(unknown)}")

@@ -33,9 +33,9 @@ def test_stride_and_a_width_that_is_no_multiple_of_the_tile():
 
 
 @pytest.mark.parametrize("args, match", [
-    ((0, 1500, 0.5, 200), "--line-speed"), ((1, -5, 0.5, 200), "--strip-width"), ((1, 1500, 0, 200), "--mm-per-px"),
+    ((0, 1500, 0.5, 200), "line_speed"), ((1, -5, 0.5, 200), "strip_width"), ((1, 1500, 0, 200), "mm_per_px"),
     ((1, 1500, 0.5, 200, 300), "gaps"), ((1, 50, 0.5, 200), "narrower than one 200 px tile"),
-    ((float("nan"), 1500, 0.5, 200), "--line-speed")])
+    ((float("nan"), 1500, 0.5, 200), "^line_speed")])
 def test_bad_figures_are_one_line_errors(args, match):
     with pytest.raises(EdgeError, match=match):
         required_tiles_per_s(*args)

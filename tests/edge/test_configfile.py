@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import pytest
 
-from edge.configfile import layered, read_table
+from edge.configfile import layered, read_config_file
 from edge.errors import EdgeError
 
 
@@ -33,11 +33,11 @@ def test_yaml_and_errors(tmp_path):
     pytest.importorskip("yaml")
     y = tmp_path / "c.yaml"
     y.write_text("epochs: 3\n")
-    assert read_table(y) == {"epochs": 3}
+    assert read_config_file(y) == {"epochs": 3}
     for text, needle in (("force: 1\n", "force must be true or false"), ("nope: 1\n", "unknown setting(s) nope"),
                          ("[1, 2]\n", "must be a table")):
         y.write_text(text)
         with pytest.raises(EdgeError, match=needle.replace("(", r"\(").replace(")", r"\)")):
             layered(Conf, {}, y)
     with pytest.raises(EdgeError, match="does not exist"):
-        read_table(tmp_path / "missing.toml")
+        read_config_file(tmp_path / "missing.toml")
