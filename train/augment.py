@@ -41,7 +41,7 @@ class Augment:
 
     @classmethod
     def preset(cls, name: str):
-        """``seeds`` (DEVELOPERS.md: ±30°, ±30 % shift, ±40 % zoom, flips, brightness 0.6–1.4),
+        """``seeds`` (the original backbone recipe: ±30°, ±30 % shift, ±40 % zoom, flips, brightness 0.6–1.4),
         ``light`` (the compact model's: ±15°, ±10 %, ±10 %, flips, 0.8–1.2; textures from scratch
         learn faster without heavy zoom), ``line`` (``light`` + the line-capture corruptions, see
         :class:`LineCapture`), ``line-strong`` (``seeds`` + the corruptions more often and up to
