@@ -7,7 +7,7 @@ GPU; the runner only executes what these functions decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,40 +115,3 @@ def chunks(n: int, max_batch: int) -> List[Tuple[int, int]]:
     if max_batch < 1:
         raise EdgeError(f"max batch must be >= 1, got {max_batch}")
     return [(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
-
-
-@dataclass(frozen=True)
-class Op:
-    """One step of the double-buffer schedule.
-
-    kind: ``fill`` (host writes chunk into the slot's pinned input), ``h2d`` (async upload on the
-    copy stream), ``exec`` (compute stream waits for the upload, runs, downloads), ``collect``
-    (host waits for the slot's done event and reads the pinned output).
-    """
-
-    kind: str
-    chunk: int
-    slot: int
-
-
-def double_buffer_schedule(n_chunks: int, slots: int = 2) -> Iterator[Op]:
-    """The order of operations that overlaps chunk i+1's fill/upload with chunk i's compute.
-
-    A slot is refilled only after its previous chunk was collected; chunk i is collected after
-    chunk i+1 was enqueued, so the GPU always has the next chunk queued while the host waits.
-    """
-    if slots < 1:
-        raise EdgeError("double buffering needs at least one slot")
-    lag = slots - 1
-    for i in range(n_chunks):
-        s = i % slots
-        yield Op("fill", i, s)
-        yield Op("h2d", i, s)
-        yield Op("exec", i, s)
-        if i - lag >= 0 and lag > 0:
-            yield Op("collect", i - lag, (i - lag) % slots)
-        elif lag == 0:
-            yield Op("collect", i, s)
-    for j in range(max(0, n_chunks - lag), n_chunks):
-        if lag > 0:
-            yield Op("collect", j, j % slots)

@@ -9,7 +9,7 @@ with CUDA events between the steps for the timing split (h2d / compute / d2h). B
 allocated once, for the max batch, when the runner is activated. A batch larger than
 ``max_batch`` (or :meth:`infer_batches` over a stream of batches) is double-buffered: two slots
 of pinned+device buffers, a copy stream and a compute stream, so chunk i+1 is preprocessed and
-uploaded while chunk i computes (:func:`edge.runtime.tensorrt.buffers.double_buffer_schedule`).
+uploaded while chunk i computes (:meth:`TensorRTRunner.infer_batches`).
 
 Options: ``cuda_graph`` captures ``execute_async_v3`` per (batch size, slot) into a CUDA graph,
 each batch size on its own execution context (all sharing one device scratch buffer), so a
@@ -325,11 +325,10 @@ class TensorRTRunner(Runner):
     def infer_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Pipeline a stream of preprocessed batches (each <= max_batch): results in order.
 
-        Follows :func:`edge.runtime.tensorrt.buffers.double_buffer_schedule` with two slots: chunk
-        k is written into slot k % 2 and enqueued (upload on the copy stream, compute + download
-        on the compute stream after the upload event) *before* the host waits for chunk k-1, so
-        the next upload overlaps the current compute. A slot is reused only after its previous
-        chunk was collected.
+        Two slots: chunk k is written into slot k % 2 and enqueued (upload on the copy stream,
+        compute + download on the compute stream after the upload event) *before* the host waits for
+        chunk k-1, so the next upload overlaps the current compute. A slot is reused only after its
+        previous chunk was collected.
         """
         if not self.is_active:
             raise EdgeError("TensorRTRunner is not active: use it as a context manager")

@@ -410,20 +410,6 @@ def test_chunks():
     assert bm.chunks(0, 4) == []
 
 
-@pytest.mark.parametrize("n", [1, 2, 5])
-def test_double_buffer_schedule_invariants(n):
-    ops = list(bm.double_buffer_schedule(n, slots=2))
-    pos = {(o.kind, o.chunk): i for i, o in enumerate(ops)}
-    assert sorted(o.chunk for o in ops if o.kind == "collect") == list(range(n))
-    for k in range(n):
-        assert pos[("fill", k)] < pos[("h2d", k)] < pos[("exec", k)] < pos[("collect", k)]
-        if k + 1 < n:  # the next chunk is uploaded and enqueued before this one is waited for
-            assert pos[("exec", k + 1)] < pos[("collect", k)]
-        if k >= 2:  # a slot is refilled only after its previous chunk was collected
-            assert pos[("collect", k - 2)] < pos[("fill", k)]
-            assert ops[pos[("fill", k)]].slot == ops[pos[("fill", k - 2)]].slot
-
-
 # ----------------------------------------------------------------------------- the runner's orchestration
 @pytest.fixture
 def fake_engine(tmp_path, monkeypatch):
