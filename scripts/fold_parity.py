@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: this tree's packages first
+    sys.path.insert(0, str(ROOT))
+
 
 def main(argv=None) -> int:
     from bench.environment import cpu_model

@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: this tree's packages first
+    sys.path.insert(0, str(ROOT))
+
 
 def cpu_ms(fn, n: int, repeats: int = 3) -> float:
     """Median over ``repeats`` of the CPU ms per call of ``fn`` over ``n`` calls."""
