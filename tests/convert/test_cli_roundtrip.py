@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from convert.cli import main  # noqa: E402
 from convert.export import compare, ort_predict, ort_session  # noqa: E402
-from convert.formats import CALIB_RECORD, FORMATS, onnx_formats  # noqa: E402
+from edge.formats import CALIB_RECORD, FORMATS, onnx_formats  # noqa: E402
 from edge.data import load_images, select  # noqa: E402
 from edge.metadata import read_meta  # noqa: E402
 from edge.runtime import load_runner  # noqa: E402
