@@ -1,67 +1,34 @@
 """Keras → FP32 ONNX, and the checks every conversion starts with.
 
-* :func:`load_keras` loads with ``safe_mode=True`` and refuses custom objects and Lambda layers,
-  and models whose output is not a softmax over the classes.
+* Models are loaded by :func:`edge.runtime.keras.load_keras_model` (``safe_mode=True``, custom
+  objects and Lambda layers refused); :func:`check_classifier` refuses models whose output is not a
+  softmax over the classes.
 * :func:`keras_to_onnx` exports with tf2onnx (opset 17 by default: TensorRT 8.5 parses 13-17),
   float32 NHWC input with a dynamic batch dimension.
-* :func:`check_onnx` runs ``onnx.checker`` and compares ONNX Runtime with Keras on real images.
+* :func:`check_onnx` runs ``onnx.checker``; :func:`check_against_keras` compares ONNX Runtime (sessions
+  from :func:`edge.runtime.onnxrt.session`) with Keras on real images.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.formats import TOLERANCES
+from edge.runtime.keras.loader import quiet_tensorflow
+from edge.runtime.onnxrt.session import session as ort_session
 
 log = logging.getLogger(__name__)
 
 #: Opset written by default; TensorRT 8.5 (JetPack 5.1) parses opsets 9-17.
 DEFAULT_OPSET = 17
-#: Max abs probability difference allowed between the FP32 ONNX and Keras.
-FP32_TOLERANCE = 1e-4
-
-
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def load_keras(path: str | os.PathLike):
-    """Load a ``.keras`` model safely.
-
-    Raises:
-        EdgeError: missing file, not a Keras archive, custom objects or Lambda layers (refused by
-            safe mode: they would run arbitrary code), or any other load failure.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise EdgeError(f"model file {path} does not exist")
-    if path.is_dir():
-        raise EdgeError(f"{path} is a folder, not a Keras model file (.keras)")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise EdgeError(f"{path} is not a Keras model file (a .keras zip archive saved by Keras 3)")
-    with zipfile.ZipFile(path) as z:
-        if "config.json" not in z.namelist():
-            raise EdgeError(f"{path} is not a Keras model file (no config.json in the archive)")
-    _quiet_tf()
-    import keras
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # keras raises ValueError/TypeError with long multi-line texts
-        msg = " ".join(str(e).split())
-        if "Lambda" in msg or "safe_mode" in msg or "unsafe" in msg:
-            raise EdgeError(f"{path} holds a Lambda layer or other Python code: refused (safe_mode loading "
-                            "does not run code stored in a model file; rebuild the model without Lambda layers)") from None
-        if "Could not locate" in msg or "custom" in msg.lower() or "registered" in msg:
-            raise EdgeError(f"{path} uses custom objects that this toolkit cannot load safely ({msg[:160]}); "
-                            "export a model built from standard Keras layers") from None
-        raise EdgeError(f"cannot load Keras model {path}: {msg[:200]}") from None
+#: Max abs probability difference allowed between the FP32 ONNX and Keras (edge/formats.py).
+FP32_TOLERANCE = TOLERANCES["fp32"]["max_abs"]
 
 
 def _last_activation(model) -> Optional[str]:
@@ -126,7 +93,7 @@ def keras_to_onnx(model, out: str | os.PathLike, input_shape: Sequence[int], ops
     Returns:
         The written path.
     """
-    _quiet_tf()
+    quiet_tensorflow()
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -157,29 +124,6 @@ def check_onnx(path: str | os.PathLike) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
         raise EdgeError(f"{Path(path).name} fails onnx.checker: {' '.join(str(e).split())[:200]}") from None
-
-
-def ort_session(path: str | os.PathLike, threads: int = 0, level: str = "all"):
-    """A CPU onnxruntime session (quiet).
-
-    Args:
-        path: ONNX file.
-        threads: intra-op threads (0: default).
-        level: Graph optimization level ``all`` or ``basic``. The TensorRT Q/DQ model is evaluated
-            at ``basic``: at ``all`` onnxruntime fuses Q/DQ into its int8 CPU kernels, whose s8s8
-            path on AVX2 CPUs without VNNI saturates 16-bit intermediate sums and changes the
-            results (measured: top-1 agreement collapses); ``basic`` runs Q/DQ as the exact
-            quantize/dequantize arithmetic that TensorRT implements with int32 accumulation.
-    """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if level == "basic":
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def ort_predict(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -63,7 +63,8 @@ def _latency(sessions: Dict[str, object], x: np.ndarray, batch: int, rounds: int
 
 def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: List[str] = (),
             latency_rounds: int = 15) -> Dict:
-    from convert.export import compare, keras_predict, load_keras, ort_predict, ort_session
+    from convert.export import compare, keras_predict, ort_predict, ort_session
+    from edge.runtime.keras import load_keras_model
     from edge.metrics import accuracy
     from convert.quantize import CPU_VARIANTS, to_cpu_int8
     from calibrate.record import read_record
@@ -76,7 +77,7 @@ def measure(model_dir: Path, data: str, out_base: Path, methods=METHODS, extra: 
     test = select(data, "test", split_file=model_dir / "split.csv", classes=classes)
     x = prep(list(load_images(test)))
     y = test.labels
-    model = load_keras(model_dir / "model.keras")
+    model = load_keras_model(model_dir / "model.keras")
     ref = keras_predict(model, x)
     acc_keras = accuracy(y, ref)
     res: Dict = {"model": str(model_dir), "data": data, "test_images": int(len(x)), "keras_test_accuracy": acc_keras,

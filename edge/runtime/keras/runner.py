@@ -12,25 +12,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.runtime.base import Runner, TensorSpec, Timing
-
-
-def load_keras_model(path):
-    """Load a ``.keras`` file with ``safe_mode=True`` and a one-line error for what is refused."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as e:
-        text = " ".join(str(e).split())
-        if "Lambda" in text or "safe_mode" in text:
-            raise EdgeError(f"{path} holds a Lambda layer or arbitrary code, refused by safe_mode loading "
-                            "(rebuild the model without Lambda layers)") from None
-        if "Could not locate" in text or "custom_object" in text or "Unknown" in text:
-            raise EdgeError(f"{path} uses custom objects Keras cannot rebuild safely ({text[:160]})") from None
-        raise EdgeError(f"cannot load Keras model {path}: {text[:200]}") from None
+from edge.runtime.keras.loader import load_keras_model
 
 
 class KerasRunner(Runner):

@@ -1,3 +1,4 @@
 from edge.runtime.onnxrt.runner import OnnxRuntimeRunner
+from edge.runtime.onnxrt.session import session
 
-__all__ = ["OnnxRuntimeRunner"]
+__all__ = ["OnnxRuntimeRunner", "session"]

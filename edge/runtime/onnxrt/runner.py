@@ -10,8 +10,8 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.runtime.base import Runner, TensorSpec, Timing
+from edge.runtime.onnxrt.session import check_level, level_of, session
 
-_LEVELS = ("disable", "basic", "extended", "layout", "all")
 _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
            "tensor(int8)": "int8", "tensor(int64)": "int64"}
 
@@ -25,10 +25,7 @@ class OnnxRuntimeRunner(Runner):
             TensorRT → CUDA → CPU among those this onnxruntime build has.
         threads: intra-op threads (0: onnxruntime's default, one per core).
         graph_optimization_level: ``disable|basic|extended|layout|all``; by default the level the
-            artifact's metadata names (``"onnxruntime": {"graph_optimization_level": ...}``), else
-            onnxruntime's own default (``all``). ``edge-convert`` asks for ``basic`` on the TensorRT
-            Q/DQ model: at ``all`` onnxruntime fuses Q/DQ into its own int8 CPU kernels, which on
-            AVX2 without VNNI can saturate, so the outputs are no longer the Q/DQ arithmetic.
+            artifact's metadata names (the rule and its reason: :mod:`edge.runtime.onnxrt.session`).
         split: Run a batch as this many parts at once, each part in a session with one intra-op
             thread (data parallel), for batches of at least ``split`` inputs; smaller batches run
             in the ``threads`` session. ``None`` (default): on the CPU provider with ``threads``
@@ -49,10 +46,7 @@ class OnnxRuntimeRunner(Runner):
         if split is not None and (not isinstance(split, int) or split < 0):
             raise EdgeError(f"split must be a whole number >= 0, got {split!r}")
         self.split = split
-        level = graph_optimization_level or (self.meta.get("onnxruntime") or {}).get("graph_optimization_level")
-        if level is not None and str(level).lower() not in _LEVELS:
-            raise EdgeError(f"unknown onnxruntime graph_optimization_level {level!r} (one of {', '.join(_LEVELS)})")
-        self.graph_optimization_level = None if level is None else str(level).lower()
+        self.graph_optimization_level = check_level(graph_optimization_level or level_of(self.meta))
         self.session = None
         self._split_session = None
         self._pool = None
@@ -93,20 +87,8 @@ class OnnxRuntimeRunner(Runner):
         self._score = next((o for o in self.session.get_outputs()[1:] if o.name == SCORE_OUTPUT), None)
 
     def _session(self, ort, providers, threads: int):
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        if self.graph_optimization_level:
-            lv = ort.GraphOptimizationLevel
-            so.graph_optimization_level = {
-                "disable": lv.ORT_DISABLE_ALL, "basic": lv.ORT_ENABLE_BASIC, "extended": lv.ORT_ENABLE_EXTENDED,
-                "layout": getattr(lv, "ORT_ENABLE_LAYOUT", lv.ORT_ENABLE_EXTENDED), "all": lv.ORT_ENABLE_ALL,
-            }[self.graph_optimization_level]
-        try:
-            return ort.InferenceSession(str(self.artifact), sess_options=so, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise EdgeError(f"onnxruntime cannot load {self.artifact}: {str(e).splitlines()[0]}") from None
+        return session(self.artifact, level=self.graph_optimization_level, threads=threads, providers=providers,
+                       wrap_errors=True)
 
     def deactivate_impl(self) -> None:
         if self._pool is not None:
