@@ -28,11 +28,78 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from edge.errors import EdgeError
 from edge.preprocess import Preprocess
+
+
+@dataclass
+class ArtifactMeta:
+    """The metadata of one artifact, built in one place (:meth:`for_format` / :meth:`keras`).
+
+    The common keys are fields; the per-kind sections (``calibration``, ``drift_gate``, ``checks``,
+    ``quantization``, ``onnx``, ``onnxruntime``, ``tensorrt``, ``ood`` ...) are kept in ``sections``
+    in the order they were added. :meth:`to_dict` gives the JSON object of the schema above.
+
+    Example:
+        >>> from edge.formats import by_name
+        >>> m = ArtifactMeta.for_format(by_name("int8"), classes=["a", "b"], preprocess={}, input={"shape": [-1, 8, 8, 1]})
+        >>> (m.format, m.backend, m.precision)
+        ('onnx', 'onnxruntime', 'int8')
+    """
+
+    format: str
+    backend: str
+    precision: str
+    classes: List[str]
+    preprocess: Dict[str, Any]
+    input: Dict[str, Any]
+    output: Optional[Dict[str, Any]] = None
+    source_model: Optional[Dict[str, Any]] = None
+    tools: Optional[Dict[str, str]] = None
+    sections: Dict[str, Any] = field(default_factory=dict)
+
+    _COMMON = ("format", "backend", "precision", "classes", "input", "output", "preprocess", "source_model", "tools")
+
+    @classmethod
+    def for_format(cls, fmt, **values: Any) -> "ArtifactMeta":
+        """Metadata of an artifact of the row ``fmt`` of :data:`edge.formats.FORMATS` (format, backend
+        and precision come from the table); ``values``: the common fields, any other key a section."""
+        common = {k: values.pop(k) for k in list(values) if k in cls._COMMON}
+        return cls(format=fmt.fmt, backend=fmt.backend, precision=fmt.precision, **common, sections=values)
+
+    @classmethod
+    def keras(cls, classes: Sequence[str], prep: Preprocess) -> "ArtifactMeta":
+        """A ``.keras`` model's metadata (FP32, float NHWC input of the preprocessing's shape)."""
+        return cls(format="keras", backend="keras", precision="fp32", classes=classes,
+                   preprocess=prep.to_dict(),
+                   input={"shape": [-1, *prep.input_shape], "dtype": "float32", "layout": "NHWC"})
+
+    @classmethod
+    def from_dict(cls, meta: Dict[str, Any]) -> "ArtifactMeta":
+        """The dataclass of a metadata dict (``artifact`` is dropped: :func:`write_meta` sets it)."""
+        names = {f.name for f in fields(cls)} - {"sections"}
+        common = {k: meta.get(k) for k in names}
+        return cls(**common, sections={k: v for k, v in meta.items() if k not in names and k != "artifact"})
+
+    def derive(self, fmt, keep: Sequence[str] = (), **sections: Any) -> "ArtifactMeta":
+        """Metadata of an artifact made from this one (an engine from its ONNX): the common fields,
+        the sections named in ``keep`` (those present), the new ``sections``; format, backend and
+        precision from the row ``fmt``."""
+        kept = {k: self.sections[k] for k in keep if k in self.sections}
+        return ArtifactMeta(format=fmt.fmt, backend=fmt.backend, precision=fmt.precision,
+                            classes=list(self.classes), preprocess=self.preprocess, input=self.input,
+                            output=self.output, source_model=self.source_model, tools=self.tools,
+                            sections={**kept, **sections})
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object (common keys, then the sections; unset common keys left out)."""
+        d = {k: getattr(self, k) for k in self._COMMON if getattr(self, k) is not None}
+        d.update(self.sections)
+        return d
 
 
 def meta_path(artifact: str | os.PathLike) -> Path:
@@ -80,11 +147,10 @@ def _read_meta(artifact: Path) -> Dict[str, Any]:
     # A Keras model folder from edge-train: preprocess.json + classes.json beside it.
     pp, cl = artifact.parent / "preprocess.json", artifact.parent / "classes.json"
     if pp.is_file() and cl.is_file():
-        prep = Preprocess.load(pp)
-        fmt = "keras" if artifact.suffix == ".keras" else artifact.suffix.lstrip(".")
-        return {"artifact": artifact.name, "format": fmt, "backend": fmt, "precision": "fp32",
-                "classes": json.loads(cl.read_text()), "preprocess": prep.to_dict(),
-                "input": {"shape": [-1, *prep.input_shape], "dtype": "float32", "layout": "NHWC"}}
+        meta = ArtifactMeta.keras(json.loads(cl.read_text()), Preprocess.load(pp))
+        if artifact.suffix != ".keras":  # e.g. model.h5: named after its suffix, as before
+            meta.format = meta.backend = artifact.suffix.lstrip(".")
+        return {"artifact": artifact.name, **meta.to_dict()}
     raise EdgeError(f"{artifact} has no metadata ({mp.name}, or preprocess.json + classes.json beside it)")
 
 
