@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -33,6 +34,8 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.preprocess import SCALES, Preprocess
+
+log = logging.getLogger(__name__)
 
 #: ``input.form`` of an artifact that takes uint8 tiles (metadata); float artifacts have "float".
 UINT8_TILES = "uint8_tiles"
@@ -230,8 +233,7 @@ def fold_preprocess(src, dst, tile: Tuple[int, int], rounding: bool = True, meta
     return meta
 
 
-def fold_artifacts(stage, files, tile: Tuple[int, int], images: np.ndarray, images_from: str,
-                   say=print) -> Dict[str, Dict]:
+def fold_artifacts(stage, files, tile: Tuple[int, int], images: np.ndarray, images_from: str) -> Dict[str, Dict]:
     """Fold every ONNX artifact ``files`` of ``stage`` in place; check each against its float form.
 
     The check runs the float artifact on the host-preprocessed images and the folded one on the
@@ -246,8 +248,9 @@ def fold_artifacts(stage, files, tile: Tuple[int, int], images: np.ndarray, imag
         images: uint8 gray images (N, h, w) for the check (validation images, never test).
         images_from: Where the images come from (recorded).
     """
-    from convert.export import compare, ort_predict, ort_session
+    from convert.export import compare, ort_predict
     from edge.metadata import preprocess_of, read_meta, write_meta
+    from edge.runtime.onnxrt.session import level_of, session
     from edge.preprocess import TileInput
 
     tiles = TileInput(int(tile[0]), int(tile[1]))(images)
@@ -255,14 +258,14 @@ def fold_artifacts(stage, files, tile: Tuple[int, int], images: np.ndarray, imag
     for name in files:
         path = Path(stage) / name
         meta = read_meta(path)
-        level = (meta.get("onnxruntime") or {}).get("graph_optimization_level") or "all"
-        ref = ort_predict(ort_session(path, level=level), preprocess_of(meta)(images))
+        level = level_of(meta)
+        ref = ort_predict(session(path, level=level), preprocess_of(meta)(images))
         meta = fold_preprocess(path, path, tile, meta=meta)
-        c = compare(ref, ort_predict(ort_session(path, level=level), tiles))
+        c = compare(ref, ort_predict(session(path, level=level), tiles))
         c["images_from"] = images_from
         meta.setdefault("checks", {})["fold_vs_host"] = c
         write_meta(path, meta)
         out[name] = c
-        say(f"{name}: uint8 {tile[0]}x{tile[1]} tiles in, preprocessing in the graph; vs host preprocessing "
+        log.info(f"{name}: uint8 {tile[0]}x{tile[1]} tiles in, preprocessing in the graph; vs host preprocessing "
             f"max abs prob diff {c['max_abs_diff']:.2e}, top-1 agreement {c['top1_agreement']:.1%} on {images_from}")
     return out

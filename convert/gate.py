@@ -182,7 +182,7 @@ class GateResult:
 def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable[[Sequence[str], Path], Path],
              x_val: np.ndarray, y_val: np.ndarray, max_drift_pp: float = 0.5, max_rounds: int = 8,
              rank_images: int = 12, max_float_frac: float = 0.5, min_agreement: float = 99.0,
-             views: int = GATE_VIEWS, say: Callable[[str], None] = print, level: str = "basic",
+             views: int = GATE_VIEWS, level: str = "basic",
              name: str = "drift gate") -> GateResult:
     """Measure the drift and agreement of ``qdq`` and, if either fails, exclude sensitive nodes and re-quantize.
 
@@ -201,7 +201,6 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
         max_float_frac: At most this fraction of the weighted (Conv/Gemm/MatMul) nodes may be left
             in float. Beyond it INT8 buys little and an "INT8" model that is mostly float would
             pass a gate it did not earn: the gate stops and fails instead (ship FP16).
-        say: Progress output (one line per round).
         level: onnxruntime graph optimization level the INT8 model is measured at: ``basic`` for the
             TensorRT Q/DQ model (the exact Q/DQ arithmetic), ``all`` for the CPU int8 model (the
             fused int8 kernels it is deployed with, saturation included).
@@ -210,7 +209,8 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
     Returns:
         The :class:`GateResult`; ``qdq`` holds the last model measured.
     """
-    from convert.export import ort_predict, ort_session
+    from convert.export import ort_predict
+    from edge.runtime.onnxrt.session import session as ort_session
 
     if len(x_val) == 0:
         raise EdgeError("the drift gate needs validation images (the val split is empty)")
@@ -231,15 +231,30 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
         return step
 
     step = measure([])
-    say(f"{name}: {n_images} val images x {views} views, accuracy fp32 {acc32:.2%}, int8 {step['accuracy']:.2%} "
-        f"(drift {step['drift_pp']:+.2f} pp, budget {max_drift_pp:g} pp), top-1 agreement {step['agreement_pct']:.2f} % "
-        f"(at least {min_agreement:g} %)")
+    log.info(f"{name}: {n_images} val images x {views} views, accuracy fp32 {acc32:.2%}, int8 {step['accuracy']:.2%} "
+             f"(drift {step['drift_pp']:+.2f} pp, budget {max_drift_pp:g} pp), top-1 agreement "
+             f"{step['agreement_pct']:.2f} % (at least {min_agreement:g} %)")
+    excluded, step = _exclude_sensitive(res, step, measure, lambda skip: rank_sensitive_nodes(fp32, qdq, rank_x, skip),
+                                        lambda exc: quantize(exc, qdq), max_rounds, max_float_frac, name)
+    res.excluded = excluded
+    res.passed = res.meets(step)
+    return res
+
+
+def _exclude_sensitive(res: GateResult, step: Dict, measure: Callable, rank: Callable, requantize: Callable,
+                       max_rounds: int, max_float_frac: float, name: str):
+    """The gate's rounds: leave the most sensitive nodes in float (1, 2, 4, ... per round), re-quantize
+    and re-measure until both criteria hold, nothing is left to rank or the float budget is spent.
+
+    Returns:
+        (the nodes left in float, the last measurement).
+    """
     excluded: List[str] = []
     k = 1
     for _ in range(max_rounds):
         if res.meets(step):
             break
-        ranking = rank_sensitive_nodes(fp32, qdq, rank_x, skip=excluded)
+        ranking = rank(excluded)
         if not res.ranking:
             res.ranking = ranking
         if not ranking:
@@ -248,16 +263,14 @@ def run_gate(fp32: str | os.PathLike, qdq: str | os.PathLike, quantize: Callable
             res.total_weighted = len(ranking)
         room = int(res.total_weighted * max_float_frac) - len(excluded)
         if room <= 0:
-            say(f"{name}: stopping: {len(excluded)} of {res.total_weighted} weighted nodes already in float "
-                f"(limit {max_float_frac:.0%})")
+            log.info(f"{name}: stopping: {len(excluded)} of {res.total_weighted} weighted nodes already in float "
+                     f"(limit {max_float_frac:.0%})")
             break
         new = [r["node"] for r in ranking[:min(k, room)]]
         excluded += new
-        quantize(excluded, qdq)
+        requantize(excluded)
         step = measure(excluded)
-        say(f"{name}: left {len(excluded)} node(s) in float ({', '.join(new)}): drift {step['drift_pp']:+.2f} pp, "
-            f"agreement {step['agreement_pct']:.2f} %")
+        log.info(f"{name}: left {len(excluded)} node(s) in float ({', '.join(new)}): drift {step['drift_pp']:+.2f} pp, "
+                 f"agreement {step['agreement_pct']:.2f} %")
         k *= 2
-    res.excluded = excluded
-    res.passed = res.meets(step)
-    return res
+    return excluded, step

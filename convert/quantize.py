@@ -66,7 +66,7 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_fp32: Iterable[
 
 
 def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, tolerance: float = 5e-3,
-                        max_kept: int = 3, candidates: int = 4, say=print) -> Dict:
+                        max_kept: int = 3, candidates: int = 4) -> Dict:
     """FP16 model whose probabilities stay within ``tolerance`` of FP32 on ``x``.
 
     If the full FP16 model differs by more, the weighted node (Conv/Gemm/MatMul) whose staying in
@@ -80,7 +80,8 @@ def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, toler
     """
     import numpy as np
 
-    from convert.export import ort_predict, ort_session
+    from convert.export import ort_predict
+    from edge.runtime.onnxrt.session import session as ort_session
 
     ref = ort_predict(ort_session(src), x)
 
@@ -103,11 +104,11 @@ def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, toler
             break
         best = min(trials, key=trials.get)
         if trials[best] >= d * 0.9:  # no candidate helps: the error is spread, not one node's
-            say(f"fp16: no single node explains the difference {d:.2e}; keeping the model all-FP16")
+            log.info(f"fp16: no single node explains the difference {d:.2e}; keeping the model all-FP16")
             break
         keep.append(best)
         d = trials[best]
-        say(f"fp16: keeping {best} in FP32: max abs prob diff {d:.2e}")
+        log.info(f"fp16: keeping {best} in FP32: max abs prob diff {d:.2e}")
     if keep:
         d = diff(keep)  # leave the chosen model on disk
     return {"max_abs_diff_before": d0, "max_abs_diff": d, "kept_fp32": keep, "tolerance": tolerance,

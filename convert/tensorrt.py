@@ -14,15 +14,18 @@ name ``jetson/capture.toml`` and ``jetson/README.md`` use. Each carries a metada
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
-from edge.errors import EdgeError
+from edge.errors import BackendError, EdgeError
+from edge.formats import engine_for, onnx_for
 
-ONNX_BY_PRECISION = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+log = logging.getLogger(__name__)
+
 
 
 def tensorrt_installed() -> bool:
@@ -51,10 +54,11 @@ class EnginePlan:
 
 
 def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool] = None) -> EnginePlan:
-    """Decide about engines for ``--engine auto|always|never``.
+    """Decide about engines for ``engine="auto"|"always"|"never"``.
 
     Raises:
-        EdgeError: ``always`` without TensorRT or without a GPU.
+        EdgeError: ``always`` without TensorRT or without a GPU (the request cannot be met here: bad
+            input, exit 2, as before).
     """
     if mode == "never":
         return EnginePlan(False)
@@ -65,14 +69,14 @@ def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool]
     no_gpu = f": {no_gpu}" if no_gpu else ""
     if mode == "always":
         if not installed:
-            raise EdgeError("--engine always: TensorRT is not installed here; build on the target with "
-                            "edge-convert --from-onnx OUTDIR/model.int8.onnx (or use --engine auto)")
+            raise EdgeError('engine="always": TensorRT is not installed here; build on the target with '
+                            'edge-convert --from-onnx OUTDIR/model.int8.onnx (or use engine="auto")', params=("engine",))
         if not gpu:
-            raise EdgeError("--engine always: TensorRT is installed but no CUDA GPU is visible "
-                            f"(building without one crashes TensorRT){no_gpu}")
+            raise EdgeError('engine="always": TensorRT is installed but no CUDA GPU is visible '
+                            f"(building without one crashes TensorRT){no_gpu}", params=("engine",))
         return EnginePlan(True)
     if mode != "auto":
-        raise EdgeError(f"--engine must be auto, always or never, got {mode!r}")
+        raise EdgeError(f"engine must be auto, always or never, got {mode!r}", params=("engine",))
     if installed and gpu:
         return EnginePlan(True)
     # the message is str.format-ed with {out} later: braces of the reason are escaped
@@ -95,7 +99,7 @@ def engine_name(precision: str, batch: Optional[int], max_batch: int, trt_versio
     """The engine file name: model, precision, batch range, TensorRT version, GPU and sm."""
     b = f"b{batch}" if batch else f"b1-{max_batch}"
     dev = f"{_slug(gpu)}-sm{str(cc).replace('.', '')}" + (f"-dla{dla}" if dla is not None else "")
-    return f"model.{precision}.{b}.trt{trt_version}.{dev}.engine"
+    return engine_for(precision).file.format(tag=f"{b}.trt{trt_version}.{dev}")
 
 
 def _device():
@@ -114,7 +118,7 @@ def fp16_kept_nodes(meta: Dict, onnx_path: Path) -> Dict[str, list]:
 
     src = Path(onnx_path)
     m16 = meta if meta.get("precision") == "fp16" else None
-    f16 = src.parent / ONNX_BY_PRECISION["fp16"]
+    f16 = src.parent / onnx_for("fp16").file
     if m16 is None and f16.is_file() and Path(str(f16) + ".json").is_file():
         m16 = read_meta(f16)
     nodes = list(((m16 or {}).get("fp16") or {}).get("kept_fp32") or [])
@@ -154,7 +158,7 @@ def link_alias(engine: Path, precision: str) -> Path:
     """``model.<precision>.engine`` (and ``.json``) -> the versioned engine file, replaced atomically."""
     import os
 
-    alias = engine.parent / f"model.{precision}.engine"
+    alias = engine.parent / engine_for(precision).engine_alias
     for src, dst in ((engine.name, alias), (engine.name + ".json", Path(str(alias) + ".json"))):
         tmp = dst.parent / f".{dst.name}.tmp-link"
         if tmp.is_symlink() or tmp.exists():
@@ -164,53 +168,43 @@ def link_alias(engine: Path, precision: str) -> Path:
     return alias
 
 
-def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, batch: Optional[int] = None,
-                 max_batch: int = 32, workspace_mib: int = 1024, dla: Optional[int] = None,
-                 timing_cache: Optional[str] = None, say: Callable[[str], None] = print, trt=None,
-                 opt_batch: int = DAEMON_BATCH) -> Path:
-    """Build one engine with TensorRT from an ONNX artifact.
+def _import_trt(trt=None):
+    """The tensorrt module, imported only after a GPU was seen (see the module docstring)."""
+    if trt is not None:
+        return trt
+    ok, why = gpu_status()
+    if not ok:
+        raise EdgeError(f"no CUDA GPU is visible ({why}): TensorRT engines can only be built on the target GPU")
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise EdgeError("TensorRT is not installed (on Jetson it comes with JetPack)") from None
+    return trt
 
-    Args:
-        onnx_path: The ONNX file for this precision (see :func:`edge.runtime.tensorrt.compat.onnx_for_precision`).
-        meta: Its metadata (classes, input, preprocessing are copied to the engine's).
-        out_dir: Folder for the engine and its JSON.
-        precision: ``fp32``, ``fp16`` or ``int8``.
-        batch: Fixed batch (1) or None for a dynamic profile 1..max_batch.
-        max_batch: Largest batch of the profile.
-        opt_batch: The profile's opt batch (the daemon's batch, 16); DLA builds are static at it.
-        workspace_mib: Workspace memory pool limit.
-        dla: DLA core (GPU fallback on; static shape; FP16/INT8 only) or None.
-        timing_cache: File to load the timing cache from and save it back to.
-        say: Progress output.
-        trt: The tensorrt module (default: import it, after checking for a GPU).
 
-    Returns:
-        The engine path.
-    """
-    from edge.fsutil import atomic_path
-    from edge.metadata import write_meta
+def _network(trt, onnx_path: Path, precision: str, version):
+    """(builder, network, parser, logger) with the ONNX file parsed into the network."""
     from edge.runtime.tensorrt import compat
 
-    if trt is None:
-        ok, why = gpu_status()
-        if not ok:
-            raise EdgeError(f"no CUDA GPU is visible ({why}): TensorRT engines can only be built on the target GPU")
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise EdgeError("TensorRT is not installed (on Jetson it comes with JetPack)") from None
-    version = compat.version_of(trt)
-    compat.builder_branch(version)  # refuses < 8.5
-    if dla is not None:
-        compat.check_dla(trt, precision, quantized=meta.get("precision") == "int8")
-    dev = _device()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(compat.network_flags(trt, precision))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeError(f"TensorRT {version} cannot parse {Path(onnx_path).name}: {errs[:300]}")
+        raise BackendError(f"TensorRT {version} cannot parse {Path(onnx_path).name}: {errs[:300]}")
+    return builder, network, parser, logger
+
+
+def _configure(trt, builder, network, meta: Dict, onnx_path: Path, precision: str, batch: Optional[int],
+               max_batch: int, opt_batch: int, workspace_mib: int, dla: Optional[int]) -> Dict:
+    """The builder config: workspace, precision flags, FP32-pinned layers, profile, DLA.
+
+    Returns:
+        ``{"config", "pinned", "profile", "batch", "dims", "placement"}``.
+    """
+    from edge.runtime.tensorrt import compat
+
     config = builder.create_builder_config()
     compat.set_workspace(trt, config, workspace_mib)
     for flag in compat.precision_flags(trt, precision):
@@ -220,7 +214,7 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
         keep = fp16_kept_nodes(meta, onnx_path)
         pinned = compat.keep_fp32_layers(trt, network, config, **keep)
         if pinned:
-            say(f"keeping {len(pinned)} layer(s) in FP32 as model.fp16.onnx does: {', '.join(pinned)}")
+            log.info(f"keeping {len(pinned)} layer(s) in FP32 as model.fp16.onnx does: {', '.join(pinned)}")
     inp = network.get_input(0)
     dims = tuple(int(d) for d in inp.shape)
     prof = None
@@ -235,19 +229,74 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
     if dla is not None:
         compat.use_dla(trt, builder, config, dla)
         placement = compat.dla_placement(trt, network, config)
-        say(f"DLA core {dla}: {len(placement['dla'])} layer(s) on the DLA, {len(placement['gpu'])} fall back to "
-            f"the GPU{': ' + ', '.join(placement['gpu'][:8]) if placement['gpu'] else ''}")
+        log.info(f"DLA core {dla}: {len(placement['dla'])} layer(s) on the DLA, {len(placement['gpu'])} fall back to "
+                 f"the GPU{': ' + ', '.join(placement['gpu'][:8]) if placement['gpu'] else ''}")
+    return {"config": config, "pinned": pinned, "profile": prof, "batch": batch, "dims": dims, "placement": placement}
+
+
+def _engine_meta(meta: Dict, onnx_path: Path, precision: str, trt, dev, dla: Optional[int], workspace_mib: int,
+                 built: Dict, seconds: float) -> Dict:
+    """The engine's metadata: its ONNX artifact's (classes, input, preprocessing, calibration, gate) + TensorRT's."""
+    from edge.metadata import ArtifactMeta
+
+    return ArtifactMeta.from_dict(meta).derive(
+        engine_for(precision), keep=("calibration", "drift_gate"), source_onnx=Path(onnx_path).name,
+        tensorrt={"version": str(trt.__version__), "gpu": dev.name, "compute_capability": dev.compute_capability,
+                  "dla_core": dla, "dla_placement": built["placement"], "workspace_mib": workspace_mib,
+                  "fp32_layers": built["pinned"], "profile": list(built["profile"]) if built["profile"] else None,
+                  "build_seconds": round(seconds, 1)}).to_dict()
+
+
+def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, batch: Optional[int] = None,
+                 max_batch: int = 32, workspace_mib: int = 1024, dla: Optional[int] = None,
+                 timing_cache: Optional[str] = None, trt=None, opt_batch: int = DAEMON_BATCH) -> Path:
+    """Build one engine with TensorRT from an ONNX artifact (progress: this module's logger).
+
+    Args:
+        onnx_path: The ONNX file for this precision (see :func:`edge.runtime.tensorrt.compat.onnx_for_precision`).
+        meta: Its metadata (classes, input, preprocessing are copied to the engine's).
+        out_dir: Folder for the engine and its JSON.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        batch: Fixed batch (1) or None for a dynamic profile 1..max_batch.
+        max_batch: Largest batch of the profile.
+        opt_batch: The profile's opt batch (the daemon's batch, 16); DLA builds are static at it.
+        workspace_mib: Workspace memory pool limit.
+        dla: DLA core (GPU fallback on; static shape; FP16/INT8 only) or None.
+        timing_cache: File to load the timing cache from and save it back to.
+        trt: The tensorrt module (default: import it, after checking for a GPU).
+
+    Returns:
+        The engine path.
+
+    Raises:
+        EdgeError: no GPU or TensorRT here, a DLA build that cannot run on the DLA.
+        BackendError: TensorRT cannot parse the ONNX file or fails to build the engine.
+    """
+    from edge.fsutil import atomic_path
+    from edge.metadata import write_meta
+    from edge.runtime.tensorrt import compat
+
+    trt = _import_trt(trt)
+    version = compat.version_of(trt)
+    compat.builder_branch(version)  # refuses < 8.5
+    if dla is not None:
+        compat.check_dla(trt, precision, quantized=meta.get("precision") == "int8")
+    dev = _device()
+    builder, network, parser, logger = _network(trt, onnx_path, precision, version)
+    built = _configure(trt, builder, network, meta, onnx_path, precision, batch, max_batch, opt_batch,
+                       workspace_mib, dla)
+    config, batch = built["config"], built["batch"]
     cache_data = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    cache = compat.set_timing_cache(trt, config, cache_data, warn=say)
-    monitor = compat.attach_progress(trt, config, say)  # kept referenced during the build
-    say(f"building TensorRT {version} {precision} engine from {Path(onnx_path).name} on {dev.name} ...")
+    cache = compat.set_timing_cache(trt, config, cache_data)
+    monitor = compat.attach_progress(trt, config)  # kept referenced during the build
+    log.info(f"building TensorRT {version} {precision} engine from {Path(onnx_path).name} on {dev.name} ...")
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     del monitor
     if plan is None:
-        raise EdgeError(f"TensorRT {version} failed to build the {precision} engine (see the log above)")
-    if dims[0] != -1:  # fixed-batch ONNX: the engine takes exactly that batch
-        batch = dims[0]
+        raise BackendError(f"TensorRT {version} failed to build the {precision} engine (see the log above)")
+    if built["dims"][0] != -1:  # fixed-batch ONNX: the engine takes exactly that batch
+        batch = built["dims"][0]
     name = engine_name(precision, batch, max_batch, str(version), dev.name, dev.compute_capability, dla)
     out = Path(out_dir) / name
     with atomic_path(out) as tmp:
@@ -255,24 +304,16 @@ def build_engine(onnx_path: Path, meta: Dict, out_dir: Path, precision: str, bat
     if timing_cache:
         with atomic_path(timing_cache) as tmp:
             tmp.write_bytes(bytes(cache.serialize()))
-    emeta = {k: meta[k] for k in ("classes", "input", "output", "preprocess", "source_model", "calibration",
-                                  "drift_gate", "tools") if k in meta}
-    emeta.update({"format": "engine", "backend": "tensorrt", "precision": precision,
-                  "source_onnx": Path(onnx_path).name,
-                  "tensorrt": {"version": str(trt.__version__), "gpu": dev.name,
-                               "compute_capability": dev.compute_capability,
-                               "dla_core": dla, "dla_placement": placement, "workspace_mib": workspace_mib,
-                               "fp32_layers": pinned, "profile": list(prof) if prof else None,
-                               "build_seconds": round(time.perf_counter() - t0, 1)}})
+    emeta = _engine_meta(meta, onnx_path, precision, trt, dev, dla, workspace_mib, built, time.perf_counter() - t0)
     write_meta(out, emeta)
     alias = link_alias(out, precision)
-    say(f"{name}: built in {emeta['tensorrt']['build_seconds']} s ({alias.name} links to it)")
+    log.info(f"{name}: built in {emeta['tensorrt']['build_seconds']} s ({alias.name} links to it)")
     return out
 
 
 def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Optional[int] = None, max_batch: int = 32,
                     workspace_mib: int = 1024, dla: Optional[int] = None, timing_cache: Optional[str] = None,
-                    force: bool = False, say: Callable[[str], None] = print, opt_batch: int = DAEMON_BATCH) -> Path:
+                    force: bool = False, opt_batch: int = DAEMON_BATCH) -> Path:
     """``edge-convert --from-onnx FILE.onnx``: an engine from an ONNX artifact and its metadata.
 
     The precision comes from the metadata (an INT8 build uses the Q/DQ ranges already in the
@@ -305,14 +346,14 @@ def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Option
 
     from edge.runtime.tensorrt import compat
 
-    if compat.builder_branch(compat.version_of(trt)) == "11" and precision == "fp32" and src.name == "model.onnx" \
-            and (src.parent / "model.fp16.onnx").exists():
-        say("note: TensorRT 11 networks are strongly typed: this FP32 ONNX builds an FP32 engine; "
+    if compat.builder_branch(compat.version_of(trt)) == "11" and precision == "fp32" \
+            and src.name == onnx_for("fp32").file and (src.parent / onnx_for("fp16").file).exists():
+        log.info("note: TensorRT 11 networks are strongly typed: this FP32 ONNX builds an FP32 engine; "
             "for FP16 pass model.fp16.onnx")
-    existing = [p for p in out.glob(f"model.{precision}.*.engine") if not p.is_symlink()]
+    existing = [p for p in out.glob(engine_for(precision).file.replace("{tag}", "*")) if not p.is_symlink()]
     if existing and not force:
-        raise EdgeError(f"{existing[0]} already exists (use --force to rebuild)")
+        raise EdgeError(f"{existing[0]} already exists (use force=True to rebuild)", params=("force",))
     if dla is not None:
         compat.check_dla(trt, precision, quantized=precision == "int8")
     return build_engine(src, meta, out, precision, batch=batch, max_batch=max_batch, workspace_mib=workspace_mib,
-                        dla=dla, timing_cache=timing_cache, say=say, trt=trt, opt_batch=opt_batch)
+                        dla=dla, timing_cache=timing_cache, trt=trt, opt_batch=opt_batch)

@@ -33,12 +33,15 @@ Runtime and TensorRT runners do.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
 
 #: numpy / metadata dtype → Triton data type.
 DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8",
@@ -135,7 +138,7 @@ def parse_pbtxt(text: str):
         raise EdgeError(f"config.pbtxt does not parse as Triton's ModelConfig: {e}") from None
 
 
-def _artifacts(paths: Sequence[Path], say: Callable[[str], None]) -> List[Tuple[Path, Dict[str, Any]]]:
+def _artifacts(paths: Sequence[Path]) -> List[Tuple[Path, Dict[str, Any]]]:
     from edge.metadata import read_meta
 
     out, skipped = [], []
@@ -150,15 +153,14 @@ def _artifacts(paths: Sequence[Path], say: Callable[[str], None]) -> List[Tuple[
             continue
         out.append((p, meta))
     if skipped:
-        say(f"triton: left out {', '.join(skipped)} (its drift gate failed)")
+        log.info(f"triton: left out {', '.join(skipped)} (its drift gate failed)")
     if not out:
         raise EdgeError("no ONNX or engine artifact with edge-convert metadata to put in the Triton repository")
     return out
 
 
 def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: Optional[str] = None,
-                     max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1,
-                     say: Callable[[str], None] = print) -> List[Path]:
+                     max_batch: int = DEFAULT_MAX_BATCH, instances: int = 1) -> List[Path]:
     """Write (or add to) a Triton model repository; return the model folders written.
 
     Each model folder is written whole in a staging folder and then moved into place, replacing an
@@ -173,7 +175,7 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: Op
     """
     from edge.fsutil import staged_dir
 
-    arts = _artifacts([Path(a) for a in artifacts], say)
+    arts = _artifacts([Path(a) for a in artifacts])
     repo = Path(repo)
     groups: Dict[str, List[Tuple[Path, Dict[str, Any]]]] = {}
     for p, meta in arts:
@@ -223,18 +225,18 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: Op
             (stage / "config.pbtxt").write_text(to_pbtxt(cfg))
         written.append(repo / mname)
         form = (meta0.get("input") or {}).get("form", "float")
-        say(f"triton: {repo / mname} ({cfg.platform}, max_batch_size {cfg.max_batch_size}, "
+        log.info(f"triton: {repo / mname} ({cfg.platform}, max_batch_size {cfg.max_batch_size}, "
             f"{'uint8 tiles in, preprocessing in the graph' if form == 'uint8_tiles' else 'float input: preprocess on the client'}"
             f"{', ' + str(len(cc_files)) + ' compute capabilities' if len(cc_files) > 1 else ''})")
     return written
 
 
-def repository_for(out_dir: str | Path, repo: str | Path, say: Callable[[str], None] = print) -> List[Path]:
+def repository_for(out_dir: str | Path, repo: str | Path) -> List[Path]:
     """Every artifact of an edge-convert output folder (or the folder of one artifact) into ``repo``."""
     out_dir = Path(out_dir)
     files = sorted(f for f in out_dir.iterdir() if f.suffix in (".onnx", ".engine", ".plan")
                    and Path(str(f) + ".json").is_file() and not f.is_symlink())   # model.int8.engine: a link
-    return write_repository(files, repo, say=say)
+    return write_repository(files, repo)
 
 
 def from_onnx(args, say: Callable[[str], None] = print) -> int:
@@ -251,7 +253,7 @@ def from_onnx(args, say: Callable[[str], None] = print) -> int:
                                      batch=None if args.batch == "dynamic" else 1, workspace_mib=args.workspace,
                                      dla=args.dla, timing_cache=args.timing_cache, force=args.force, say=say))
     elif plan.message:
-        say("triton: no engine built here (" + plan.message.split("(", 1)[-1].split(")", 1)[0] + "): the "
+        log.info("triton: no engine built here (" + plan.message.split("(", 1)[-1].split(")", 1)[0] + "): the "
             "repository gets the ONNX model; run the same command on the GPU server to add the engine")
     write_repository(files, args.triton_repo, max_batch=args.max_batch, say=say)
     return 0

@@ -72,6 +72,8 @@ def _coerce(name: str, kind: str, value: Any, where: str) -> Any:
     if value is None:
         return None
     kind = kind.replace("typing.", "")
+    if kind.startswith("Union[") and len([m for m in kind[6:-1].split(",") if m.strip() != "None"]) > 1:
+        return value  # several types (uint8_tiles = "auto" or 200): the dataclass's own check decides
     if "List[int]" in kind or "Sequence[int]" in kind:
         what, ok = "a list of integers", isinstance(value, list) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -41,13 +42,16 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
-from edge.log import add_log_flags
+from edge.formats import onnx_for
+from edge.log import add_log_flags, muted
+
+log = logging.getLogger(__name__)
 
 PROG = "edge-doctor"
 ROOT = Path(__file__).resolve().parents[1]
 FP16_TOL = 5e-3
 INT8_MIN_AGREEMENT = 98.0
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+ONNX_FILES = {p: onnx_for(p).file for p in ("fp32", "fp16", "int8")}
 #: L4T major.minor -> (JetPack, the TensorRT it ships); as jetson/setup.sh.
 L4T_JETPACK = [("35.1", "5.0.2", "8.4"), ("35.2", "5.1", "8.5"), ("35.3", "5.1.1", "8.5"), ("35.4", "5.1.2", "8.5"),
                ("35.5", "5.1.3", "8.5"), ("35.6", "5.1.4", "8.5"), ("36.2", "6.0 DP", "8.6"), ("36.3", "6.0", "8.6"),
@@ -68,9 +72,8 @@ class Check:
 class Doctor:
     """Runs the checks in order and collects them (a failing check never stops the others)."""
 
-    def __init__(self, say: Callable[[str], None] = print):
+    def __init__(self):
         self.checks: List[Check] = []
-        self.say = say
         #: Best measured images/s per source ("onnxruntime", "tensorrt"), for the line-capacity line.
         self.throughput: Dict[str, Dict[str, Any]] = {}
         #: Timed calls per latency row (after one warm-up).
@@ -80,7 +83,7 @@ class Doctor:
         reason = " ".join(str(reason).split()).replace(str(Path.cwd()) + os.sep, "")  # paths relative to cwd
         c = Check(section, name, status, reason, data)
         self.checks.append(c)
-        self.say(f"[{status:4}] {section}/{name}: {reason}")
+        log.info(f"[{status:4}] {section}/{name}: {reason}")
         return c
 
     def run(self, section: str, name: str, fn: Callable[[], Any]) -> None:
@@ -526,8 +529,9 @@ def trt_checks(doc: Doctor, chain: Chain) -> None:
             def build_and_compare(p=p):
                 # --from-onnx takes the precision from the artifact's metadata: model.fp16.onnx
                 # builds the FP16 engine on every branch, model.int8.onnx the Q/DQ INT8 one.
-                eng = build_from_onnx(str(chain.artifacts[p]), out_dir=str(tmp / p),
-                                      timing_cache=str(tmp / "timing.cache"), say=lambda m: None)
+                with muted("convert"):  # the check's own line reports the build
+                    eng = build_from_onnx(str(chain.artifacts[p]), out_dir=str(tmp / p),
+                                          timing_cache=str(tmp / "timing.cache"))
                 engines[p] = eng
                 with load_runner(eng, warmup=1) as r:
                     out = np.concatenate([r.infer_images(chain.images[i:i + 16])
@@ -615,10 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,
-               say: Callable[[str], None] = print, line: Optional[Dict[str, float]] = None,
+               line: Optional[Dict[str, float]] = None,
                iterations: int = 20) -> Dict[str, Any]:
     """Run every check; the report dict (``checks``, ``summary``, ``host``)."""
-    doc = Doctor(say)
+    doc = Doctor()
     doc.iterations = int(iterations)
     for name, fn in [("l4t", check_l4t), ("gpu", check_gpu), ("cuda versions", check_cuda_versions),
                      ("power mode", check_power), ("clocks", check_clocks), ("memory and disk", check_memory_disk)]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
-from typing import Callable
+from typing import Callable, Dict, Mapping, Sequence
 
 
 class EdgeError(Exception):
@@ -19,9 +20,46 @@ class EdgeError(Exception):
 
     The base of every error below: ``except EdgeError`` catches them all. Raised as is it means bad
     input, as :class:`InputError` does.
+
+    Args:
+        message: The one-line message, naming the API's parameters (``max_batch must be ...``,
+            ``engine="always": ...``).
+        params: The parameter names the message mentions, so a command can name its flags instead
+            (:meth:`in_flags`).
     """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", params: Sequence[str] = ()):
+        super().__init__(message)
+        self.params = tuple(params)
+
+    def in_flags(self, flags: Mapping[str, str]) -> "EdgeError":
+        """The same error worded for a command: each parameter of ``params`` written as its flag.
+
+        ``max_batch`` becomes ``--max-batch``, ``engine="always"`` becomes ``--engine always`` and
+        ``force=True`` becomes ``--force``; parameters without a flag in ``flags`` stay as they are.
+        """
+        text = str(self)
+        for p in self.params:
+            if p not in flags:
+                continue
+            pat = re.compile(rf"(?<![\w-]){re.escape(p)}(?:=(\"?)([^\s\"',;:)]+)\1)?(?![\w-])")
+            flag = flags[p]
+            text = pat.sub(lambda m: flag if m.group(2) in (None, "True") else f"{flag} {m.group(2)}", text)
+        err = type(self)(text)
+        err.__cause__, err.__traceback__ = self.__cause__, self.__traceback__
+        return err
+
+
+def flags_of(parser) -> Dict[str, str]:
+    """``{dest: "--long-flag"}`` of an argparse parser: the map :meth:`EdgeError.in_flags` takes."""
+    out = {}
+    for action in parser._actions:  # noqa: SLF001  (argparse has no public list of its actions)
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            out[action.dest] = longs[0]
+    return out
 
 
 class InputError(EdgeError):

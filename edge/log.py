@@ -33,9 +33,10 @@ Two kinds of command (the ``log_level`` of :func:`edge.errors.cli_entry`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 #: Top-level packages (and the script namespace) whose loggers the command's level applies to.
 PACKAGES = ("edge", "convert", "calibrate", "bench", "train", "collect", "scripts", "__main__")
@@ -115,6 +116,24 @@ def stop() -> None:
     if _active is not None:
         _active.close()
         _active = None
+
+
+@contextlib.contextmanager
+def muted(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Within the block, the loggers ``names`` (and their children) log only from ``level`` up.
+
+    For a caller that runs another module's work as a step of its own and reports the result
+    itself (edge-doctor building engines).
+    """
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        lg = logging.getLogger(n)
+        lg.setLevel(max(lg.getEffectiveLevel(), level))
+    try:
+        yield
+    finally:
+        for n, lv in saved.items():
+            logging.getLogger(n).setLevel(lv)
 
 
 def level_for(default: int, verbose: int = 0, quiet: int = 0) -> int:

@@ -240,7 +240,7 @@ def test_gate_excludes_layers_and_remeasures(outlier):
         calls.append(list(exclude))
         return to_qdq_int8(f32, dst, "minmax", rr.ranges, exclude=exclude)
 
-    res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, say=lambda m: None)
+    res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1)
     assert res.drift_before_pp > 20
     assert res.passed and res.drift_after_pp <= 2.0
     assert "mm_b" in res.excluded and len(res.steps) == len(calls) + 1 >= 2
@@ -263,7 +263,7 @@ def test_gate_on_the_cpu_int8_model_at_level_all(outlier):
     assert accuracy(y_val, ort_predict(ort_session(alone), x_val)) < 0.8
     assert with_float_inputs(f32, ["mm_b"]) == ["mm_b", "mm_a"] and with_float_inputs(f32, ["mm_a"]) == ["mm_a"]
     res = run_gate(f32, c, lambda e, p: to_cpu_int8(f32, p, "minmax", rr.ranges, exclude=with_float_inputs(f32, e)),
-                   x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, say=lambda m: None, level="all",
+                   x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, level="all",
                    name="CPU int8 gate")
     assert res.drift_before_pp > 20 and res.passed and res.drift_after_pp <= 2.0
     assert res.excluded == ["mm_b"] and res.as_dict()["ort_graph_optimization_level"] == "all"
@@ -276,7 +276,7 @@ def test_gate_within_budget_does_nothing(small):
     q = to_qdq_int8(f32, d / "ok.onnx", "minmax", rr.ranges)
     y = ort_predict(ort_session(f32), x).argmax(1)
     res = run_gate(f32, q, lambda e, p: pytest.fail("re-quantized without need"), x, y, max_drift_pp=50,
-                   min_agreement=0.0, views=1, say=lambda m: None)
+                   min_agreement=0.0, views=1)
     assert res.passed and res.excluded == [] and len(res.steps) == 1
 
 
@@ -284,7 +284,7 @@ def test_gate_reports_failure_when_budget_unreachable(outlier):
     d, f32, x_val, y_val, rr = outlier
     q = to_qdq_int8(f32, d / "fail.onnx", "minmax", rr.ranges)
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
-                   max_drift_pp=0.0, max_rounds=0, min_agreement=0.0, views=1, say=lambda m: None)
+                   max_drift_pp=0.0, max_rounds=0, min_agreement=0.0, views=1)
     assert not res.passed and res.drift_after_pp > 0 and res.excluded == []
 
 
@@ -317,7 +317,7 @@ def test_fp16_keeps_the_damaged_node_in_fp32(tmp_path):
     ref = ort_predict(ort_session(f32), x)
     plain = ort_predict(ort_session(to_fp16(f32, tmp_path / "plain.onnx")), x)
     assert np.abs(plain - ref).max() > 5e-3  # FP16 really breaks it
-    res = fp16_with_tolerance(f32, tmp_path / "model.fp16.onnx", x, tolerance=5e-3, say=lambda m: None)
+    res = fp16_with_tolerance(f32, tmp_path / "model.fp16.onnx", x, tolerance=5e-3)
     assert res["kept_fp32"] == ["mm_w"] and res["passed"]
     assert res["max_abs_diff_before"] > 5e-3 >= res["max_abs_diff"]
     got = ort_predict(ort_session(tmp_path / "model.fp16.onnx"), x)
@@ -331,11 +331,11 @@ def test_gate_never_leaves_more_than_the_allowed_fraction_in_float(outlier):
     q = to_qdq_int8(f32, d / "cap.onnx", "minmax", rr.ranges)
     # budget -1 pp can never be met: the gate must stop at the cap (1 of 3 nodes), not float everything
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
-                   max_drift_pp=-1.0, max_float_frac=0.5, min_agreement=0.0, views=1, say=lambda m: None)
+                   max_drift_pp=-1.0, max_float_frac=0.5, min_agreement=0.0, views=1)
     assert not res.passed and res.total_weighted == 3 and len(res.excluded) == 1
     assert len(qdq_summary(q)["quantized_nodes"]) == 2
     res0 = run_gate(f32, to_qdq_int8(f32, d / "cap0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("no room"),
-                    x_val, y_val, max_drift_pp=2.0, max_float_frac=0.0, min_agreement=0.0, views=1, say=lambda m: None)
+                    x_val, y_val, max_drift_pp=2.0, max_float_frac=0.0, min_agreement=0.0, views=1)
     assert not res0.passed and res0.excluded == []
 
 
@@ -345,7 +345,7 @@ def test_gate_acts_on_agreement_when_accuracy_is_within_budget(outlier):
     d, f32, x_val, y_val, rr = outlier
     q = to_qdq_int8(f32, d / "agree.onnx", "minmax", rr.ranges)
     res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
-                   max_drift_pp=100.0, min_agreement=95.0, views=1, say=lambda m: None)
+                   max_drift_pp=100.0, min_agreement=95.0, views=1)
     assert res.agreement_before < 95.0 <= res.agreement_after
     assert res.passed and "mm_b" in res.excluded
     top32 = ort_predict(ort_session(f32), x_val).argmax(1)
@@ -354,7 +354,7 @@ def test_gate_acts_on_agreement_when_accuracy_is_within_budget(outlier):
     rep = res.as_dict()
     assert rep["min_agreement_pct"] == 95.0 and rep["predictions"] == len(x_val)
     off = run_gate(f32, to_qdq_int8(f32, d / "agree0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("off"),
-                   x_val, y_val, max_drift_pp=100.0, min_agreement=0.0, views=1, say=lambda m: None)
+                   x_val, y_val, max_drift_pp=100.0, min_agreement=0.0, views=1)
     assert off.passed and off.excluded == []
 
 

@@ -58,14 +58,14 @@ def test_progress_monitor_only_where_it_exists():
     class Config:
         progress_monitor = None
 
-    assert compat.attach_progress(fake_trt("8.6.1"), Config(), print) is None
+    assert compat.attach_progress(fake_trt("8.6.1"), Config()) is None
 
     class IProgressMonitor:
         def __init__(self):
             pass
 
     cfg = Config()
-    mon = compat.attach_progress(fake_trt("10.3.0", IProgressMonitor=IProgressMonitor), cfg, print)
+    mon = compat.attach_progress(fake_trt("10.3.0", IProgressMonitor=IProgressMonitor), cfg)
     assert cfg.progress_monitor is mon and mon.step_complete("x", 1) is True
 
 
@@ -300,19 +300,20 @@ class _CacheCfg:
 
 
 @pytest.mark.parametrize("mode", ["raise", "none", "refuse"])
-def test_stale_timing_cache_warns_and_starts_fresh(mode):
-    said = []
+def test_stale_timing_cache_warns_and_starts_fresh(mode, caplog):
     cfg = _CacheCfg(mode)
-    cache = compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"old-cache", warn=said.append)
+    with caplog.at_level("WARNING", logger="edge.runtime.tensorrt.compat"):
+        cache = compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"old-cache")
     assert cache == ("cache", b"") and cfg.attached == ("cache", b"")
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(said) == 1 and "stale" in said[0] and "starting a fresh one" in said[0]
 
 
-def test_fitting_timing_cache_is_used_silently():
-    said = []
+def test_fitting_timing_cache_is_used_silently(caplog):
     cfg = _CacheCfg("ok")
-    assert compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"blob", warn=said.append) == ("cache", b"blob")
-    assert said == []
+    with caplog.at_level("DEBUG"):
+        assert compat.set_timing_cache(fake_trt("10.3.0"), cfg, b"blob") == ("cache", b"blob")
+    assert caplog.records == []
 
 
 def test_engine_alias_links_the_versioned_file(tmp_path):

@@ -56,12 +56,13 @@ def load(repo, name):
     return parse_pbtxt((d / "config.pbtxt").read_text()), d
 
 
-def test_repository_configs_parse_and_match_the_metadata(tmp_path, artifacts):
+def test_repository_configs_parse_and_match_the_metadata(tmp_path, artifacts, caplog):
     from convert.triton import repository_for
 
-    msgs = []
     repo = tmp_path / "repo"
-    written = repository_for(artifacts, repo, say=msgs.append)
+    with caplog.at_level("INFO", logger="convert.triton"):
+        written = repository_for(artifacts, repo)
+    msgs = [r.getMessage() for r in caplog.records]
     assert sorted(p.name for p in written) == ["neu-compact", "neu-compact-fp16", "neu-compact-int8-cpu",
                                                "neu-compact-trt-int8"]
     assert any("model.int8.onnx" in m and "drift gate failed" in m for m in msgs)   # never served
@@ -98,14 +99,14 @@ def test_repository_configs_parse_and_match_the_metadata(tmp_path, artifacts):
 
 def test_one_engine_fixed_batch_and_errors(tmp_path, artifacts):
     e = next(artifacts.glob("*sm87.engine"))
-    cfg, d = load(tmp_path / "r", write_repository([e], tmp_path / "r", name="line7", say=lambda m: None)[0].name)
+    cfg, d = load(tmp_path / "r", write_repository([e], tmp_path / "r", name="line7")[0].name)
     assert cfg.name == "line7-trt-int8" and not cfg.cc_model_filenames and (d / "1" / "model.plan").is_file()
 
     f32 = artifacts / "model.onnx"
     meta = read_meta(f32)
     meta["input"]["shape"][0] = meta["output"]["shape"][0] = 1                # a batch-1 artifact: no batching
     write_meta(f32, meta)
-    cfg, _ = load(tmp_path / "r", write_repository([f32], tmp_path / "r", say=lambda m: None)[0].name)
+    cfg, _ = load(tmp_path / "r", write_repository([f32], tmp_path / "r")[0].name)
     assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [1, 32, 32, 1]
     assert not cfg.HasField("dynamic_batching")
 
@@ -115,7 +116,7 @@ def test_one_engine_fixed_batch_and_errors(tmp_path, artifacts):
     same.write_bytes(b"x")
     write_meta(same, read_meta(e))
     with pytest.raises(EdgeError, match="two int8 engines for compute capability 8.7"):
-        write_repository([e, same], tmp_path / "r3", say=lambda m: None)
+        write_repository([e, same], tmp_path / "r3")
     assert not (tmp_path / "r3" / "neu-compact-trt-int8").exists()          # nothing half-written
     with pytest.raises(EdgeError, match="does not parse"):
         parse_pbtxt("name: 'x' platform: ")

@@ -10,7 +10,10 @@ Sections: version parsing (shared), builder (used by ``convert/tensorrt.py``), r
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
+
+log = logging.getLogger(__name__)
 
 
 class TRTVersion(NamedTuple):
@@ -255,17 +258,17 @@ def set_workspace(trt, config, mib: int) -> None:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(mib) << 20)
 
 
-def set_timing_cache(trt, config, data: bytes = b"", warn=None):
+def set_timing_cache(trt, config, data: bytes = b""):
     """Attach a timing cache (empty or loaded from a file); returns it for serialisation later.
 
     ``ignore_mismatch=False``: a cache from another GPU/TensorRT is rejected by TensorRT rather than
     silently reused. A stale cache (a TensorRT upgrade, another GPU) must not abort the build:
-    ``warn`` gets one line and a fresh, empty cache is used (and saved over the stale one).
+    one warning is logged and a fresh, empty cache is used (and saved over the stale one).
 
     Raises:
-        EdgeError: not even an empty timing cache can be made.
+        BackendError: not even an empty timing cache can be made.
     """
-    from edge.errors import EdgeError
+    from edge.errors import BackendError
 
     if data:
         try:
@@ -278,11 +281,11 @@ def set_timing_cache(trt, config, data: bytes = b"", warn=None):
             why = ""
         if ok:
             return cache
-        (warn or print)(f"warning: the timing cache does not fit TensorRT {trt.__version__} on this GPU "
-                        f"(stale: made by another version or GPU){why}; starting a fresh one")
+        log.warning(f"the timing cache does not fit TensorRT {trt.__version__} on this GPU "
+                    f"(stale: made by another version or GPU){why}; starting a fresh one")
     cache = config.create_timing_cache(b"")
     if cache is None or not config.set_timing_cache(cache, False):
-        raise EdgeError("TensorRT could not create an empty timing cache")
+        raise BackendError("TensorRT could not create an empty timing cache")
     return cache
 
 
@@ -300,15 +303,15 @@ def check_dla(trt, precision: str, quantized: bool = False) -> None:
 
     v = version_of(trt)
     if precision == "fp32":
-        raise EdgeError("--dla: the DLA runs FP16 or INT8 only; an FP32 engine would run entirely on the GPU "
-                        "(build model.fp16.onnx or model.int8.onnx)")
+        raise EdgeError("dla: the DLA runs FP16 or INT8 only; an FP32 engine would run entirely on the GPU "
+                        "(build model.fp16.onnx or model.int8.onnx)", params=("dla",))
     if v.major == 11 and v.minor <= 3:
-        raise EdgeError(f"--dla: TensorRT {v} has no DLA support (11.0-11.3; 11.x is x86-only): use the "
-                        "JetPack's TensorRT (8.5-10.x)")
+        raise EdgeError(f"dla: TensorRT {v} has no DLA support (11.0-11.3; 11.x is x86-only): use the "
+                        "JetPack's TensorRT (8.5-10.x)", params=("dla",))
     if v.major == 8 and (precision == "int8" or quantized):
-        raise EdgeError(f"--dla: TensorRT {v} does not run an explicitly quantized (Q/DQ) network on the DLA "
+        raise EdgeError(f"dla: TensorRT {v} does not run an explicitly quantized (Q/DQ) network on the DLA "
                         "(it would fall back to the GPU entirely): build FP16 for the DLA, or use TensorRT 10 "
-                        "(JetPack 6.1+)")
+                        "(JetPack 6.1+)", params=("dla",))
 
 
 def use_dla(trt, builder, config, core: int) -> None:
@@ -321,9 +324,9 @@ def use_dla(trt, builder, config, core: int) -> None:
 
     n = int(builder.num_DLA_cores)
     if n == 0:
-        raise EdgeError("this device has no DLA (--dla needs a Jetson AGX/NX Orin or Xavier)")
+        raise EdgeError("this device has no DLA (dla needs a Jetson AGX/NX Orin or Xavier)", params=("dla",))
     if not 0 <= core < n:
-        raise EdgeError(f"--dla {core}: this device has DLA cores 0..{n - 1}")
+        raise EdgeError(f"dla={core}: this device has DLA cores 0..{n - 1}", params=("dla",))
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = int(core)
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -342,8 +345,8 @@ def dla_placement(trt, network, config) -> dict:
     return {"dla": dla, "gpu": gpu}
 
 
-def attach_progress(trt, config, say) -> object:
-    """A progress monitor printing phase starts (10.x+: ``IProgressMonitor``); None on 8.x (absent)."""
+def attach_progress(trt, config) -> object:
+    """A progress monitor logging phase starts (10.x+: ``IProgressMonitor``); None on 8.x (absent)."""
     if builder_branch(version_of(trt)) in ("8.5", "8.6") or not hasattr(trt, "IProgressMonitor"):
         return None
 
@@ -353,7 +356,7 @@ def attach_progress(trt, config, say) -> object:
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             if parent_phase is None:
-                say(f"  TensorRT: {phase_name} ({num_steps} steps)")
+                log.info(f"  TensorRT: {phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name, step):
             return True  # False would cancel the build

@@ -58,7 +58,7 @@ def served(tmp_path):
 
     m = make_intensity_model(tmp_path / "neu-compact" / "model.onnx", 32)
     write_meta(m, dict(read_meta(m), precision="fp32"))
-    (d,) = write_repository([m], tmp_path / "repo", name="neu-compact", max_batch=4, say=lambda s: None)
+    (d,) = write_repository([m], tmp_path / "repo", name="neu-compact", max_batch=4)
     cfg = json_format.MessageToDict(parse_pbtxt((d / "config.pbtxt").read_text()), preserving_proto_field_name=True)
     return cfg, m
 

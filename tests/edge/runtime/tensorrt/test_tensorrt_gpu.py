@@ -39,7 +39,7 @@ def built(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("trt")
     onnx = make_intensity_model(d / "model.onnx", size=32)
-    eng = build_from_onnx(str(onnx), max_batch=32, timing_cache=str(d / "timing.cache"), say=lambda m: None)
+    eng = build_from_onnx(str(onnx), max_batch=32, timing_cache=str(d / "timing.cache"))
     return onnx, eng
 
 
@@ -114,7 +114,7 @@ def test_dla_placement_and_core(built, tmp_path):
     meta = json.loads(Path(str(onnx) + ".json").read_text())
     meta["precision"] = "fp16"
     Path(str(src) + ".json").write_text(json.dumps(meta))
-    eng = build_from_onnx(str(src), dla=0, say=lambda m: None)
+    eng = build_from_onnx(str(src), dla=0)
     info = read_meta(eng)["tensorrt"]
     assert info["dla_core"] == 0 and info["profile"] == [16, 16, 16]
     assert set(info["dla_placement"]) == {"dla", "gpu"}
@@ -124,7 +124,7 @@ def test_dla_placement_and_core(built, tmp_path):
         for n in (16, 7):
             np.testing.assert_allclose(r.infer(xs[n]), ref[n], atol=2e-3)   # FP16 on the DLA
     with pytest.raises(EdgeError, match="FP16 or INT8 only"):
-        build_from_onnx(str(onnx), dla=0, out_dir=str(tmp_path / "fp32"), say=lambda m: None)
+        build_from_onnx(str(onnx), dla=0, out_dir=str(tmp_path / "fp32"))
 
 
 def test_committed_model_engines_vs_keras(tmp_path):
@@ -142,7 +142,7 @@ def test_committed_model_engines_vs_keras(tmp_path):
     with load_runner(ROOT / "models" / "neu-compact" / "model.keras", warmup=0) as k:
         ref = k.infer_images(images)
     for p in ("fp16", "int8"):
-        eng = build_from_onnx(str(onnx_dir / f"model.{p}.onnx"), out_dir=str(tmp_path / p), say=lambda m: None)
+        eng = build_from_onnx(str(onnx_dir / f"model.{p}.onnx"), out_dir=str(tmp_path / p))
         with load_runner(eng) as r:
             out = np.concatenate([r.infer_images(images[i:i + 16]) for i in range(0, len(images), 16)])
         if p == "fp16":
