@@ -37,7 +37,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from edge.errors import EdgeError
 
@@ -237,23 +237,3 @@ def repository_for(out_dir: str | Path, repo: str | Path) -> List[Path]:
     files = sorted(f for f in out_dir.iterdir() if f.suffix in (".onnx", ".engine", ".plan")
                    and Path(str(f) + ".json").is_file() and not f.is_symlink())   # model.int8.engine: a link
     return write_repository(files, repo)
-
-
-def from_onnx(args, say: Callable[[str], None] = print) -> int:
-    """``edge-convert --from-onnx FILE.onnx --triton-repo DIR``: the engine where TensorRT and a GPU are here
-    (as ``--from-onnx`` alone), then the ONNX artifact and that engine into the repository."""
-    from convert.tensorrt import build_from_onnx, engine_plan
-
-    files = [Path(args.from_onnx)]
-    if not files[0].is_file():
-        raise EdgeError(f"ONNX file {files[0]} does not exist")
-    plan = engine_plan(args.engine)
-    if plan.build:
-        files.append(build_from_onnx(args.from_onnx, out_dir=args.out, max_batch=args.max_batch,
-                                     batch=None if args.batch == "dynamic" else 1, workspace_mib=args.workspace,
-                                     dla=args.dla, timing_cache=args.timing_cache, force=args.force, say=say))
-    elif plan.message:
-        log.info("triton: no engine built here (" + plan.message.split("(", 1)[-1].split(")", 1)[0] + "): the "
-            "repository gets the ONNX model; run the same command on the GPU server to add the engine")
-    write_repository(files, args.triton_repo, max_batch=args.max_batch, say=say)
-    return 0
