@@ -72,11 +72,13 @@ class ArtifactMeta:
         return cls(format=fmt.fmt, backend=fmt.backend, precision=fmt.precision, **common, sections=values)
 
     @classmethod
-    def keras(cls, classes: Sequence[str], prep: Preprocess) -> "ArtifactMeta":
-        """A ``.keras`` model's metadata (FP32, float NHWC input of the preprocessing's shape)."""
+    def keras(cls, classes: Sequence[str], prep: Preprocess, **values: Any) -> "ArtifactMeta":
+        """A ``.keras`` model's metadata (FP32; input: float NHWC of the preprocessing's shape unless
+        ``values`` gives it); ``values``: other common fields, any other key a section."""
+        common = {k: values.pop(k) for k in list(values) if k in cls._COMMON}
+        common.setdefault("input", {"shape": [-1, *prep.input_shape], "dtype": "float32", "layout": "NHWC"})
         return cls(format="keras", backend="keras", precision="fp32", classes=classes,
-                   preprocess=prep.to_dict(),
-                   input={"shape": [-1, *prep.input_shape], "dtype": "float32", "layout": "NHWC"})
+                   preprocess=prep.to_dict(), **common, sections=values)
 
     @classmethod
     def from_dict(cls, meta: Dict[str, Any]) -> "ArtifactMeta":

@@ -319,7 +319,7 @@ def write_model_folder(stage: Path, model, prep, ds, split, rep: Dict, meta: Dic
     """
     from edge.data import SPLIT_CSV, write_split_csv
     from edge.fsutil import write_json
-    from edge.metadata import tool_versions, write_meta
+    from edge.metadata import ArtifactMeta, tool_versions, write_meta
     from train.evaluate import plot_confusion
 
     model.save(stage / "model.keras")
@@ -327,10 +327,8 @@ def write_model_folder(stage: Path, model, prep, ds, split, rep: Dict, meta: Dic
     write_json(stage / "classes.json", ds.classes)
     write_split_csv(stage / SPLIT_CSV, ds, split)
     write_json(stage / "report.json", rep)
-    write_meta(stage / "model.keras", {
-        "artifact": "model.keras", "format": "keras", "backend": "keras", "precision": "fp32",
-        "classes": list(ds.classes), "preprocess": prep.to_dict(), "calibration": None, "drift_gate": None,
-        **meta, "tools": tool_versions()})
+    write_meta(stage / "model.keras", {"artifact": "model.keras", **ArtifactMeta.keras(
+        list(ds.classes), prep, calibration=None, drift_gate=None, **meta, tools=tool_versions()).to_dict()})
     _write_history(stage / "history.csv", fit.history, fit.phase_starts, fit.phases)
     plot_confusion(rep, stage / "confusion_matrix.png", title)
     plot_curves(fit.history, stage / "curves.png", fit.phase_starts)
