@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any, Dict
 
-from edge.errors import EdgeError, GateFailed, InputError, cli_entry, flags_of
+from edge.errors import GateFailed, InputError, cli_entry
 from edge.log import add_log_flags
 
 PROG = "edge-convert"
@@ -91,29 +91,26 @@ def config_from(values: Dict[str, Any]):
 
 @cli_entry(PROG)
 def main(argv=None) -> int:
-    parser = build_parser()
-    values = vars(parser.parse_args(argv))
+    values = vars(build_parser().parse_args(argv))
     for k in ("verbose", "quiet"):  # the log level: set by cli_entry (edge/log.py)
         values.pop(k, None)
     model, from_onnx = values.pop("model", None), values.pop("from_onnx", None)
-    try:
-        cfg = config_from(values)
-        if from_onnx:
-            if model:
-                raise InputError("give either MODEL.keras or --from-onnx FILE.onnx, not both")
-            from convert.api import convert_onnx
+    # API errors name ConvertConfig's parameters: cli_entry words them as the flags of the same name
+    cfg = config_from(values)
+    if from_onnx:
+        if model:
+            raise InputError("give either MODEL.keras or --from-onnx FILE.onnx, not both")
+        from convert.api import convert_onnx
 
-            convert_onnx(from_onnx, cfg)
-            return 0
-        if not model:
-            raise InputError("no model given: edge-convert MODEL.keras [...] -o OUTDIR (or --from-onnx FILE.onnx)")
-        if not cfg.out:
-            raise InputError("no output folder given (-o OUTDIR)")
-        from convert.api import convert_model
+        convert_onnx(from_onnx, cfg)
+        return 0
+    if not model:
+        raise InputError("no model given: edge-convert MODEL.keras [...] -o OUTDIR (or --from-onnx FILE.onnx)")
+    if not cfg.out:
+        raise InputError("no output folder given (-o OUTDIR)")
+    from convert.api import convert_model
 
-        result = convert_model(model, cfg)
-    except EdgeError as e:  # the API names its parameters: say the flags
-        raise e.in_flags(flags_of(parser)) from None
+    result = convert_model(model, cfg)
     failure = result.gate_failure()
     if failure:
         raise GateFailed(failure)

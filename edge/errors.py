@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import sys
-from typing import Callable, Dict, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 class EdgeError(Exception):
@@ -52,16 +52,6 @@ class EdgeError(Exception):
         return err
 
 
-def flags_of(parser) -> Dict[str, str]:
-    """``{dest: "--long-flag"}`` of an argparse parser: the map :meth:`EdgeError.in_flags` takes."""
-    out = {}
-    for action in parser._actions:  # noqa: SLF001  (argparse has no public list of its actions)
-        longs = [o for o in action.option_strings if o.startswith("--")]
-        if longs:
-            out[action.dest] = longs[0]
-    return out
-
-
 class InputError(EdgeError):
     """Bad input: a missing file, a value out of range, parameters that contradict each other (exit 2)."""
 
@@ -88,7 +78,8 @@ def cli_entry(prog: str, log_level: int = logging.INFO) -> Callable:
 
     The run gets one logging handler (:mod:`edge.log`: its docstring says how library code logs); the
     command's parser adds ``-v`` / ``-q`` with :func:`edge.log.add_log_flags`, which move the level
-    from ``log_level`` as they are parsed.
+    from ``log_level`` as they are parsed. An error naming API parameters (``EdgeError.params``) is
+    worded with the command's flags of the same name (``max_batch`` → ``--max-batch``).
 
     Args:
         prog: The command name shown in front of the message.
@@ -106,6 +97,8 @@ def cli_entry(prog: str, log_level: int = logging.INFO) -> Callable:
             try:
                 rc = fn(argv)
             except EdgeError as e:
+                if e.params:  # a library message in parameter names: the command's flag of the same name
+                    e = e.in_flags({p: "--" + p.replace("_", "-") for p in e.params})
                 msg = " ".join(str(e).split())  # one line, whatever the message held
                 print(f"{prog}: error: {msg}", file=sys.stderr)
                 return e.exit_code

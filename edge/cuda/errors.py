@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from edge.errors import EdgeError
+from edge.errors import BackendError
 
 
-class CudaError(EdgeError):
-    """A CUDA call failed.
+class CudaError(BackendError):
+    """A CUDA call failed (a device failure: exit code 3).
 
     Attributes:
         call: Name of the CUDA function.

@@ -105,3 +105,19 @@ def test_every_command_has_verbose_and_quiet(capsys, module):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "-v, --verbose" in out and "-q, --quiet" in out
+
+
+def test_parameter_names_become_flags_in_a_command(capsys):
+    @cli_entry("edge-x")
+    def main(argv):
+        raise BackendError('cuda_graph needs another backend (use cuda_backend=cuda-python, or drop cuda_graph); '
+                           'engine="always" failed, max_batch=0, force=True; max batch stays', params=(
+                               "cuda_graph", "cuda_backend", "engine", "max_batch", "force"))
+
+    assert main([]) == 3
+    assert capsys.readouterr().err == ("edge-x: error: --cuda-graph needs another backend (use --cuda-backend "
+                                       "cuda-python, or drop --cuda-graph); --engine always failed, --max-batch 0, "
+                                       "--force; max batch stays\n")
+    with pytest.raises(BackendError) as e:   # from Python the message keeps the parameter names
+        main.__wrapped__([])
+    assert str(e.value).startswith("cuda_graph needs") and e.value.params[0] == "cuda_graph"

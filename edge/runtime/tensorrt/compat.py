@@ -447,11 +447,11 @@ def missing_runtime_api(trt, branch: str | None = None) -> list:
 
 
 def deserialize_engine(trt, data: bytes, logger=None, dla_core=None):
-    """Deserialize an engine; None-result (TensorRT's way of failing) becomes an EdgeError.
+    """Deserialize an engine; None-result (TensorRT's way of failing) becomes a BackendError.
 
     ``dla_core``: the DLA core a DLA engine runs on (``Runtime.DLA_core``, set before deserializing).
     """
-    from edge.errors import EdgeError
+    from edge.errors import BackendError
 
     logger = logger or trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
@@ -459,7 +459,7 @@ def deserialize_engine(trt, data: bytes, logger=None, dla_core=None):
         runtime.DLA_core = int(dla_core)
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
-        raise EdgeError(f"TensorRT {trt.__version__} could not deserialize the engine (see the log above)")
+        raise BackendError(f"TensorRT {trt.__version__} could not deserialize the engine (see the log above)")
     return runtime, engine
 
 
@@ -507,18 +507,18 @@ def set_input_shape(trt, context, name: str, shape) -> None:
 
 def set_tensor_address(context, name: str, ptr: int) -> None:
     """Bind a device address to an I/O tensor (name-based API, 8.5+)."""
-    from edge.errors import EdgeError
+    from edge.errors import BackendError
 
     if context.set_tensor_address(name, int(ptr)) is False:
-        raise EdgeError(f"TensorRT refused the address of tensor {name!r}")
+        raise BackendError(f"TensorRT refused the address of tensor {name!r}")
 
 
 def execute_async(trt, context, stream_handle: int) -> None:
     """Enqueue inference on a stream: ``execute_async_v3`` on every supported branch (8.5+)."""
-    from edge.errors import EdgeError
+    from edge.errors import BackendError
 
     if not context.execute_async_v3(int(stream_handle)):
-        raise EdgeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
 
 def device_memory_size(trt, engine) -> int:
@@ -541,9 +541,9 @@ def context_with_shared_memory(trt, engine, ptr: int, nbytes: int):
     NVIDIA/TensorRT python/src/infer/pyCore.cpp at release/8.5, v8.6.1, v10.0.1, v10.1.0, v10.3.0, v11.1.
 
     Raises:
-        EdgeError: TensorRT could not make the context.
+        BackendError: TensorRT could not make the context.
     """
-    from edge.errors import EdgeError
+    from edge.errors import BackendError
 
     v = version_of(trt)
     if runtime_branch(v) in ("10", "11"):
@@ -558,5 +558,5 @@ def context_with_shared_memory(trt, engine, ptr: int, nbytes: int):
         if ctx is not None:
             ctx.device_memory = int(ptr)
     if ctx is None:
-        raise EdgeError("TensorRT could not create an execution context (out of memory?)")
+        raise BackendError("TensorRT could not create an execution context (out of memory?)")
     return ctx

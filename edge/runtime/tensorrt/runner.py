@@ -33,7 +33,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import BackendError, EdgeError
 from edge.runtime.base import Runner, TensorSpec, Timing
 from edge.runtime.tensorrt import buffers as bufmath
 
@@ -114,13 +114,13 @@ class TensorRTRunner(Runner):
 
         self.be = get_backend(self.cuda_backend, device=self.device)
         if self.cuda_graph and not self.be.supports_graphs:
-            raise EdgeError(f"--cuda-graph needs the cuda-python backend: {self.be.name} has no stream-capture API "
-                            "(use --cuda-backend cuda-python, or drop --cuda-graph)")
+            raise EdgeError(f"cuda_graph needs the cuda-python backend: {self.be.name} has no stream-capture API "
+                            "(use cuda_backend=cuda-python, or drop cuda_graph)", params=("cuda_graph", "cuda_backend"))
         dev = self.be.device_info(self.device)
         self.trt, self._runtime, self.engine = load_engine(self.artifact, self.meta, dev)
         self.context = self.engine.create_execution_context()
         if self.context is None:
-            raise EdgeError(f"TensorRT could not create an execution context for {self.artifact} (out of memory?)")
+            raise BackendError(f"TensorRT could not create an execution context for {self.artifact} (out of memory?)")
         self._tensors = compat.io_tensors(self.trt, self.engine)
         ins = [t for t in self._tensors if t.is_input]
         outs = [t for t in self._tensors if not t.is_input]

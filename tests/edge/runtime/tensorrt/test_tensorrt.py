@@ -617,9 +617,13 @@ def test_cuda_graph_with_pycuda_is_refused_in_one_line(fake_engine):
     from edge.runtime import load_runner
 
     path, be = fake_engine(supports_graphs=False)
-    with pytest.raises(EdgeError, match="--cuda-graph needs the cuda-python backend: fake has no stream-capture API"):
+    with pytest.raises(EdgeError, match="cuda_graph needs the cuda-python backend: fake has no stream-capture API") as e:
         with load_runner(path, warmup=0, cuda_graph=True):
             pass
+    # the commands (edge-capture, edge-bench) word it as their flags
+    assert str(e.value.in_flags({"cuda_graph": "--cuda-graph", "cuda_backend": "--cuda-backend"})).startswith(
+        "--cuda-graph needs the cuda-python backend") and "(use --cuda-backend cuda-python, or drop --cuda-graph)" \
+        in str(e.value.in_flags({"cuda_graph": "--cuda-graph", "cuda_backend": "--cuda-backend"}))
 
 
 def test_the_requested_device_is_the_one_the_backend_makes_current(fake_engine):
