@@ -7,6 +7,9 @@ Works on any artifact a runner can load (``.keras``, ``.onnx``, engines) and on 
 Usage::
 
     edge-eval runs/compact-s42/model.keras --data data/NEU-CLS --split test --json eval.json --plots eval/
+
+From Python: ``train.evaluate_model(train.EvalConfig(model=..., data=...))``; this command turns its flags
+(and ``--config FILE``) into that config.
 """
 
 from __future__ import annotations

@@ -105,3 +105,13 @@ def test_evaluate_model_on_the_tiny_model(tiny_model, sample_dir, tmp_path):
                                   if ",val," in ln)
     assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == res.accuracy
     assert res.summary.startswith("val accuracy ")
+
+
+def test_edge_eval_config_file_then_flags(tmp_path):
+    from train import evaluate
+
+    conf = tmp_path / "eval.yaml"
+    conf.write_text("eval:\n  model: m/model.keras\n  data: d\n  split: val\n  batch: 8\n")
+    pytest.importorskip("yaml")
+    cfg = evaluate.config_from_args(evaluate.build_parser().parse_args(["--config", str(conf), "--batch", "4"]))
+    assert (cfg.model, cfg.split, cfg.batch) == (str(tmp_path / "m" / "model.keras"), "val", 4)
