@@ -267,5 +267,5 @@ def fold_artifacts(stage, files, tile: Tuple[int, int], images: np.ndarray, imag
         write_meta(path, meta)
         out[name] = c
         log.info(f"{name}: uint8 {tile[0]}x{tile[1]} tiles in, preprocessing in the graph; vs host preprocessing "
-            f"max abs prob diff {c['max_abs_diff']:.2e}, top-1 agreement {c['top1_agreement']:.1%} on {images_from}")
+                 f"max abs prob diff {c['max_abs_diff']:.2e}, top-1 agreement {c['top1_agreement']:.1%} on {images_from}")
     return out

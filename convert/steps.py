@@ -164,7 +164,7 @@ def export_fp32(job: Job, stage: Path) -> None:
     job.base = base_meta(job, *io_names(f32))
     chk = check_against_keras(job.model, f32, job.x_check, source=job.check_from)
     write_artifact_meta(job, f32, "fp32", checks={"vs_keras": chk})
-    log.info(f"model.onnx: FP32 ONNX vs Keras max abs prob diff {chk['max_abs_diff']:.2e} "
+    log.info(f"{f32.name}: FP32 ONNX vs Keras max abs prob diff {chk['max_abs_diff']:.2e} "
              f"(<= 1e-4), top-1 agreement {chk['top1_agreement']:.1%} on {job.check_from}")
     job.ref = ort_predict(session(f32), job.x_check)
 
@@ -180,7 +180,7 @@ def export_fp16(job: Job, stage: Path) -> None:
     check_onnx(f16)
     c16 = compare(job.ref, ort_predict(session(f16), job.x_check))
     write_artifact_meta(job, f16, "fp16", checks={"vs_fp32_onnx": c16}, fp16={**fp16_gate, "images_from": job.check_from})
-    log.info(f"model.fp16.onnx: max abs prob diff vs FP32 {c16['max_abs_diff']:.2e} "
+    log.info(f"{f16.name}: max abs prob diff vs FP32 {c16['max_abs_diff']:.2e} "
              f"({len(fp16_gate['kept_fp32'])} node(s) kept in FP32), top-1 agreement {c16['top1_agreement']:.1%}")
 
 
@@ -228,7 +228,7 @@ def export_int8(job: Job, stage: Path):
                       "bias": "float", "quantized_nodes": len(s["quantized_nodes"]), "float_nodes": s["float_nodes"]},
         onnxruntime={"graph_optimization_level": row.ort_level, "why": BASIC_LEVEL_WHY},
         checks={"vs_fp32_onnx": c8})
-    log.info(f"model.int8.onnx: Q/DQ ({len(s['quantized_nodes'])} quantized, {len(s['float_nodes'])} float weighted "
+    log.info(f"{q8.name}: Q/DQ ({len(s['quantized_nodes'])} quantized, {len(s['float_nodes'])} float weighted "
              f"nodes), {gate.summary()}, gate {'passed' if gate.passed else 'FAILED'}")
     return gate
 
@@ -266,7 +266,7 @@ def export_int8_cpu(job: Job, stage: Path):
         drift={"split": "val", "views": gate.views, "fp32_accuracy": gate.fp32_accuracy,
                "accuracy": last["accuracy"], "drift_pp": last["drift_pp"]},
         checks={"vs_fp32_onnx": cc})
-    log.info(f"model.int8cpu.onnx: {variant}, {gate.summary()}, gate {'passed' if gate.passed else 'FAILED'}")
+    log.info(f"{c8c.name}: {variant}, {gate.summary()}, gate {'passed' if gate.passed else 'FAILED'}")
     return gate
 
 

@@ -70,7 +70,8 @@ def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool]
     if mode == "always":
         if not installed:
             raise EdgeError('engine="always": TensorRT is not installed here; build on the target with '
-                            'edge-convert --from-onnx OUTDIR/model.int8.onnx (or use engine="auto")', params=("engine",))
+                            f'edge-convert --from-onnx OUTDIR/{onnx_for("int8").file} (or use engine="auto")',
+                            params=("engine",))
         if not gpu:
             raise EdgeError('engine="always": TensorRT is installed but no CUDA GPU is visible '
                             f"(building without one crashes TensorRT){no_gpu}", params=("engine",))
@@ -83,7 +84,7 @@ def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool]
     why = ("TensorRT is not installed" if not installed
            else "no CUDA GPU is visible" + no_gpu.replace("{", "{{").replace("}", "}}"))
     return EnginePlan(False, f"no TensorRT engine built ({why}): build it on the target with "
-                             "`edge-convert --from-onnx {out}/model.int8.onnx`")
+                             "`edge-convert --from-onnx {out}/" + onnx_for("int8").file + "`")
 
 
 def _slug(text: str) -> str:
@@ -214,7 +215,7 @@ def _configure(trt, builder, network, meta: Dict, onnx_path: Path, precision: st
         keep = fp16_kept_nodes(meta, onnx_path)
         pinned = compat.keep_fp32_layers(trt, network, config, **keep)
         if pinned:
-            log.info(f"keeping {len(pinned)} layer(s) in FP32 as model.fp16.onnx does: {', '.join(pinned)}")
+            log.info(f"keeping {len(pinned)} layer(s) in FP32 as {onnx_for('fp16').file} does: {', '.join(pinned)}")
     inp = network.get_input(0)
     dims = tuple(int(d) for d in inp.shape)
     prof = None
@@ -336,7 +337,7 @@ def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Option
     precision = meta["precision"]
     if precision == "int8-cpu":
         raise EdgeError(f"{src.name} is the CPU int8 model (uint8 activations): TensorRT needs the "
-                        "Q/DQ model model.int8.onnx")
+                        f"Q/DQ model {onnx_for('int8').file}")
     out = Path(out_dir) if out_dir else src.parent
     if not out.is_dir():
         out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +350,7 @@ def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Option
     if compat.builder_branch(compat.version_of(trt)) == "11" and precision == "fp32" \
             and src.name == onnx_for("fp32").file and (src.parent / onnx_for("fp16").file).exists():
         log.info("note: TensorRT 11 networks are strongly typed: this FP32 ONNX builds an FP32 engine; "
-            "for FP16 pass model.fp16.onnx")
+                 f"for FP16 pass {onnx_for('fp16').file}")
     existing = [p for p in out.glob(engine_for(precision).file.replace("{tag}", "*")) if not p.is_symlink()]
     if existing and not force:
         raise EdgeError(f"{existing[0]} already exists (use force=True to rebuild)", params=("force",))

@@ -226,8 +226,8 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: Op
         written.append(repo / mname)
         form = (meta0.get("input") or {}).get("form", "float")
         log.info(f"triton: {repo / mname} ({cfg.platform}, max_batch_size {cfg.max_batch_size}, "
-            f"{'uint8 tiles in, preprocessing in the graph' if form == 'uint8_tiles' else 'float input: preprocess on the client'}"
-            f"{', ' + str(len(cc_files)) + ' compute capabilities' if len(cc_files) > 1 else ''})")
+                 f"{'uint8 tiles in, preprocessing in the graph' if form == 'uint8_tiles' else 'float input: preprocess on the client'}"
+                 f"{', ' + str(len(cc_files)) + ' compute capabilities' if len(cc_files) > 1 else ''})")
     return written
 
 
