@@ -6,13 +6,15 @@ One :class:`ConvertConfig` holds every setting and is validated in one place
 ``edge-convert`` words them as its flags. Progress goes to this package's loggers
 (``logging.getLogger("convert")``): a caller sees it once it configures logging.
 
-Example:
-    >>> import logging
-    >>> from convert import ConvertConfig, convert_model
-    >>> logging.basicConfig(level=logging.INFO, format="%(message)s")
-    >>> res = convert_model("runs/compact-s42/model.keras",
-    ...                     ConvertConfig(out="runs/convert-compact", fp16=True, int8=True, calib_data="data/NEU-CLS"))
-    >>> res.paths["int8"], res.gates["int8"].passed
+Example (README, "Python API")::
+
+    import logging
+    from convert import ConvertConfig, convert_model
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("convert").setLevel(logging.INFO)      # the lines edge-convert prints
+    res = convert_model("models/neu-compact/model.keras",
+                        ConvertConfig(out="runs/api-convert", fp16=True, int8=True, calib_data="data/NEU-CLS"))
+    res.paths["int8"], res.gates["int8"].passed, res.gate_failure()
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ How a library module logs (every module of ``edge``, ``convert``, ``calibrate``,
     log.warning("no split file: ...")        # something the user should know even with -q
 
 Progress bars stay tqdm (on stderr, only on a terminal). A Python caller sees nothing below WARNING
-until it configures logging itself (``logging.basicConfig(level=logging.INFO)``).
+until it configures logging itself, e.g. ``logging.basicConfig(format="%(message)s")`` and
+``logging.getLogger("convert").setLevel(logging.INFO)`` for the lines ``edge-convert`` prints.
+Errors are raised, not logged: :mod:`edge.errors` (one line, in the API's parameter names).
 
 Only a command configures logging: :func:`edge.errors.cli_entry` installs one handler
 (:class:`CliHandler`) for the run and :func:`add_log_flags` gives its parser ``-v/--verbose`` and
