@@ -59,14 +59,19 @@ class CliHandler(logging.Handler):
         self.info_to_stdout = info_to_stdout
         self._bare = logging.Formatter("%(message)s")
         self._tagged = logging.Formatter(prog.replace("%", "%%") + ": %(levelname)s: %(message)s")
+        self._closed: set = set()
 
     def emit(self, record: logging.LogRecord) -> None:
+        out = self.info_to_stdout and record.levelno < logging.WARNING
+        stream = sys.stdout if out else sys.stderr
+        if id(stream) in self._closed:
+            return
         try:
-            out = self.info_to_stdout and record.levelno < logging.WARNING
             text = (self._bare if out else self._tagged).format(record)
-            stream = sys.stdout if out else sys.stderr
             stream.write(text + "\n")
             stream.flush()
+        except BrokenPipeError:  # the reader went away (edge-doctor | head): stop writing there, quietly
+            self._closed.add(id(stream))
         except Exception:  # pragma: no cover - logging's own rule: never raise from emit
             self.handleError(record)
 

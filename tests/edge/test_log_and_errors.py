@@ -121,3 +121,19 @@ def test_parameter_names_become_flags_in_a_command(capsys):
     with pytest.raises(BackendError) as e:   # from Python the message keeps the parameter names
         main.__wrapped__([])
     assert str(e.value).startswith("cuda_graph needs") and e.value.params[0] == "cuda_graph"
+
+
+def test_a_closed_stdout_stops_the_lines_quietly(capsys, monkeypatch):
+    class Closed:
+        writes = 0
+
+        def write(self, text):
+            Closed.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert _command()([]) == 0          # info line: stdout (closed); warning and error: stderr
+    assert Closed.writes == 1 and capsys.readouterr().err.count("edge-x: ") == 2   # no "Logging error" report
