@@ -118,7 +118,7 @@ def staged_dir(outdir: str | os.PathLike, force: bool = False) -> Iterator[Path]
     """
     outdir = Path(outdir)
     if outdir.exists() and not force:
-        raise EdgeError(f"output folder {outdir} already exists (use --force to replace it)")
+        raise EdgeError(f"output folder {outdir} already exists (use force=True to replace it)", params=("force",))
     if outdir.exists() and not outdir.is_dir():
         raise EdgeError(f"output path {outdir} exists and is not a folder")
     parent = outdir.resolve().parent
