@@ -33,6 +33,22 @@ from edge.errors import EdgeError, cli_entry  # noqa: E402
 PROG = "cpu_int8_parity"
 
 
+def markdown(res) -> str:
+    """The figures as a Markdown table, a row per split and artifact."""
+    L = ["| split | artifact (variant) | images | FP32 accuracy | accuracy | drop vs FP32 | top-1 agreement with FP32 | "
+         "max / mean abs prob diff vs FP32 | agreement / max abs diff vs the first artifact | split vs intra-op outputs |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for split, s in res["splits"].items():
+        for art, r in s["artifacts"].items():
+            v = res["artifacts"][art]["variant"]
+            same = "identical" if r["split_vs_intra_op_max_abs_diff"] == 0 else f"max abs diff {r['split_vs_intra_op_max_abs_diff']:.1e}"
+            L.append(f"| {split} | `{Path(art).parent.name}/{Path(art).name}` ({v}) | {s['images']} | "
+                     f"{s['fp32_accuracy_pct']:.2f} % | {r['accuracy_pct']:.2f} % | {r['drift_pp']:.2f} pp | "
+                     f"{r['agreement_fp32_pct']:.2f} % | {r['max_abs_diff_fp32']:.3f} / {r['mean_abs_diff_fp32']:.4f} | "
+                     f"{r['agreement_first_pct']:.2f} % / {r['max_abs_diff_first']:.3f} | {same} |")
+    return "\n".join(L) + "\n"
+
+
 def _predict(runner, images, chunk: int = 16) -> np.ndarray:
     return np.concatenate([runner.infer_images(images[i:i + chunk]) for i in range(0, len(images), chunk)])
 
@@ -52,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split-file")
     ap.add_argument("--splits", default="val,test")
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--md", help="also write the table as Markdown")
     a = ap.parse_args(argv)
     fp32 = Path(a.fp32) if a.fp32 else Path(a.artifacts[0]).with_name("model.onnx")
     if not fp32.is_file():
@@ -96,6 +113,10 @@ def main(argv=None) -> int:
                   f"{r['agreement_first_pct']} %; split vs intra-op max abs diff {r['split_vs_intra_op_max_abs_diff']:.1e}")
         res["splits"][split] = out
     write_json(a.output, res)
+    if a.md:
+        from edge.fsutil import write_text
+
+        write_text(a.md, markdown(res))
     return 0
 
 

@@ -49,24 +49,28 @@ def markdown(res: dict) -> str:
     from scripts.daemon_throughput import STAGES_DOC
 
     first = next(iter(res["cases"].values()))
+    cores = first["machine"]["cpus"]
     lines = [
         "# Daemon throughput budget (issue 14)", "",
-        f"Measured {res['when']} on {first['machine']['cpu']} ({first['machine']['cpus']} cores), shared with "
-        "other work (load averages below); batch 16, 200 frames of 1600x400 (16 tiles of 200 px), every tile "
+        f"Measured {res['when']} on {first['machine']['cpu']} ({cores} cores), {res.get('machine_note') or 'load averages below'}; "
+        "batch 16, 200 frames of 1600x400 (16 tiles of 200 px), every tile "
         "logged (--log-all) except in raw-defects-only (--ok-classes all but scratches, no --log-all: about 1 "
-        f"tile in 6 written), {first['rounds']} ABBA rounds per case in one run. Ratios are daemon ÷ bare runner "
-        "on the same tiles in the same run. Source: "
-        "`scripts/daemon_budget.py` → `docs/results/daemon-throughput.json`.", "",
-        "| case | artifact input | events per run | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
-        "CPU ms per tile bare / daemon (ratio) | daemon ÷ 1,500 tiles/s | load before → after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        f"tile in 6 written), {first['rounds']} ABBA rounds per case in one run; runner: {res.get('runner', 'onnxruntime defaults')}. "
+        "Ratios are daemon ÷ bare runner on the same tiles in the same run. Source: "
+        f"`scripts/daemon_budget.py` → `{res.get('output', 'docs/results/daemon-throughput.json')}`.", "",
+        "| case | artifact | events per run | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
+        "CPU ms per tile bare / daemon (ratio) | daemon ÷ 1,500 tiles/s | CPU capacity: cores ÷ daemon CPU per tile (÷ 1,500) | load before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
         tgt = TARGETS.get(k)
         ok = "" if tgt is None else f"≥ {tgt}"   # no ✓/✗: on a shared machine the wall ratio is biased (see the docs)
-        lines.append(f"| {k} | {r['input_form']} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
+        cap = cores / r["cpu_ms_per_tile_daemon"] * 1e3 if r["cpu_ms_per_tile_daemon"] else 0
+        art = f"{r['input_form']}, {r.get('variant') or '?'}"
+        lines.append(f"| {k} | {art} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
                      f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
                      f"{r['cpu_ms_per_tile_bare']:.3f} / {r['cpu_ms_per_tile_daemon']:.3f} ({r['cpu_ratio']}) | "
-                     f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
+                     f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {cap:,.0f} ({cap / LINE_TILES_PER_S:.2f}x) | "
+                     f"{r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
     lines += ["", "Per stage (ms per frame of 16 tiles, and the tiles/s that stage alone could sustain; each stage "
               "runs in its own thread, so the wall time per frame is about the slowest stage plus contention, "
               "not the sum):", "",
@@ -93,6 +97,7 @@ def markdown(res: dict) -> str:
 def main(argv=None) -> int:
     from scripts.daemon_throughput import measure, profile_lines
     from edge.fsutil import write_json, write_text
+    from edge.metadata import read_meta
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--uint8", required=True, help="CPU int8 artifact with the preprocessing in its graph")
@@ -103,9 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated cases (raw, raw-defects-only, raw-float, png, mjpg)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--md")
+    ap.add_argument("--note", help="how busy the machine was, for the Markdown (default: 'load averages below')")
     a = ap.parse_args(argv)
+    runner = ("onnxruntime intra-op threads: " + str(a.threads)) if a.threads else \
+        "onnxruntime defaults (CPU: each batch split into one part per core, one intra-op thread each)"
     res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "line_tiles_per_s": LINE_TILES_PER_S,
-           "cases": {}}
+           "output": a.output, "machine_note": a.note, "runner": runner, "cases": {}}
     only = set(a.only.split(",")) if a.only else None
     for name, model, source in cases(a):
         if only and name not in only:
@@ -113,6 +121,7 @@ def main(argv=None) -> int:
         quiet = name == "raw-defects-only"
         r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=not quiet,
                     ok_classes=OK_CLASSES if quiet else ())
+        r["variant"] = (read_meta(model).get("quantization") or {}).get("variant")
         res["cases"][name] = r
         print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']}, cpu ratio "
               f"{r['cpu_ratio']} ({r['cpu_ms_per_tile_bare']} / {r['cpu_ms_per_tile_daemon']} ms per tile), "
