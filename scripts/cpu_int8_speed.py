@@ -137,6 +137,44 @@ def conv_rates(prof: Dict, macs: Dict[str, int], batch: int) -> List[Dict]:
     return sorted(rows, key=lambda r: r["node"])
 
 
+def kernel_peak(cin: int = 256, cout: int = 256, hw: int = 40, batch: int = 4, runs: int = 20) -> Dict:
+    """Multiply-adds per second of onnxruntime's int8 convolution on one core for a large 3x3 layer
+    (uint8 activations, per-channel int8 weights, Relu, as in the CPU int8 artifacts): the practical
+    ceiling of the kernel the model's convolutions run on."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper as h, numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    inits = [nh.from_array(rng.integers(-63, 64, (cout, cin, 3, 3)).astype(np.int8), "wq"),
+             nh.from_array(np.full(cout, 0.01, np.float32), "ws"), nh.from_array(np.zeros(cout, np.int8), "wz"),
+             nh.from_array(np.array(0.02, np.float32), "xs"), nh.from_array(np.array(0, np.uint8), "xz"),
+             nh.from_array(np.array(0.05, np.float32), "ys"), nh.from_array(np.array(0, np.uint8), "yz")]
+    nodes = [h.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+             h.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], axis=0),
+             h.make_node("Conv", ["xf", "wf"], ["yf"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["yf"], ["yr"]),
+             h.make_node("QuantizeLinear", ["yr", "ys", "yz"], ["y"])]
+    g = h.make_graph(nodes, "peak", [h.make_tensor_value_info("x", TensorProto.UINT8, [None, cin, hw, hw])],
+                     [h.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (batch, cin, hw, hw)).astype(np.uint8)
+    for _ in range(3):
+        s.run(None, {"x": x})
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        s.run(None, {"x": x})
+        best = min(best, time.perf_counter() - t0)
+    macs = batch * cout * cin * 9 * hw * hw
+    return {"layer": f"{cin}->{cout} channels, 3x3, {hw}x{hw}, batch {batch}", "min_ms": round(best * 1e3, 3),
+            "gmac_per_s": round(macs / best / 1e9, 1)}
+
+
 def measure(cases, batches, rounds: int) -> Dict[str, Dict]:
     from edge.runtime import load_runner
 
@@ -183,7 +221,7 @@ def markdown(res: Dict) -> str:
          f"Measured {res['when']} on {res['machine']['cpu']} ({cores} cores; AVX-512 VNNI: "
          f"{res['machine']['avx512_vnni']}), onnxruntime {res['machine']['onnxruntime']}, {res['load_note']}; "
          f"{res['tiles']} tiles of 200 px (uint8, {res['batch']} per call), {res['rounds']} interleaved rounds. "
-         "Source: `scripts/cpu_int8_speed.py` → this file's JSON.", "",
+         f"Source: `scripts/cpu_int8_speed.py` → `{res.get('output', 'the JSON')}`.", "",
          "| case | artifact | parts per batch | tiles/s (median) | paired ratio to the first | CPU ms per tile (all threads) | "
          "CPU ratio to the first | outputs vs the first |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for label, d in res["cases"].items():
@@ -208,6 +246,11 @@ def markdown(res: Dict) -> str:
     for label, rows in res["conv_rates"].items():
         for r in rows:
             L.append(f"| {label} | {r['node']} | {r['op']} | {r['mmacs_per_tile']} | {r['min_ms']:.3f} | {r['gmac_per_s']} |")
+    pk = res.get("kernel_peak")
+    if pk:
+        L += ["", f"Reference: onnxruntime's int8 convolution on one core for a large layer ({pk['layer']}, "
+              f"uint8 × per-channel int8, Relu): **{pk['gmac_per_s']} GMAC/s**, the practical ceiling of the kernel "
+              "the model's convolutions run on."]
     L.append("")
     return "\n".join(L)
 
@@ -243,7 +286,7 @@ def main(argv=None) -> int:
            "machine": {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                        else os.cpu_count(), "onnxruntime": ort.__version__,
                        "avx512_vnni": "avx512_vnni" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else None},
-           "loadavg_before": load0}
+           "loadavg_before": load0, "output": a.output}
     res["cases"] = measure(cases, batches, a.rounds)
     res["profiles"], res["conv_rates"] = {}, {}
     for label, path in arts.items():
@@ -252,6 +295,8 @@ def main(argv=None) -> int:
         f32 = Path(path).with_name("model.onnx")
         res["conv_rates"][label] = conv_rates(res["profiles"][label], conv_macs(str(f32 if f32.exists() else path)),
                                               a.batch)
+    res["kernel_peak"] = kernel_peak()
+    print(f"onnxruntime int8 conv, one core, {res['kernel_peak']['layer']}: {res['kernel_peak']['gmac_per_s']} GMAC/s")
     res["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     res["load_note"] = f"load average {res['loadavg_before'][0]} → {res['loadavg_after'][0]}"
     for label, d in res["cases"].items():

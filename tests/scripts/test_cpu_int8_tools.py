@@ -93,8 +93,9 @@ def test_speed_ab_profile_and_conv_rates(tmp_path, artifacts):
     assert "QLinearConv" in ops["int8 stem"] and "Conv" in ops["float stem"]   # the stem really is float there
     rates = {r["node"].split("_token")[0].split(":")[0]: r for r in res["conv_rates"]["int8 stem"]}
     assert rates and all(r["gmac_per_s"] > 0 for r in rates.values())
+    assert res["kernel_peak"]["gmac_per_s"] > 0
     md = (tmp_path / "speed.md").read_text()
-    assert "| split |" in md and "GMAC/s" in md
+    assert "| split |" in md and "GMAC/s" in md and "practical ceiling" in md
 
 
 def test_parity_against_fp32_and_between_forms(tmp_path, artifacts, sample_dir):
