@@ -142,10 +142,12 @@ def _zero_points(path):
 
 def test_cpu_int8_gives_non_negative_activations_all_eight_bits(small):
     d, f32, x, rr = small
-    zp = _zero_points(to_cpu_int8(f32, d / "cpu-unit.onnx", "minmax", rr.ranges, input_range=(0.0, 1.0)))
+    # all-int8 variant: the stem (conv1) input is quantized too (the default leaves the stem in float)
+    zp = _zero_points(to_cpu_int8(f32, d / "cpu-unit.onnx", "minmax", rr.ranges, input_range=(0.0, 1.0),
+                                  variant="qdq-u8s8-pc"))
     assert zp["nchw"] == 0 and zp["gap"] == 0 and zp["flat"] == 0   # the conv1 input, the pooled features
     assert zp["g"] == 128                                              # a Gemm output keeps its sign
-    zp_unknown = _zero_points(to_cpu_int8(f32, d / "cpu-unk.onnx", "minmax", rr.ranges))
+    zp_unknown = _zero_points(to_cpu_int8(f32, d / "cpu-unk.onnx", "minmax", rr.ranges, variant="qdq-u8s8-pc"))
     assert zp_unknown["nchw"] == 128 and zp_unknown["gap"] == 0
 
 
@@ -256,13 +258,15 @@ def test_gate_excludes_layers_and_remeasures(outlier):
 def test_gate_on_the_cpu_int8_model_at_level_all(outlier):
     """The same gate judges the CPU int8 model (uint8 activations) as onnxruntime runs it."""
     d, f32, x_val, y_val, rr = outlier
-    c = to_cpu_int8(f32, d / "model.int8cpu.onnx", "minmax", rr.ranges)
+    # the all-int8 variant: with the default (stem in float) mm_a, fed by the input, would be float already
+    pc = "qdq-u8s8-pc"
+    c = to_cpu_int8(f32, d / "model.int8cpu.onnx", "minmax", rr.ranges, variant=pc)
     assert accuracy(y_val, ort_predict(ort_session(c), x_val)) < 0.8  # the outlier breaks it too
     # in the CPU format mm_a quantizes its output h, so mm_b alone in float still gets a rounded h
-    alone = to_cpu_int8(f32, d / "alone.onnx", "minmax", rr.ranges, exclude=["mm_b"])
+    alone = to_cpu_int8(f32, d / "alone.onnx", "minmax", rr.ranges, exclude=["mm_b"], variant=pc)
     assert accuracy(y_val, ort_predict(ort_session(alone), x_val)) < 0.8
     assert with_float_inputs(f32, ["mm_b"]) == ["mm_b", "mm_a"] and with_float_inputs(f32, ["mm_a"]) == ["mm_a"]
-    res = run_gate(f32, c, lambda e, p: to_cpu_int8(f32, p, "minmax", rr.ranges, exclude=with_float_inputs(f32, e)),
+    res = run_gate(f32, c, lambda e, p: to_cpu_int8(f32, p, "minmax", rr.ranges, exclude=with_float_inputs(f32, e), variant=pc),
                    x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1, level="all",
                    name="CPU int8 gate")
     assert res.drift_before_pp > 20 and res.passed and res.drift_after_pp <= 2.0
