@@ -4,8 +4,8 @@ Two criteria, both on the validation split: the accuracy drop (``max_drift_pp``)
 agreement with the FP32 model (``min_agreement``). Each validation image is measured in ``views``
 flipped views (the image, its horizontal, vertical and double flip: orientations the training
 augmentation already covers), so that 270 NEU validation images give 1,080 predictions: with the
-images alone one image is 0.37 pp, and a Q/DQ model that lost one validation image but three test
-images passed a 0.5 pp budget (measured, compact model, before the views).
+images alone one image is a large step of the budget, too coarse to tell a model that will lose test
+images (docs/results/code-choices.md).
 
 If a criterion fails, the layers most sensitive to quantization are left in float and the model
 is re-quantized from the same calibration ranges (no recalibration), then re-measured, until both

@@ -92,9 +92,8 @@ def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, toler
     keep: List[str] = []
     d0 = d = diff(keep)
     if d > tolerance:
-        # The weighted nodes fed by the graph input first (the stem convolution: measured on the compact
-        # model, keeping it alone took 7.7e-3 to 1.2e-3 while its FP16 weight damage ranked it last),
-        # then by FP16 weight damage.
+        # The weighted nodes fed by the graph input first (the stem: it matters more than its FP16 weight
+        # damage says; docs/results/code-choices.md), then by FP16 weight damage.
         first = _input_consumers(src)
         nodes = first + [n for n in _fp16_weight_damage(src) if n not in first]
     while d > tolerance and len(keep) < max_kept:
@@ -193,30 +192,23 @@ CPU_VARIANTS = {
     # weights (reduce_range) to avoid saturation in the u8s8 AVX2 kernels, per-tensor weights.
     "qdq-u8s8": dict(fmt="qdq", act="uint8", weight="int8", per_channel=False, reduce_range=True),
     "qoperator-u8s8": dict(fmt="qoperator", act="uint8", weight="int8", per_channel=False, reduce_range=True),
-    # per-channel weights: depthwise convolutions (MobileNetV2) lose too much with one scale per tensor;
-    # on the v2 compact model (val, minmax) per-tensor weights lost 2.96 pp and per-channel 0.74 pp
+    # per-channel weights: depthwise convolutions (MobileNetV2) and the compact model lose too much with
+    # one scale per tensor (docs/results/code-choices.md)
     "qdq-u8s8-pc": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True),
     # uint8 weights (symmetric: zero point 128), full 8 bits, per channel: MLAS's u8u8 kernels widen
     # to 16 bits before multiplying, so there is no vpmaddubsw saturation and no need for 7-bit
-    # weights. (8-bit *int8* weights without reduce_range saturate: 92 % val accuracy, v4 compact.)
+    # weights (8-bit *int8* weights without reduce_range saturate: docs/results/cpu-int8-trial.md).
     "qdq-u8u8-pc": dict(fmt="qdq", act="uint8", weight="uint8", per_channel=True, reduce_range=False),
     # qdq-u8s8-pc with the stem (the weighted layers fed by the graph input) left in float: a
     # one-channel convolution does too little work per output for onnxruntime's int8 kernels, which
-    # then spend their time requantizing its many outputs (compact model: the int8 stem convolution
-    # took 18 % of the CPU int8 model's time for 0.8 % of its multiply-adds; in float it is faster,
-    # docs/results/daemon-throughput-quiet.md), and the input image keeps its 8 bits exactly.
+    # then spend their time requantizing its many outputs (docs/results/code-choices.md,
+    # cpu-int8-speed.md), and the input image keeps its 8 bits exactly.
     "qdq-u8s8-pc-fs": dict(fmt="qdq", act="uint8", weight="int8", per_channel=True, reduce_range=True,
                            float_stem=True),
 }
-#: qdq-u8s8-pc-fs is the default (issue 14): on the committed compact model's val split it is as
-#: accurate as qdq-u8s8-pc (gate: 99.91 % over 4 views for both; 100 % on the plain images) and closer
-#: to FP32 (mean abs prob diff 0.0164 vs 0.0222, max 0.507 vs 0.577), and it takes 0.79x the CPU time
-#: per tile (docs/results/cpu-int8-speed.md, cpu-int8-parity.md). Before it, qdq-u8s8-pc was kept over
-#: qdq-u8u8-pc: the CPU int8 trial (docs/results/cpu-int8-trial.md) found qdq-u8u8-pc
-#: never less accurate on val and closer to FP32 (mean max-abs prob diff 0.0246 vs 0.0281 over 4
-#: compact models x 3 calibration methods), but not faster than FP32 (v4 seed 42, five interleaved
-#: runs: batch 1 1.01x, 0.77x, 1.15x, 1.02x, 1.38x; batch 8 0.95x, 1.28x, 1.29x, 1.29x, 1.05x), and a
-#: CPU int8 model is there to be fast (qdq-u8s8-pc: 0.60-0.77x at batch 1 in the same runs).
+#: qdq-u8s8-pc-fs is the default (issue 14): on val as accurate as qdq-u8s8-pc, closer to FP32 and less
+#: CPU per tile (docs/results/cpu-int8-parity.md, cpu-int8-speed.md). qdq-u8u8-pc, closer to FP32 still,
+#: was not faster than FP32, and a CPU int8 model is there to be fast (docs/results/cpu-int8-trial.md).
 DEFAULT_CPU_VARIANT = "qdq-u8s8-pc-fs"
 
 

@@ -127,8 +127,7 @@ def build_compact(input_shape: Tuple[int, int, int], num_classes: int,
         return keras.Model(inp, out, name="compact")
     # avgmax: softmax(W [gap; gmp] + b) written as W_avg gap + W_max gmp + b, one Dense per pooling, so
     # that each gets its own INT8 input scale (a Concatenate shares one, set by the max, ~5x the
-    # average's range). Measured on recipe v4 seed 42, both forms gave the same Q/DQ and CPU int8 test
-    # accuracies, so this is a precaution, not the fix of a measured loss.
+    # average's range). A precaution, not the fix of a measured loss (docs/results/code-choices.md).
     # Initialisation as for one Dense on the 2C concatenated features (Glorot uniform, fan_in 2C).
     gmp = layers.GlobalMaxPooling2D(name="gmp")(x)
     c = int(x.shape[-1])

@@ -213,7 +213,7 @@ def fit_recipe(r: Recipe, fit: Fit, base, steps: int) -> None:
     if r.cfg.model == "compact":
         # Linear warm-up, then cosine decay to zero over the remaining epochs: with 40 steps per epoch
         # the validation loss is too noisy for ReduceLROnPlateau, which halved the rate on noise and
-        # left seeds 43/44 under-trained (measured: 97.8 % / 98.9 % vs 99.6 % for seed 42).
+        # left seeds 43/44 under-trained (docs/results/train.md, code-choices.md).
         warm = min(COMPACT_WARMUP_EPOCHS, max(r.epochs - 1, 0))
         sched = keras.optimizers.schedules.CosineDecay(
             0.0 if warm else r.lr, decay_steps=max(steps * (r.epochs - warm), 1),
