@@ -80,7 +80,7 @@ def _check_other_splits(refs: List[Path], ds, which: str) -> None:
                             f"(e.g. {other[0]}: {theirs[other[0]]}): {r} may have trained on the evaluated images")
 
 
-def _split_file(cfg: BenchConfig):
+def _split_file(cfg: BenchConfig, show: Callable[[str], str]):
     from edge.data import resolve_split_file
 
     if cfg.split_file is not None or cfg.split == "all":
@@ -90,7 +90,8 @@ def _split_file(cfg: BenchConfig):
     if beside is not None:
         log.info("using the split file beside the reference: %s", beside)
         return str(beside)
-    log.warning("no split_file and no split.csv beside %s: recomputing the default seed-42 split", reference)
+    log.warning("no %s and no split.csv beside %s: recomputing the default seed-42 split", show("split_file"),
+                reference)
     return None
 
 
@@ -151,11 +152,11 @@ def run_bench(config: BenchConfig, show: Callable[[str], str] = str) -> BenchRep
 
         tile = cfg.tile or int(ref_meta["preprocess"]["width"])
         required_tiles_per_s(cfg.line_speed, cfg.strip_width, cfg.mm_per_px, tile, cfg.stride, show)  # checks them
-    split_file = _split_file(cfg)
+    split_file = _split_file(cfg, show)
     ds = select(cfg.data, cfg.split, split_file, classes=ref_meta["classes"])
     images = load_images(ds, progress=cfg.progress)
     _check_other_splits(refs, ds, cfg.split)
-    report = core.run(cfg.artifacts, refs, images, ds.labels, [s.rel(ds.root) for s in ds.samples], cfg)
+    report = core.run(cfg.artifacts, refs, images, ds.labels, [s.rel(ds.root) for s in ds.samples], cfg, show)
     report = {"environment": environment(), **report}
     report["settings"] = {"data": str(cfg.data), "split": cfg.split, "split_file": split_file,
                           "batches": cfg.batches, "warmup": cfg.warmup,

@@ -350,7 +350,8 @@ def _new_result(a, meta, ref: Reference, note: str) -> Dict[str, Any]:
     }
 
 
-def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: BenchConfig) -> None:
+def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: BenchConfig,
+                  show: Callable[[str], str] = str) -> None:
     """The latency / throughput blocks of one artifact at every batch size of ``cfg``."""
     for b in cfg.batches:
         m = measure(r, images, b, cfg, desc=f"{name} b{b}")
@@ -365,14 +366,14 @@ def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: Be
         if stats.unstable(st):
             res["unstable_batches"].append(key)
             log.warning("%s batch %d: latency is unstable, coefficient of variation %.1f%% > %.1f%% "
-                        "(other load on the machine? try more iterations or a duration)",
-                        name, b, st["cov"], stats.COV_WARN_PCT)
+                        "(other load on the machine? try more %s or %s)",
+                        name, b, st["cov"], stats.COV_WARN_PCT, show("iterations"), show("duration"))
         if r.max_batch is not None and b > r.max_batch:
             res["notes"].append(f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
 
 
 def _bench_artifact(a, meta, ref: Reference, note: str, data: tuple, corrupted: Dict[str, np.ndarray],
-                    cfg: BenchConfig, gate: float) -> Dict[str, Any]:
+                    cfg: BenchConfig, gate: float, show: Callable[[str], str] = str) -> Dict[str, Any]:
     """One artifact's result: accuracy and drift, corruptions, timing; ``failed`` when it cannot run."""
     from bench.runners import open_runner
 
@@ -392,7 +393,7 @@ def _bench_artifact(a, meta, ref: Reference, note: str, data: tuple, corrupted: 
             if corrupted:
                 res["_corrupt"] = {key: predict(r, imgs, cfg.eval_batch) for key, imgs in
                                    _tqdm(list(corrupted.items()), cfg.progress, desc=f"{a.name} corruptions")}
-            _time_batches(r, res, a.name, images, cfg)
+            _time_batches(r, res, a.name, images, cfg, show)
     except EdgeError as e:
         res["status_reason"] = _short(e)
         log.warning("%s: %s", a, res["status_reason"])
@@ -451,7 +452,7 @@ def _corruption_table(conditions, refs: List[Reference], results: List[Dict[str,
 
 
 def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str | Path], images: np.ndarray,
-        labels: np.ndarray, files: Sequence[str], cfg: BenchConfig) -> Dict[str, Any]:
+        labels: np.ndarray, files: Sequence[str], cfg: BenchConfig, show: Callable[[str], str] = str) -> Dict[str, Any]:
     """Benchmark every artifact on images already loaded; return the report (without the environment block).
 
     :func:`bench.run_bench` loads the images and writes the reports; this is the measuring part.
@@ -464,6 +465,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         labels: Class index per image, in the references' class order.
         files: File name per image (relative to the data root).
         cfg: What to measure.
+        show: How messages name parameters (edge-bench passes its flags).
 
     Returns:
         ``{"reference": {...first...}, "references": [...], "results": [...], "corruptions": {...} | None,
@@ -472,7 +474,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
     from bench.corruptions import all_conditions, corrupt
     from edge.runtime import load_runner
 
-    cfg.validate_measurement()
+    cfg.validate_measurement(show)
     refs = _load_references(references)
     metas = _artifact_metas(artifacts, refs)
     conditions = list(all_conditions()) if cfg.corruptions else []
@@ -484,7 +486,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
                 ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
         ref.accuracy = metrics.accuracy(labels, ref.probs)
     gate = cfg.fail_on_drift if cfg.fail_on_drift is not None else DEFAULT_STATUS_DROP_PP
-    results = [_bench_artifact(a, meta, ref, note, (images, labels, files), corrupted, cfg, gate)
+    results = [_bench_artifact(a, meta, ref, note, (images, labels, files), corrupted, cfg, gate, show)
                for a, meta, ref, note in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact")]
     for res, name in zip(results, display_names([r["artifact"] for r in results])):
         res["name"] = name

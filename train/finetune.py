@@ -1,4 +1,6 @@
-"""``edge-train --init MODEL.keras --data MY_FOLDERS --out DIR`` (``train_model(TrainConfig(init=...))``): adapt a trained model to a plant's own tiles.
+"""``edge-train --init MODEL.keras --data MY_FOLDERS --out DIR``: adapt a trained model to a plant's own tiles.
+
+From Python: ``train.train_model(train.TrainConfig(init=..., data=..., out=...))``.
 
 The small-data recipe:
 
