@@ -108,7 +108,8 @@ SETTINGS: List[Setting] = [
     S("max_frames", "int", None, "stop after this many frames", min=1),
     S("backend", "str", "auto", "runner (default: from metadata)",
       choices=("auto", "onnxruntime", "tensorrt", "keras")),
-    S("threads", "int", 0, "ONNX Runtime intra-op threads (0: its default)", min=0, max=1024),
+    S("threads", "int", 0, "ONNX Runtime intra-op threads (0: the runner's default: on the CPU each batch split into one "
+      "part per core, each part on one thread)", min=0, max=1024),
     S("cuda_backend", "str", "auto", "CUDA memory backend of the TensorRT runner",
       choices=("auto", "cuda-python", "pycuda")),
     S("cuda_graph", "bool", False, "TensorRT: capture the engine launch into a CUDA graph"),
