@@ -137,7 +137,7 @@ def conv_rates(prof: Dict, macs: Dict[str, int], batch: int) -> List[Dict]:
     return sorted(rows, key=lambda r: r["node"])
 
 
-def kernel_peak(cin: int = 256, cout: int = 256, hw: int = 40, batch: int = 4, runs: int = 20) -> Dict:
+def kernel_peak(cin: int = 256, cout: int = 256, hw: int = 40, batch: int = 1, runs: int = 100) -> Dict:
     """Multiply-adds per second of onnxruntime's int8 convolution on one core for a large 3x3 layer
     (uint8 activations, per-channel int8 weights, Relu, as in the CPU int8 artifacts): the practical
     ceiling of the kernel the model's convolutions run on."""
