@@ -10,9 +10,12 @@ Cases (batch 16): the CPU int8 artifact with the preprocessing in its graph (uin
 
 Example:
     python scripts/make_line_sources.py --data data/NEU-CLS --split-file models/neu-compact/split.csv --out runs/line-tp
-    python scripts/daemon_budget.py --uint8 runs/convert-compact-u8/model.int8cpu.onnx \\
-        --float runs/convert-compact/model.int8cpu.onnx --line runs/line-tp --rounds 4 \\
-        -o docs/results/daemon-throughput.json --md docs/results/daemon-throughput.md
+    python scripts/daemon_budget.py --uint8 runs/convert-compact-u8fs/model.int8cpu.onnx \\
+        --float runs/convert-compact-fs/model.int8cpu.onnx --line runs/line-tp --rounds 4 \\
+        -o docs/results/daemon-throughput-split.json --md docs/results/daemon-throughput-split.md
+
+(``runs/convert-compact-u8fs``: ``edge-convert models/neu-compact/model.keras --int8-cpu --calib-data
+data/NEU-CLS``; ``runs/convert-compact-fs``: the same with ``--uint8-tiles 0``.)
 """
 
 from __future__ import annotations
