@@ -158,6 +158,20 @@ def test_split_batch_runs_parts_at_once_and_keeps_the_order(artifact):
     np.testing.assert_array_equal(small, ref[:2])
     assert r.parts == 1  # inactive again
 
+    def boom(self, names, feed, *a, **k):
+        if len(next(iter(feed.values()))) == 2:   # the parts run by the pool's threads
+            raise RuntimeError("part failed")
+        return real_run(self, names, feed, *a, **k)
+
+    with load_runner(p, split=3) as r:
+        ort.InferenceSession.run = boom
+        try:
+            with pytest.raises(RuntimeError, match="part failed"):
+                r.infer(x)
+        finally:
+            ort.InferenceSession.run = real_run
+        np.testing.assert_array_equal(r.infer(x), ref)   # the runner goes on after a failed batch
+
 
 def test_split_default_follows_the_cores_and_threads(artifact, monkeypatch):
     import edge.runtime.onnxrt.runner as mod
