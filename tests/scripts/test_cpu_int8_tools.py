@@ -94,6 +94,7 @@ def test_speed_ab_profile_and_conv_rates(tmp_path, artifacts):
     rates = {r["node"].split("_token")[0].split(":")[0]: r for r in res["conv_rates"]["int8 stem"]}
     assert rates and all(r["gmac_per_s"] > 0 for r in rates.values())
     assert res["kernel_peak"]["gmac_per_s"] > 0
+    assert set(res["levels_ms_per_batch"]["float stem"]) == {"all", "extended", "basic"}
     md = (tmp_path / "speed.md").read_text()
     assert "| split |" in md and "GMAC/s" in md and "practical ceiling" in md
 
