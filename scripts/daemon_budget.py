@@ -26,9 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/daemon_budget.py` from anywhere: edge.* and scripts.*
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: run from anywhere
 
 #: Tiles/s a 10 m/s strip 1.5 m wide at 0.5 mm/px needs with 200 px tiles:
 #: (1500 / 0.5) px across / 200 = 15 tiles per row; 10 m/s / 0.5 mm = 20,000 rows/s / 200 = 100 tile rows/s.

@@ -35,9 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/soak.py` from anywhere: edge.* and scripts.fixtures
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: run from anywhere
 
 T = 32            # model input = tile size
 COLS, ROWS = 4, 2  # 8 tiles per frame

@@ -24,9 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: this tree's packages first
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: run from anywhere
 
 VARIANTS = ("base", "ort-noarena", "fixed-probs", "malloc-trim", "no-decode", "count-64k", "no-rotate")
 

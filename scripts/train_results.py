@@ -23,9 +23,7 @@ from typing import Dict, List
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/NAME.py` from anywhere: the product packages and scripts.*
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: run from anywhere
 
 from edge.errors import EdgeError, cli_entry  # noqa: E402
 
