@@ -19,10 +19,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 from bench.core import BenchConfig
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _check_other_splits(refs: List[Path], ds, which: str) -> None:
                             f"(e.g. {other[0]}: {theirs[other[0]]}): {r} may have trained on the evaluated images")
 
 
-def _split_file(cfg: BenchConfig, show: Callable[[str], str]):
+def _split_file(cfg: BenchConfig):
     from edge.data import resolve_split_file
 
     if cfg.split_file is not None or cfg.split == "all":
@@ -90,7 +90,7 @@ def _split_file(cfg: BenchConfig, show: Callable[[str], str]):
     if beside is not None:
         log.info("using the split file beside the reference: %s", beside)
         return str(beside)
-    log.warning("no %s and no split.csv beside %s: recomputing the default seed-42 split", show("split_file"),
+    log.warning("no %s and no split.csv beside %s: recomputing the default seed-42 split", param("split_file"),
                 reference)
     return None
 
@@ -125,12 +125,11 @@ def _write(cfg: BenchConfig, report: Dict[str, Any]) -> None:
         rep.write_html_report(cfg.html, report, plots_base=Path(cfg.md).resolve().parent if cfg.md else None)
 
 
-def run_bench(config: BenchConfig, show: Callable[[str], str] = str) -> BenchReport:
+def run_bench(config: BenchConfig) -> BenchReport:
     """Benchmark artifacts against their FP32 Keras reference; write the reports the config names.
 
     Args:
         config: What to benchmark; validated first (outputs and line figures before anything runs).
-        show: How errors name parameters (a command passes its flag names).
 
     Returns:
         The :class:`BenchReport`; a failed ``fail_on_drift`` gate is in ``gate_failures`` (the reports
@@ -143,7 +142,7 @@ def run_bench(config: BenchConfig, show: Callable[[str], str] = str) -> BenchRep
     from bench.environment import environment
     from edge.data import load_images, select
 
-    cfg = config.validate(show)
+    cfg = config.validate()
     refs = [Path(r) for r in cfg.references]
     ref_meta = core.load_reference_meta(refs[0])
     tile = None
@@ -151,12 +150,12 @@ def run_bench(config: BenchConfig, show: Callable[[str], str] = str) -> BenchRep
         from bench.capacity import required_tiles_per_s
 
         tile = cfg.tile or int(ref_meta["preprocess"]["width"])
-        required_tiles_per_s(cfg.line_speed, cfg.strip_width, cfg.mm_per_px, tile, cfg.stride, show)  # checks them
-    split_file = _split_file(cfg, show)
+        required_tiles_per_s(cfg.line_speed, cfg.strip_width, cfg.mm_per_px, tile, cfg.stride)  # checks them
+    split_file = _split_file(cfg)
     ds = select(cfg.data, cfg.split, split_file, classes=ref_meta["classes"])
     images = load_images(ds, progress=cfg.progress)
     _check_other_splits(refs, ds, cfg.split)
-    report = core.run(cfg.artifacts, refs, images, ds.labels, [s.rel(ds.root) for s in ds.samples], cfg, show)
+    report = core.run(cfg.artifacts, refs, images, ds.labels, [s.rel(ds.root) for s in ds.samples], cfg)
     report = {"environment": environment(), **report}
     report["settings"] = {"data": str(cfg.data), "split": cfg.split, "split_file": split_file,
                           "batches": cfg.batches, "warmup": cfg.warmup,

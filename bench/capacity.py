@@ -17,13 +17,13 @@ batch): ``headroom = measured / required`` and the fastest line it keeps up with
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 
 
 def required_tiles_per_s(line_speed_m_per_s: float, strip_width_mm: float, mm_per_px: float, tile: int,
-                         stride: Optional[int] = None, show: Callable[[str], str] = str) -> Dict[str, float]:
+                         stride: Optional[int] = None) -> Dict[str, float]:
     """Tiles per second one camera must classify to cover the whole strip.
 
     Returns:
@@ -37,9 +37,9 @@ def required_tiles_per_s(line_speed_m_per_s: float, strip_width_mm: float, mm_pe
     for name, v in (("line_speed", line_speed_m_per_s), ("strip_width", strip_width_mm),
                     ("mm_per_px", mm_per_px), ("tile", tile), ("stride", stride)):
         if v is None or not v > 0 or not math.isfinite(v):
-            raise EdgeError(f"{show(name)} must be a positive number, got {v!r}")
+            raise EdgeError(f"{param(name)} must be a positive number, got {v!r}")
     if stride > tile:
-        raise EdgeError(f"{show('stride')} {stride} is larger than {show('tile')} {tile}: the strip would have gaps "
+        raise EdgeError(f"{param('stride')} {stride} is larger than {param('tile')} {tile}: the strip would have gaps "
                         "between tiles")
     width_px = strip_width_mm / mm_per_px
     if width_px < tile:

@@ -26,11 +26,6 @@ from edge.log import add_log_flags
 FLAGS = {"artifacts": "ARTIFACT", "references": "--reference", "batches": "--batch"}
 
 
-def flag_of(name: str) -> str:
-    """The flag of a :class:`bench.BenchConfig` field (for error messages)."""
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-bench",
@@ -91,12 +86,12 @@ def config_from_args(args, argv: Optional[List[str]] = None):
     return cfg
 
 
-@cli_entry("edge-bench", log_level=logging.WARNING)
+@cli_entry("edge-bench", log_level=logging.WARNING, flags=FLAGS)
 def main(argv: Optional[List[str]] = None) -> int:
     from bench.api import run_bench
 
     args = build_parser().parse_args(argv)
-    res = run_bench(config_from_args(args, argv), show=flag_of)
+    res = run_bench(config_from_args(args, argv))
     report = res.report
     if not args.quiet:
         print(res.table())

@@ -23,13 +23,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from edge import metrics
 from bench import stats
-from edge.errors import EdgeError, InputError
+from edge.errors import EdgeError, InputError, param
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,13 @@ class BenchConfig:
     #: Fields holding paths (relative to a config file).
     PATHS = ("artifacts", "references", "data", "split_file", "json", "md", "plots", "html")
 
-    def validate_measurement(self, show: Callable[[str], str] = str) -> None:
+    def validate_measurement(self) -> None:
         """Check what to measure (the part :func:`run` needs).
 
         Raises:
-            InputError: one line naming the parameter (``show`` maps it to a flag for a command).
+            InputError: one line naming the parameter (:func:`edge.errors.param`: its flag inside a command).
         """
-        n = show
+        n = param
         if not self.batches or min(self.batches) < 1:
             raise InputError("batch sizes must be >= 1")
         if self.warmup < 0:
@@ -132,21 +132,21 @@ class BenchConfig:
         if g is not None and (not math.isfinite(g) or g < 0):
             raise InputError(f"{n('fail_on_drift')} must be a non-negative number of points, got {g}")
 
-    def validate(self, show: Callable[[str], str] = str) -> "BenchConfig":
+    def validate(self) -> "BenchConfig":
         """Check the whole config, the output paths and the line figures before anything is measured.
 
         Raises:
             InputError: one line naming the parameter.
         """
-        n = show
+        n = param
         for name in ("artifacts", "references", "data"):
             if not getattr(self, name):
                 raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
         if self.split not in ("train", "val", "test", "all"):
             raise InputError(f"{n('split')} must be one of train, val, test, all, got {self.split!r}")
-        self.validate_measurement(show)
+        self.validate_measurement()
         for name in ("json", "md", "plots", "html"):
-            _check_output(getattr(self, name), name, n)
+            _check_output(getattr(self, name), name)
         line = (self.line_speed, self.strip_width, self.mm_per_px)
         if any(v is not None for v in line + (self.tile, self.stride)) and any(v is None for v in line):
             raise InputError(f"line capacity needs all of {n('line_speed')}, {n('strip_width')} and {n('mm_per_px')}")
@@ -159,16 +159,16 @@ class BenchConfig:
         return self
 
 
-def _check_output(path: Optional[str], what: str, show: Callable[[str], str]) -> None:
+def _check_output(path: Optional[str], what: str) -> None:
     from edge.fsutil import check_writable_dir
 
     if path is None:
         return
     p = Path(path)
     if p.exists() and p.is_dir() and what != "plots":
-        raise InputError(f"{show(what)} {p} is a folder, expected a file")
+        raise InputError(f"{param(what)} {p} is a folder, expected a file")
     if what == "plots" and p.exists() and not p.is_dir():
-        raise InputError(f"{show('plots')} {p} exists and is not a folder")
+        raise InputError(f"{param('plots')} {p} exists and is not a folder")
     check_writable_dir(p if what == "plots" else p.parent)
 
 
@@ -350,8 +350,7 @@ def _new_result(a, meta, ref: Reference, note: str) -> Dict[str, Any]:
     }
 
 
-def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: BenchConfig,
-                  show: Callable[[str], str] = str) -> None:
+def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: BenchConfig) -> None:
     """The latency / throughput blocks of one artifact at every batch size of ``cfg``."""
     for b in cfg.batches:
         m = measure(r, images, b, cfg, desc=f"{name} b{b}")
@@ -367,13 +366,13 @@ def _time_batches(r, res: Dict[str, Any], name: str, images: np.ndarray, cfg: Be
             res["unstable_batches"].append(key)
             log.warning("%s batch %d: latency is unstable, coefficient of variation %.1f%% > %.1f%% "
                         "(other load on the machine? try more %s or %s)",
-                        name, b, st["cov"], stats.COV_WARN_PCT, show("iterations"), show("duration"))
+                        name, b, st["cov"], stats.COV_WARN_PCT, param("iterations"), param("duration"))
         if r.max_batch is not None and b > r.max_batch:
             res["notes"].append(f"batch {b} > the artifact's max batch {r.max_batch}: run as chunks")
 
 
 def _bench_artifact(a, meta, ref: Reference, note: str, data: tuple, corrupted: Dict[str, np.ndarray],
-                    cfg: BenchConfig, gate: float, show: Callable[[str], str] = str) -> Dict[str, Any]:
+                    cfg: BenchConfig, gate: float) -> Dict[str, Any]:
     """One artifact's result: accuracy and drift, corruptions, timing; ``failed`` when it cannot run."""
     from bench.runners import open_runner
 
@@ -393,7 +392,7 @@ def _bench_artifact(a, meta, ref: Reference, note: str, data: tuple, corrupted: 
             if corrupted:
                 res["_corrupt"] = {key: predict(r, imgs, cfg.eval_batch) for key, imgs in
                                    _tqdm(list(corrupted.items()), cfg.progress, desc=f"{a.name} corruptions")}
-            _time_batches(r, res, a.name, images, cfg, show)
+            _time_batches(r, res, a.name, images, cfg)
     except EdgeError as e:
         res["status_reason"] = _short(e)
         log.warning("%s: %s", a, res["status_reason"])
@@ -452,7 +451,7 @@ def _corruption_table(conditions, refs: List[Reference], results: List[Dict[str,
 
 
 def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str | Path], images: np.ndarray,
-        labels: np.ndarray, files: Sequence[str], cfg: BenchConfig, show: Callable[[str], str] = str) -> Dict[str, Any]:
+        labels: np.ndarray, files: Sequence[str], cfg: BenchConfig) -> Dict[str, Any]:
     """Benchmark every artifact on images already loaded; return the report (without the environment block).
 
     :func:`bench.run_bench` loads the images and writes the reports; this is the measuring part.
@@ -465,7 +464,6 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
         labels: Class index per image, in the references' class order.
         files: File name per image (relative to the data root).
         cfg: What to measure.
-        show: How messages name parameters (edge-bench passes its flags).
 
     Returns:
         ``{"reference": {...first...}, "references": [...], "results": [...], "corruptions": {...} | None,
@@ -474,7 +472,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
     from bench.corruptions import all_conditions, corrupt
     from edge.runtime import load_runner
 
-    cfg.validate_measurement(show)
+    cfg.validate_measurement()
     refs = _load_references(references)
     metas = _artifact_metas(artifacts, refs)
     conditions = list(all_conditions()) if cfg.corruptions else []
@@ -486,7 +484,7 @@ def run(artifacts: Sequence[str | Path], references: str | Path | Sequence[str |
                 ref.corrupt_probs[key] = predict(r, imgs, cfg.eval_batch)
         ref.accuracy = metrics.accuracy(labels, ref.probs)
     gate = cfg.fail_on_drift if cfg.fail_on_drift is not None else DEFAULT_STATUS_DROP_PP
-    results = [_bench_artifact(a, meta, ref, note, (images, labels, files), corrupted, cfg, gate, show)
+    results = [_bench_artifact(a, meta, ref, note, (images, labels, files), corrupted, cfg, gate)
                for a, meta, ref, note in _tqdm(metas, cfg.progress, desc="artifacts", unit="artifact")]
     for res, name in zip(results, display_names([r["artifact"] for r in results])):
         res["name"] = name

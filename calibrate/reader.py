@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from edge.data import Dataset, read_gray, select, stratified_subset
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 from edge.preprocess import Preprocess
 
 #: The only split calibration may read (``--calib-split``).
@@ -85,11 +85,11 @@ def calibration_set(data: str | os.PathLike, classes: Sequence[str], split_file:
         raise EdgeError(f"calibration may only use the training split, not {split!r} "
                         "(validation is for the drift gate, test for the final figures)")
     if size < 1:
-        raise EdgeError(f"calib_size must be at least 1, got {size}", params=("calib_size",))
+        raise EdgeError(f"{param('calib_size')} must be at least 1, got {size}")
     split_file = Path(split_file)
     if not split_file.is_file():
         raise EdgeError(f"split file {split_file} does not exist: calibration needs the model's split.csv "
-                        "so that it never reads test images (pass split_file)", params=("split_file",))
+                        f"so that it never reads test images (pass {param('split_file')})")
     try:
         ds = select(data, split, split_file=split_file, classes=list(classes))
     except EdgeError as e:
@@ -97,8 +97,8 @@ def calibration_set(data: str | os.PathLike, classes: Sequence[str], split_file:
             raise EdgeError(f"calibration data {data}: {e}") from None
         raise
     if size > len(ds):
-        raise EdgeError(f"calib_size={size} is larger than the {split} split of {data} "
-                        f"({len(ds)} images in {split_file.name})", params=("calib_size",))
+        raise EdgeError(f"{param('calib_size', size)} is larger than the {split} split of {data} "
+                        f"({len(ds)} images in {split_file.name})")
     sub = stratified_subset(ds, size, seed=seed)
     return CalibrationSet(sub, split, split_file, len(ds))
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from edge.errors import InputError
+from edge.errors import InputError, param
 from edge.formats import TOLERANCES, by_name
 
 log = logging.getLogger(__name__)
@@ -112,27 +112,25 @@ class ConvertConfig:
         Raises:
             InputError: a value out of range, parameters that contradict each other.
         """
-        def bad(msg: str, *params: str) -> InputError:
-            return InputError(msg, params=params)
-
         if self.batch not in (None, "dynamic", 1, "1"):
-            raise bad(f"batch must be 1 or dynamic, got {self.batch!r}", "batch")
+            raise InputError(f"{param('batch')} must be 1 or dynamic, got {self.batch!r}")
         if (self.int8 or self.int8_cpu) and not self.calib_data:
-            raise bad("int8/int8_cpu need calibration images: pass calib_data (the training data folder)",
-                      "int8", "int8_cpu", "calib_data")
-        for name in ("max_batch", "calib_chunk"):  # calib_size, opt_batch: checked where they are used
-            if int(getattr(self, name)) < 1:
-                raise bad(f"{name} must be at least 1, got {getattr(self, name)}", name)
+            raise InputError(f"{param('int8')}/{param('int8_cpu')} need calibration images: pass {param('calib_data')} "
+                             "(the training data folder)")
+        for setting in ("max_batch", "calib_chunk"):  # calib_size, opt_batch: checked where they are used
+            if int(getattr(self, setting)) < 1:
+                raise InputError(f"{param(setting)} must be at least 1, got {getattr(self, setting)}")
         if self.max_drift < 0:
-            raise bad(f"max_drift must be >= 0 percentage points, got {self.max_drift:g}", "max_drift")
+            raise InputError(f"{param('max_drift')} must be >= 0 percentage points, got {self.max_drift:g}")
         if self.check_images < 0:
-            raise bad(f"check_images must be >= 0 (0: the whole val split), got {self.check_images}", "check_images")
+            raise InputError(f"{param('check_images')} must be >= 0 (0: the whole val split), got {self.check_images}")
         if not 0 <= self.min_agreement <= 100:
-            raise bad(f"min_agreement must be a percentage in [0, 100], got {self.min_agreement:g}", "min_agreement")
-        for name, allowed in (("calib_method", CALIB_METHODS), ("engine", ENGINE_MODES),
-                              ("gate_views", GATE_VIEW_CHOICES)):
-            if getattr(self, name) not in allowed:
-                raise bad(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}", name)
+            raise InputError(f"{param('min_agreement')} must be a percentage in [0, 100], got {self.min_agreement:g}")
+        for setting, allowed in (("calib_method", CALIB_METHODS), ("engine", ENGINE_MODES),
+                               ("gate_views", GATE_VIEW_CHOICES)):
+            if getattr(self, setting) not in allowed:
+                raise InputError(f"{param(setting)} must be one of {', '.join(map(str, allowed))}, "
+                                 f"got {getattr(self, setting)!r}")
         return dataclasses.replace(self, uint8_tiles=self._tiles())
 
     def _tiles(self) -> Union[str, int]:
@@ -144,8 +142,8 @@ class ConvertConfig:
         except ValueError:
             v = -1
         if v < 0:
-            raise InputError(f"uint8_tiles takes a tile size in pixels, auto or 0 (float input), got "
-                             f"{self.uint8_tiles!r}", params=("uint8_tiles",))
+            raise InputError(f"{param('uint8_tiles')} takes a tile size in pixels, auto or 0 (float input), got "
+                             f"{self.uint8_tiles!r}")
         return v
 
 
@@ -211,7 +209,7 @@ def convert_model(model: Union[str, os.PathLike], config: ConvertConfig) -> Conv
 
     t_start = time.perf_counter()
     if not config.out:
-        raise InputError("no output folder given (out)", params=("out",))
+        raise InputError(f"no output folder given ({param('out')})")
     cfg = config.checked()
     job = steps.prepare(Path(model), cfg)
     result = ConvertResult(out=Path(cfg.out))

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from edge.errors import InputError
+from edge.errors import InputError, param
 from edge.formats import BASIC_LEVEL_WHY, CALIB_RECORD, by_name
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def prepare(model_path: Path, cfg) -> Job:
 
     out = Path(cfg.out)
     if out.exists() and not cfg.force:
-        raise InputError(f"output folder {out} already exists (use force=True to replace it)", params=("force",))
+        raise InputError(f"output folder {out} already exists (use {param('force', True)} to replace it)")
     check_out_parent(out)
     plan = engine_plan(cfg.engine)  # engine="always" without TensorRT is an error now, not after the work
     if not model_path.exists():
@@ -117,7 +117,7 @@ def check_images(job: Job):
     cfg = job.cfg
     if cfg.calib_data:
         if not job.split_file.is_file():
-            raise InputError(f"split file {job.split_file} does not exist (pass split_file)", params=("split_file",))
+            raise InputError(f"split file {job.split_file} does not exist (pass {param('split_file')})")
         x, _ = val_images(job, limit=cfg.check_images or None)
         return x, f"{len(x)} val images of {cfg.calib_data}"
     x = np.random.default_rng(0).uniform(0, 255, (8, job.prep.height, job.prep.width)).astype(np.uint8)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-from edge.errors import BackendError, EdgeError
+from edge.errors import BackendError, EdgeError, param
 from edge.formats import engine_for, onnx_for
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,14 @@ def engine_plan(mode: str, installed: Optional[bool] = None, gpu: Optional[bool]
     no_gpu = f": {no_gpu}" if no_gpu else ""
     if mode == "always":
         if not installed:
-            raise EdgeError('engine="always": TensorRT is not installed here; build on the target with '
-                            f'edge-convert --from-onnx OUTDIR/{onnx_for("int8").file} (or use engine="auto")',
-                            params=("engine",))
+            raise EdgeError(f"{param('engine', 'always')}: TensorRT is not installed here; build on the target with "
+                            f"edge-convert --from-onnx OUTDIR/{onnx_for('int8').file} (or use {param('engine', 'auto')})")
         if not gpu:
-            raise EdgeError('engine="always": TensorRT is installed but no CUDA GPU is visible '
-                            f"(building without one crashes TensorRT){no_gpu}", params=("engine",))
+            raise EdgeError(f"{param('engine', 'always')}: TensorRT is installed but no CUDA GPU is visible "
+                            f"(building without one crashes TensorRT){no_gpu}")
         return EnginePlan(True)
     if mode != "auto":
-        raise EdgeError(f"engine must be auto, always or never, got {mode!r}", params=("engine",))
+        raise EdgeError(f"{param('engine')} must be auto, always or never, got {mode!r}")
     if installed and gpu:
         return EnginePlan(True)
     # the message is str.format-ed with {out} later: braces of the reason are escaped
@@ -353,7 +352,7 @@ def build_from_onnx(onnx_file: str, out_dir: Optional[str] = None, batch: Option
                  f"for FP16 pass {onnx_for('fp16').file}")
     existing = [p for p in out.glob(engine_for(precision).file.replace("{tag}", "*")) if not p.is_symlink()]
     if existing and not force:
-        raise EdgeError(f"{existing[0]} already exists (use force=True to rebuild)", params=("force",))
+        raise EdgeError(f"{existing[0]} already exists (use {param('force', True)} to rebuild)")
     if dla is not None:
         compat.check_dla(trt, precision, quantized=precision == "int8")
     return build_engine(src, meta, out, precision, batch=batch, max_batch=max_batch, workspace_mib=workspace_mib,

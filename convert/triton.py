@@ -39,7 +39,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ def model_config(name: str, meta: Dict[str, Any], platform: str, max_batch: int 
     try:
         from tritonclient.grpc import model_config_pb2 as mc
     except ImportError:
-        raise EdgeError("triton_repo needs tritonclient[grpc] (pip install 'steel-edge[plant]'): its "
-                        "ModelConfig protobuf writes and checks config.pbtxt", params=("triton_repo",)) from None
+        raise EdgeError(f"{param('triton_repo')} needs tritonclient[grpc] (pip install 'steel-edge[plant]'): its "
+                        "ModelConfig protobuf writes and checks config.pbtxt") from None
     inp, out = _io(meta, "input"), _io(meta, "output")
     batch_dim = inp["shape"][0]
     cfg = mc.ModelConfig(name=name, platform=platform)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -118,7 +118,7 @@ def staged_dir(outdir: str | os.PathLike, force: bool = False) -> Iterator[Path]
     """
     outdir = Path(outdir)
     if outdir.exists() and not force:
-        raise EdgeError(f"output folder {outdir} already exists (use force=True to replace it)", params=("force",))
+        raise EdgeError(f"output folder {outdir} already exists (use {param('force', True)} to replace it)")
     if outdir.exists() and not outdir.is_dir():
         raise EdgeError(f"output path {outdir} exists and is not a folder")
     parent = outdir.resolve().parent

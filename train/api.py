@@ -17,9 +17,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
-from train.config import EvalConfig, TrainConfig, param
+from train.config import EvalConfig, TrainConfig
 
 
 @dataclass
@@ -63,12 +63,11 @@ class EvalResult:
         return summary_line(self.report)
 
 
-def train_model(config: TrainConfig, show: Callable[[str], str] = param) -> TrainResult:
+def train_model(config: TrainConfig) -> TrainResult:
     """Train (``config.model``) or fine-tune (``config.init``) a classifier and write its model folder.
 
     Args:
         config: What to train; validated first (nothing is read or written before).
-        show: How errors name parameters (a command passes its flag names).
 
     Returns:
         The :class:`TrainResult`.
@@ -76,7 +75,7 @@ def train_model(config: TrainConfig, show: Callable[[str], str] = param) -> Trai
     Raises:
         edge.errors.EdgeError: bad input (one line), before anything is written.
     """
-    config.validate(show)
+    config.validate()
     if config.init is not None:
         from train.finetune import finetune
 
@@ -86,16 +85,15 @@ def train_model(config: TrainConfig, show: Callable[[str], str] = param) -> Trai
 
     run = copy.copy(config)  # distributed() scales the batch of its own copy, not the caller's config
     with distributed(run):
-        rep = train(run, run.lr_scale, run.distribute_info, show)
+        rep = train(run, run.lr_scale, run.distribute_info)
     return TrainResult(Path(config.out), rep)
 
 
-def evaluate_model(config: EvalConfig, show: Callable[[str], str] = param) -> EvalResult:
+def evaluate_model(config: EvalConfig) -> EvalResult:
     """Evaluate an artifact on one split of a dataset; write ``config.json`` / ``config.plots`` when set.
 
     Args:
         config: What to evaluate; validated first (the outputs are checked before the run).
-        show: How errors name parameters.
 
     Returns:
         The :class:`EvalResult`.
@@ -103,9 +101,9 @@ def evaluate_model(config: EvalConfig, show: Callable[[str], str] = param) -> Ev
     from edge.errors import EdgeError
     from train.evaluate import evaluate, plot_confusion
 
-    config.validate(show)
+    config.validate()
     rep = evaluate(config.model, config.data, config.split, config.split_file, config.batch,
-                   progress=config.progress, ood=config.ood, show=show)
+                   progress=config.progress, ood=config.ood)
     if config.json:
         from edge.fsutil import write_json
 

@@ -82,9 +82,8 @@ def config_from_args(args):
 @cli_entry("edge-train")
 def main(argv=None) -> int:
     from train.api import train_model
-    from train.config import cli_flag
 
-    train_model(config_from_args(build_parser().parse_args(argv)), show=cli_flag)
+    train_model(config_from_args(build_parser().parse_args(argv)))
     return 0
 
 

@@ -1,31 +1,21 @@
 """The configs of :func:`train.train_model` and :func:`train.evaluate_model`, each validated in one place.
 
-Errors name the parameters (``epochs``, ``batch_size``); a command passes ``show=cli_flag`` to
-:meth:`TrainConfig.validate` so that its user reads the flag (``--epochs``) instead.
+Errors name the parameters (``epochs``, ``batch_size``) with :func:`edge.errors.param`, so that a
+command's user reads the flag (``--epochs``) instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from edge.errors import InputError
+from edge.errors import InputError, param
 
 #: Augmentation presets of :meth:`train.augment.Augment.preset`.
 AUGMENT_PRESETS = ("seeds", "light", "line", "line-strong", "none")
 DISTRIBUTE_MODES = ("none", "mirrored")
 EVAL_SPLITS = ("test", "val", "train", "all")
-
-
-def param(name: str) -> str:
-    """How an error names a parameter from Python: as is."""
-    return name
-
-
-def cli_flag(name: str) -> str:
-    """How an error names a parameter to a command's user: its flag (``batch_size`` -> ``--batch-size``)."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -79,18 +69,17 @@ class TrainConfig:
     #: Fields holding paths (relative to a config file).
     PATHS = ("data", "out", "init", "weights", "split_file")
 
-    def validate(self, show: Callable[[str], str] = param) -> "TrainConfig":
+    def validate(self) -> "TrainConfig":
         """Check the whole config; return it.
 
         Args:
-            show: How a message names a parameter (:func:`param`, or :func:`cli_flag` for a command).
 
         Raises:
             InputError: one line naming the parameter (nothing is read or written before).
         """
         from train.models import COMPACT_POOLS, MODELS
 
-        n = show
+        n = param
         for name in ("data", "out"):
             if not getattr(self, name):
                 raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
@@ -125,7 +114,7 @@ class TrainConfig:
             raise InputError(f"{n('distribute')} applies to edge-train's recipes, not to {n('init')} fine-tuning")
         out = Path(self.out)
         if out.exists() and not self.force:
-            raise InputError(f"output folder {out} already exists (use {n('force')} to replace it)")
+            raise InputError(f"output folder {out} already exists (use {n('force', True)} to replace it)")
         if self.init is not None and not Path(self.init).is_file():
             raise InputError(f"{n('init')} model {self.init} does not exist")
         return self
@@ -159,7 +148,7 @@ class EvalConfig:
 
     PATHS = ("model", "data", "split_file", "ood", "json", "plots")
 
-    def validate(self, show: Callable[[str], str] = param) -> "EvalConfig":
+    def validate(self) -> "EvalConfig":
         """Check the config and that the outputs can be written (before the run, not after it); return it.
 
         Raises:
@@ -167,7 +156,7 @@ class EvalConfig:
         """
         from edge.fsutil import check_writable_dir
 
-        n = show
+        n = param
         for name in ("model", "data"):
             if not getattr(self, name):
                 raise InputError(f"give {n(name)} (or {name} = ... in the config file)")
@@ -184,4 +173,4 @@ class EvalConfig:
         return self
 
 
-__all__ = ["EvalConfig", "TrainConfig", "cli_flag", "param"]
+__all__ = ["EvalConfig", "TrainConfig"]

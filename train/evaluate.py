@@ -18,11 +18,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edge.errors import EdgeError, cli_entry
+from edge.errors import EdgeError, cli_entry, param
 from edge.log import add_log_flags
 
 
@@ -109,8 +109,7 @@ def plot_confusion(report: Dict, path: str | os.PathLike, title: str = "") -> Pa
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "test",
              split_file: Optional[str | os.PathLike] = None, batch_size: int = 64,
-             progress: bool = False, ood: Optional[str | os.PathLike] = None,
-             show: Callable[[str], str] = str) -> Dict:
+             progress: bool = False, ood: Optional[str | os.PathLike] = None) -> Dict:
     """Evaluate an artifact on one split of a dataset.
 
     Args:
@@ -122,7 +121,6 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
         progress: Show a progress bar.
         ood: Folder of out-of-distribution images (any layout, labels ignored): adds the ``"ood"`` block
             (:func:`ood_report`), DIR's evaluated images being the in-distribution ones.
-        show: How errors name parameters (``str``; a command passes its flag names).
 
     Returns:
         The :func:`metrics_report` dict plus ``model``, ``data``, ``split``, ``split_file``, ``backend``
@@ -144,7 +142,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
             split = read_split_csv(sf, ds)
         except EdgeError as e:
             if split_file is None:  # the model's own split.csv does not describe this dataset
-                raise EdgeError(f"{e}; to evaluate on other data use {show('split')} all or {show('split_file')} FILE"
+                raise EdgeError(f"{e}; to evaluate on other data use {param('split')} all or {param('split_file')} FILE"
                                 ) from None
             raise
         sel, used = ds.subset(split, which), str(sf)
@@ -153,7 +151,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, which: str = "te
     images = load_images(sel, progress=progress)
     ood_images = None
     if ood is not None:
-        ood_images = load_images(ood_files(ood, show), progress=progress)
+        ood_images = load_images(ood_files(ood), progress=progress)
     with load_runner(model, warmup=0) as runner:
         probs, score = _run(runner, images, batch_size, progress)
         backend = runner.backend
@@ -182,7 +180,7 @@ def _run(runner, images, batch_size: int, progress: bool):
     return np.concatenate(probs), score
 
 
-def ood_files(folder: str | os.PathLike, show: Callable[[str], str] = str) -> List[Path]:
+def ood_files(folder: str | os.PathLike) -> List[Path]:
     """Every image file under ``folder`` (any layout, labels ignored), sorted.
 
     Raises:
@@ -192,10 +190,10 @@ def ood_files(folder: str | os.PathLike, show: Callable[[str], str] = str) -> Li
 
     root = Path(folder)
     if not root.is_dir():
-        raise EdgeError(f"{show('ood')} folder {root} does not exist")
+        raise EdgeError(f"{param('ood')} folder {root} does not exist")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise EdgeError(f"{show('ood')} folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+        raise EdgeError(f"{param('ood')} folder {root} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     return files
 
 
@@ -255,13 +253,12 @@ def config_from_args(args):
     return cfg
 
 
-@cli_entry("edge-eval")
+@cli_entry("edge-eval", flags={"model": "MODEL"})
 def main(argv=None) -> int:
     from train.api import evaluate_model
-    from train.config import cli_flag
 
     cfg = config_from_args(build_parser().parse_args(argv))
-    rep = evaluate_model(cfg, show=lambda name: "MODEL" if name == "model" else cli_flag(name)).report
+    rep = evaluate_model(cfg).report
     print(summary_line(rep) + (f" -> {cfg.json}" if cfg.json else ""))
     if "ood" in rep:
         o = rep["ood"]

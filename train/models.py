@@ -23,9 +23,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, param
 from edge.preprocess import Preprocess
 
 
@@ -162,7 +162,7 @@ def _application(model: str):
             "nasnetmobile": keras.applications.NASNetMobile}[model]
 
 
-def resolve_weights(weights: Optional[str], show: Callable[[str], str] = str) -> Optional[str]:
+def resolve_weights(weights: Optional[str]) -> Optional[str]:
     """``imagenet`` / ``none`` / a local file → the ``weights`` argument of keras.applications.
 
     Raises:
@@ -174,24 +174,23 @@ def resolve_weights(weights: Optional[str], show: Callable[[str], str] = str) ->
         return "imagenet"
     p = Path(weights)
     if not p.is_file():
-        raise EdgeError(f"weights file {p} does not exist (use {show('weights')} imagenet, none or a local .h5 file)")
+        raise EdgeError(f"weights file {p} does not exist (use {param('weights')} imagenet, none or a local .h5 file)")
     return str(p)
 
 
-def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[str],
-               show: Callable[[str], str] = str):
+def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[str]):
     """The keras.applications base without its top, with a one-line error when weights are unreachable.
 
     Raises:
         EdgeError: ImageNet weights cannot be downloaded (offline), or a weights file does not fit.
     """
-    w = resolve_weights(weights, show)
+    w = resolve_weights(weights)
     if w is not None and input_shape[-1] != 3:
         raise EdgeError(f"{model} with pretrained weights needs 3-channel input, got {input_shape[-1]}")
     kwargs = dict(include_top=False, weights=w, input_shape=tuple(input_shape))
     if model == "nasnetmobile" and w == "imagenet" and tuple(input_shape[:2]) != (224, 224):
         raise EdgeError(f"nasnetmobile ImageNet weights need 224x224 input, got {input_shape[0]}x{input_shape[1]} "
-                        f"(use {show('input_size')} 224 or a local weights file {show('weights')} PATH)")
+                        f"(use {param('input_size')} 224 or a local weights file {param('weights')} PATH)")
     import warnings
 
     try:
@@ -206,7 +205,7 @@ def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[
         if w == "imagenet":
             raise EdgeError(
                 f"cannot get the ImageNet weights of {model} (offline? {text}); pass a local weights file "
-                f"with {show('weights')} PATH, or train the compact model from scratch ({show('model')} compact)"
+                f"with {param('weights')} PATH, or train the compact model from scratch ({param('model')} compact)"
             ) from None
         if w is not None:
             raise EdgeError(f"cannot load weights file {w} into {model}: {text}") from None
@@ -214,7 +213,7 @@ def build_base(model: str, input_shape: Tuple[int, int, int], weights: Optional[
 
 
 def build_transfer(model: str, input_shape: Tuple[int, int, int], num_classes: int,
-                   weights: Optional[str] = "imagenet", show: Callable[[str], str] = str):
+                   weights: Optional[str] = "imagenet"):
     """A backbone with the seeds' head. Returns ``(model, base)``; the base starts frozen (phase 1).
 
     mobilenetv2 / resnet50v2: GAP -> Dense 256 ReLU (L2 1e-4) -> Dropout 0.5 -> Dense K softmax.
@@ -223,7 +222,7 @@ def build_transfer(model: str, input_shape: Tuple[int, int, int], num_classes: i
     import keras
     from keras import layers, regularizers
 
-    base = build_base(model, input_shape, weights, show)
+    base = build_base(model, input_shape, weights)
     base.trainable = False
     inp = keras.Input(input_shape, name="input")
     # training=False: the base's BatchNorm layers run in inference mode in both phases, so
@@ -270,7 +269,7 @@ def set_phase(base, phase: int, fine_tune_layers: int = FINE_TUNE_LAYERS) -> Non
                     var.regularizer = l2
 
 
-def check_pretrained(model: str, weights: Optional[str], show: Callable[[str], str] = str) -> None:
+def check_pretrained(model: str, weights: Optional[str]) -> None:
     """Refuse a backbone without pretrained weights (one line naming the alternatives).
 
     The two-phase protocol (frozen base, then its last :data:`FINE_TUNE_LAYERS` layers) is meant for a
@@ -281,14 +280,14 @@ def check_pretrained(model: str, weights: Optional[str], show: Callable[[str], s
     Raises:
         EdgeError: ``model`` is a two-phase backbone and ``weights`` is ``none``.
     """
-    if spec_of(model).two_phase and resolve_weights(weights, show) is None:
+    if spec_of(model).two_phase and resolve_weights(weights) is None:
         raise EdgeError(f"{model} needs pretrained weights: the two-phase protocol keeps most of a random base frozen "
-                        f"(52.96 % on NEU); pass a local ImageNet weights file with {show('weights')} PATH, or train "
-                        f"the compact model from scratch ({show('model')} compact)")
+                        f"(52.96 % on NEU); pass a local ImageNet weights file with {param('weights')} PATH, or train "
+                        f"the compact model from scratch ({param('model')} compact)")
 
 
 def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None,
-          pool: Optional[str] = None, show: Callable[[str], str] = str):
+          pool: Optional[str] = None):
     """Build any architecture. Returns ``(model, base)``; ``base`` is None for ``compact``.
 
     ``pool`` is compact's global pooling (:data:`COMPACT_POOLS`, default :data:`COMPACT_DEFAULT_POOL`); the backbones keep
@@ -299,10 +298,10 @@ def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str]
         raise EdgeError(f"{model} takes {spec.channels}-channel input, the preprocessing gives {prep.channels}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if model == "compact":
-        if resolve_weights(weights, show) == "imagenet":
-            raise EdgeError(f"compact is trained from scratch: it has no ImageNet weights (use {show('weights')} none)")
+        if resolve_weights(weights) == "imagenet":
+            raise EdgeError(f"compact is trained from scratch: it has no ImageNet weights (use {param('weights')} none)")
         m = build_compact(prep.input_shape, num_classes, pool=pool or COMPACT_DEFAULT_POOL)
-        w = resolve_weights(weights, show)
+        w = resolve_weights(weights)
         if w is not None:
             try:
                 m.load_weights(w)
@@ -310,8 +309,8 @@ def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str]
                 raise EdgeError(f"cannot load weights file {w} into compact: {' '.join(str(e).split())[:200]}") from None
         return m, None
     if pool not in (None, "avg"):
-        raise EdgeError(f"{model} keeps the seeds' GAP head: {show('pool')} {pool} applies to compact only")
-    return build_transfer(model, prep.input_shape, num_classes, weights, show)
+        raise EdgeError(f"{model} keeps the seeds' GAP head: {param('pool')} {pool} applies to compact only")
+    return build_transfer(model, prep.input_shape, num_classes, weights)
 
 
 def count_params(model) -> dict:

@@ -161,15 +161,15 @@ class Recipe:
     distribute_info: Any = None
 
     @classmethod
-    def of(cls, cfg, lr_scale: float = 1.0, distribute_info=None, show=str) -> "Recipe":
+    def of(cls, cfg, lr_scale: float = 1.0, distribute_info=None) -> "Recipe":
         """Resolve the defaults; a missing weights file or an untrainable base fails before the data is read."""
         from train.augment import Augment
         from train.models import check_pretrained, default_preprocess, resolve_weights, spec_of
 
         spec = spec_of(cfg.model)
         weights = cfg.weights if cfg.weights is not None else spec.weights
-        resolve_weights(weights, show)
-        check_pretrained(cfg.model, weights, show)
+        resolve_weights(weights)
+        check_pretrained(cfg.model, weights)
         epochs = cfg.epochs or spec.epochs
         # compact: 20, so the noisy validation loss of the high-rate epochs cannot stop the cosine schedule early.
         patience = cfg.patience if cfg.patience is not None else (20 if cfg.model == "compact" else 5)
@@ -252,14 +252,13 @@ def training_block(r: Recipe, fit: Fit, params: Dict, parts: Dict, wall: float) 
     }
 
 
-def train(cfg, lr_scale: float = 1.0, distribute_info=None, show=str) -> Dict:
+def train(cfg, lr_scale: float = 1.0, distribute_info=None) -> Dict:
     """Train as ``cfg`` (a validated :class:`train.TrainConfig`) says and write its model folder; return the report.
 
     Args:
         cfg: The config (``batch_size`` already the global batch under a strategy).
         lr_scale: Learning-rate factor (the replica count under ``distribute="mirrored"``).
         distribute_info: The strategy block written to the report (None: one device).
-        show: How errors name parameters (a command passes its flag names).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from edge.fsutil import staged_dir
@@ -267,7 +266,7 @@ def train(cfg, lr_scale: float = 1.0, distribute_info=None, show=str) -> Dict:
     from train.evaluate import metrics_report, summary_line
     from train.models import build, count_params
 
-    r = Recipe.of(cfg, lr_scale, distribute_info, show)
+    r = Recipe.of(cfg, lr_scale, distribute_info)
     t_start = time.perf_counter()
     ds, split, parts, arr = load_parts(cfg, r.prep)
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = arr["train"], arr["val"], arr["test"]
@@ -280,7 +279,7 @@ def train(cfg, lr_scale: float = 1.0, distribute_info=None, show=str) -> Dict:
         from train.distribute import even_validation, sync_batchnorm
 
         val = even_validation(val, distribute_info["replicas"])
-    model, base = build(cfg.model, k, r.prep, r.weights, pool=cfg.pool, show=show)
+    model, base = build(cfg.model, k, r.prep, r.weights, pool=cfg.pool)
     if distribute_info:  # BN statistics of the global batch
         sync_batchnorm(model)
     params = count_params(model)

@@ -108,19 +108,38 @@ def test_every_command_has_verbose_and_quiet(capsys, module):
 
 
 def test_parameter_names_become_flags_in_a_command(capsys):
+    from edge.errors import param
+
+    def fail():
+        raise BackendError(f"{param('cuda_graph')} needs another backend (use {param('cuda_backend', 'cuda-python')}, "
+                           f"or drop {param('cuda_graph')}); {param('engine', 'always')} failed, "
+                           f"{param('max_batch', 0)}, {param('force', True)}; max batch stays")
+
     @cli_entry("edge-x")
     def main(argv):
-        raise BackendError('cuda_graph needs another backend (use cuda_backend=cuda-python, or drop cuda_graph); '
-                           'engine="always" failed, max_batch=0, force=True; max batch stays', params=(
-                               "cuda_graph", "cuda_backend", "engine", "max_batch", "force"))
+        fail()
 
     assert main([]) == 3
     assert capsys.readouterr().err == ("edge-x: error: --cuda-graph needs another backend (use --cuda-backend "
                                        "cuda-python, or drop --cuda-graph); --engine always failed, --max-batch 0, "
                                        "--force; max batch stays\n")
     with pytest.raises(BackendError) as e:   # from Python the message keeps the parameter names
-        main.__wrapped__([])
-    assert str(e.value).startswith("cuda_graph needs") and e.value.params[0] == "cuda_graph"
+        fail()
+    assert str(e.value) == ("cuda_graph needs another backend (use cuda_backend='cuda-python', or drop cuda_graph); "
+                            "engine='always' failed, max_batch=0, force=True; max batch stays")
+
+
+def test_a_command_names_a_parameter_by_its_own_flag_and_restores_the_naming(capsys):
+    from edge.errors import param
+
+    @cli_entry("edge-y", flags={"references": "--reference", "model": "MODEL"})
+    def main(argv):
+        assert param("max_batch") == "--max-batch"
+        raise EdgeError(f"{param('references')} and {param('model')} disagree")
+
+    assert main([]) == 2
+    assert capsys.readouterr().err == "edge-y: error: --reference and MODEL disagree\n"
+    assert param("references") == "references"   # after the command: Python's names again
 
 
 def test_a_closed_stdout_stops_the_lines_quietly(capsys, monkeypatch):

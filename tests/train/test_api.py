@@ -32,14 +32,20 @@ def test_train_config_errors_name_the_parameters(kw, needle, tmp_path, monkeypat
     assert needle in str(ei.value) and "--" not in str(ei.value)
 
 
-def test_train_config_errors_name_the_flags_for_the_command(tmp_path):
-    from train.config import cli_flag
+def test_train_config_errors_name_the_flags_for_the_command(tmp_path, capsys):
+    from edge.errors import cli_entry
 
-    with pytest.raises(EdgeError, match="^--batch-size must be >= 1, got 0$"):
-        TrainConfig(data="d", out=str(tmp_path / "o"), model="compact", batch_size=0).validate(cli_flag)
+    @cli_entry("edge-train")
+    def main(argv):
+        TrainConfig(data="d", out=str(tmp_path / "o"), model="compact", **argv).validate()
+
+    assert main({"batch_size": 0}) == 2
+    assert capsys.readouterr().err == "edge-train: error: --batch-size must be >= 1, got 0\n"
     (tmp_path / "o").mkdir()
-    with pytest.raises(EdgeError, match=r"already exists \(use force to replace it\)"):
-        TrainConfig(data="d", out=str(tmp_path / "o"), model="compact").validate()
+    assert main({}) == 2
+    assert "already exists (use --force to replace it)" in capsys.readouterr().err
+    with pytest.raises(EdgeError, match=r"already exists \(use force=True to replace it\)"):
+        main.__wrapped__({})   # from Python: the parameter
 
 
 def test_train_model_refuses_bad_config_before_writing(tmp_path, sample_dir):

@@ -299,19 +299,19 @@ def check_dla(trt, precision: str, quantized: bool = False) -> None:
     Raises:
         EdgeError: one line naming the reason and what to do instead.
     """
-    from edge.errors import EdgeError
+    from edge.errors import EdgeError, param
 
     v = version_of(trt)
     if precision == "fp32":
-        raise EdgeError("dla: the DLA runs FP16 or INT8 only; an FP32 engine would run entirely on the GPU "
-                        "(build model.fp16.onnx or model.int8.onnx)", params=("dla",))
+        raise EdgeError(f"{param('dla')}: the DLA runs FP16 or INT8 only; an FP32 engine would run entirely on the "
+                        "GPU (build model.fp16.onnx or model.int8.onnx)")
     if v.major == 11 and v.minor <= 3:
-        raise EdgeError(f"dla: TensorRT {v} has no DLA support (11.0-11.3; 11.x is x86-only): use the "
-                        "JetPack's TensorRT (8.5-10.x)", params=("dla",))
+        raise EdgeError(f"{param('dla')}: TensorRT {v} has no DLA support (11.0-11.3; 11.x is x86-only): use the "
+                        "JetPack's TensorRT (8.5-10.x)")
     if v.major == 8 and (precision == "int8" or quantized):
-        raise EdgeError(f"dla: TensorRT {v} does not run an explicitly quantized (Q/DQ) network on the DLA "
-                        "(it would fall back to the GPU entirely): build FP16 for the DLA, or use TensorRT 10 "
-                        "(JetPack 6.1+)", params=("dla",))
+        raise EdgeError(f"{param('dla')}: TensorRT {v} does not run an explicitly quantized (Q/DQ) network on the "
+                        "DLA (it would fall back to the GPU entirely): build FP16 for the DLA, or use TensorRT 10 "
+                        "(JetPack 6.1+)")
 
 
 def use_dla(trt, builder, config, core: int) -> None:
@@ -320,13 +320,13 @@ def use_dla(trt, builder, config, core: int) -> None:
     The caller builds a static shape (min = opt = max: the DLA has no dynamic shapes; a dynamic
     profile silently runs everything on the GPU) and records the placement (:func:`dla_placement`).
     """
-    from edge.errors import EdgeError
+    from edge.errors import EdgeError, param
 
     n = int(builder.num_DLA_cores)
     if n == 0:
-        raise EdgeError("this device has no DLA (dla needs a Jetson AGX/NX Orin or Xavier)", params=("dla",))
+        raise EdgeError(f"this device has no DLA ({param('dla')} needs a Jetson AGX/NX Orin or Xavier)")
     if not 0 <= core < n:
-        raise EdgeError(f"dla={core}: this device has DLA cores 0..{n - 1}", params=("dla",))
+        raise EdgeError(f"{param('dla', core)}: this device has DLA cores 0..{n - 1}")
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = int(core)
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)

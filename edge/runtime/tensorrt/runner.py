@@ -33,7 +33,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from edge.errors import BackendError, EdgeError
+from edge.errors import BackendError, EdgeError, param
 from edge.runtime.base import Runner, TensorSpec, Timing
 from edge.runtime.tensorrt import buffers as bufmath
 
@@ -114,8 +114,8 @@ class TensorRTRunner(Runner):
 
         self.be = get_backend(self.cuda_backend, device=self.device)
         if self.cuda_graph and not self.be.supports_graphs:
-            raise EdgeError(f"cuda_graph needs the cuda-python backend: {self.be.name} has no stream-capture API "
-                            "(use cuda_backend=cuda-python, or drop cuda_graph)", params=("cuda_graph", "cuda_backend"))
+            raise EdgeError(f"{param('cuda_graph')} needs the cuda-python backend: {self.be.name} has no stream-capture "
+                            f"API (use {param('cuda_backend', 'cuda-python')}, or drop {param('cuda_graph')})")
         dev = self.be.device_info(self.device)
         self.trt, self._runtime, self.engine = load_engine(self.artifact, self.meta, dev)
         self.context = self.engine.create_execution_context()
