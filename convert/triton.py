@@ -105,6 +105,11 @@ def model_config(name: str, meta: Dict[str, Any], platform: str, max_batch: int 
         i.format = mc.ModelInput.FORMAT_NHWC
     cfg.output.add(name=out["name"], data_type=getattr(mc.DataType, DTYPES[out.get("dtype", "float32")]),
                    dims=[int(d) for d in out_dims], label_filename="labels.txt")
+    if meta.get("ood"):  # the open-set score output of a model made with python -m train.ood: (N, 1)
+        from edge.ood import SCORE_OUTPUT
+
+        cfg.output.add(name=SCORE_OUTPUT, data_type=mc.DataType.TYPE_FP32,
+                       dims=[1] if cfg.max_batch_size > 0 else [int(inp["shape"][0]), 1])
     if cfg.max_batch_size > 0:
         cfg.dynamic_batching.max_queue_delay_microseconds = int(queue_delay_us)
         pref = [b for b in (4, 8, 16, 32) if b <= cfg.max_batch_size]
@@ -114,8 +119,8 @@ def model_config(name: str, meta: Dict[str, Any], platform: str, max_batch: int 
         cfg.default_model_filename = default_file
     for cc, f in sorted((cc_files or {}).items()):
         cfg.cc_model_filenames[cc] = f
-    slim = {k: meta[k] for k in ("classes", "preprocess", "input", "output", "precision", "format", "source_model")
-            if k in meta}
+    slim = {k: meta[k] for k in ("classes", "preprocess", "input", "output", "precision", "format", "source_model",
+                                 "ood") if k in meta}
     slim["source_sha256"] = (meta.get("source_model") or {}).get("sha256")
     cfg.parameters[META_KEY].string_value = json.dumps(slim, separators=(",", ":"))
     return cfg

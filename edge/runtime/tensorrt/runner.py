@@ -60,6 +60,26 @@ class _Slot:
             obj.free()
 
 
+def pick_io(tensors, artifact="engine"):
+    """(input, probabilities, score or None) among an engine's I/O tensors.
+
+    One input; one output, or two where one is the open-set score ``ood_score`` (N, 1) of a model made
+    with ``python -m train.ood`` (TensorRT keeps the ONNX output names). Anything else is refused in one
+    line.
+    """
+    from edge.ood import SCORE_OUTPUT
+
+    ins = [t for t in tensors if t.is_input]
+    outs = [t for t in tensors if not t.is_input]
+    score = next((t for t in outs if t.name == SCORE_OUTPUT), None)
+    probs = [t for t in outs if t is not score]
+    if len(ins) != 1 or len(probs) != 1 or (score is not None and tuple(score.shape[1:]) != (1,)):
+        raise EdgeError(f"{artifact}: the runner takes one input and one output (plus an optional {SCORE_OUTPUT!r} "
+                        f"(N, 1) output), the engine has {len(ins)} input(s) and outputs "
+                        f"{', '.join(f'{t.name} {tuple(t.shape)}' for t in outs) or 'none'}")
+    return ins[0], probs[0], score
+
+
 class TensorRTRunner(Runner):
     """Runs a serialized TensorRT engine (``.engine``/``.plan``) with its metadata JSON.
 
@@ -91,6 +111,7 @@ class TensorRTRunner(Runner):
         self.be = None
         self.slots: List[_Slot] = []
         self._tensors = []
+        self._score = None                        # the ood_score output, when the engine has one
         self._plans: Dict[str, bufmath.BufferPlan] = {}
         self._max_batch = None
         self.zero_copy = False
@@ -122,12 +143,7 @@ class TensorRTRunner(Runner):
         if self.context is None:
             raise BackendError(f"TensorRT could not create an execution context for {self.artifact} (out of memory?)")
         self._tensors = compat.io_tensors(self.trt, self.engine)
-        ins = [t for t in self._tensors if t.is_input]
-        outs = [t for t in self._tensors if not t.is_input]
-        if len(ins) != 1 or len(outs) != 1:
-            raise EdgeError(f"{self.artifact}: the runner takes one input and one output, the engine has "
-                            f"{len(ins)} and {len(outs)}")
-        self._in, self._out = ins[0], outs[0]
+        self._in, self._out, self._score = pick_io(self._tensors, self.artifact)
         self._static_batch = bufmath.static_batch(self._in)
         self._max_batch = bufmath.resolve_max_batch(self._tensors, self.requested_max_batch)
         self._plans = bufmath.plan_buffers(self._tensors, max(self._max_batch, self._static_batch or 0))
@@ -282,8 +298,9 @@ class TensorRTRunner(Runner):
         if timed:
             slot.t[2].record(compute_stream)
         if not self.zero_copy:
-            self.be.memcpy_dtoh_async(slot.host[pout.name].ptr, slot.dev[pout.name].ptr, pout.batch_nbytes(n),
-                                      compute_stream)
+            for p in (pout,) + ((self._plans[self._score.name],) if self._score is not None else ()):
+                self.be.memcpy_dtoh_async(slot.host[p.name].ptr, slot.dev[p.name].ptr, p.batch_nbytes(n),
+                                          compute_stream)
         slot.done.record(compute_stream)
 
     def _fill(self, slot: _Slot, batch: np.ndarray) -> None:
@@ -291,11 +308,24 @@ class TensorRTRunner(Runner):
         view = slot.host[p.name].view(p.batch_shape(len(batch)), p.dtype)
         np.copyto(view, batch, casting="same_kind")
 
-    def _collect(self, slot: _Slot, n: int, wait: bool = True) -> np.ndarray:
+    def _collect(self, slot: _Slot, n: int, wait: bool = True):
+        """Probabilities (n, K), or (probabilities, score (n,)) for an engine with the score output."""
         if wait:
             slot.done.synchronize()
         p = self._plans[self._out.name]
-        return np.array(slot.host[p.name].view(p.batch_shape(n), p.dtype), dtype=np.float32)
+        probs = np.array(slot.host[p.name].view(p.batch_shape(n), p.dtype), dtype=np.float32)
+        if self._score is None:
+            return probs
+        q = self._plans[self._score.name]
+        return probs, np.array(slot.host[q.name].view(q.batch_shape(n), q.dtype), dtype=np.float32).reshape(n)
+
+    def _yield(self, out) -> np.ndarray:
+        """The probabilities of a collected chunk; its score (if any) becomes :attr:`last_score`."""
+        if isinstance(out, tuple):
+            self.last_score = out[1]
+            return out[0]
+        self.last_score = None
+        return out
 
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
         """One chunk on one stream: H2D → execute → D2H, one blocking-sync event wait, event timing."""
@@ -315,10 +345,15 @@ class TensorRTRunner(Runner):
         """Probabilities (N, K); batches above :attr:`max_batch` go through the double-buffered pipeline."""
         if self.is_active and self._max_batch is not None and len(batch) > self._max_batch:
             t0 = time.perf_counter()
-            parts = list(self.infer_batches(self.check_batch(batch)[a:b]
-                                            for a, b in bufmath.chunks(len(batch), self._max_batch)))
+            parts, scores = [], []
+            for p in self.infer_batches(self.check_batch(batch)[a:b]
+                                        for a, b in bufmath.chunks(len(batch), self._max_batch)):
+                parts.append(p)
+                if self.last_score is not None:
+                    scores.append(self.last_score)
             self.last_timing = Timing(compute_ms=(time.perf_counter() - t0) * 1e3,
                                       total_ms=(time.perf_counter() - t0) * 1e3)
+            self.last_score = np.concatenate(scores) if scores else None
             return np.concatenate(parts)
         return super().infer(batch)
 
@@ -328,7 +363,8 @@ class TensorRTRunner(Runner):
         Two slots: chunk k is written into slot k % 2 and enqueued (upload on the copy stream,
         compute + download on the compute stream after the upload event) *before* the host waits for
         chunk k-1, so the next upload overlaps the current compute. A slot is reused only after its
-        previous chunk was collected.
+        previous chunk was collected. With a score output, :attr:`last_score` is the score of the chunk
+        just yielded (as the daemon reads it).
         """
         if not self.is_active:
             raise EdgeError("TensorRTRunner is not active: use it as a context manager")
@@ -342,7 +378,7 @@ class TensorRTRunner(Runner):
             self._fill(slot, b)
             self._enqueue(slot, len(b), self.s_copy, self.s_compute, timed=False)
             if prev is not None:
-                yield self._collect(self.slots[prev[0]], prev[1])
+                yield self._yield(self._collect(self.slots[prev[0]], prev[1]))
             prev = (k % nslots, len(b))
         if prev is not None:
-            yield self._collect(self.slots[prev[0]], prev[1])
+            yield self._yield(self._collect(self.slots[prev[0]], prev[1]))

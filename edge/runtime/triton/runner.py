@@ -181,8 +181,16 @@ class TritonRunner(Runner):
             raise EdgeError(f"no Triton type for a {batch.dtype} batch")
         inp = lib.InferInput(spec.name, list(batch.shape), dtype)
         inp.set_data_from_numpy(batch)
-        out = lib.InferRequestedOutput(self.output_spec.name)
-        return [inp], [out]
+        outs = [lib.InferRequestedOutput(self.output_spec.name)]
+        if self._score_name:  # the open-set score output (convert.triton lists it for a model with an ood block)
+            outs.append(lib.InferRequestedOutput(self._score_name))
+        return [inp], outs
+
+    @property
+    def _score_name(self) -> Optional[str]:
+        from edge.ood import SCORE_OUTPUT
+
+        return SCORE_OUTPUT if self.meta.get("ood") else None
 
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
         inputs, outputs = self.build_request(batch)
@@ -197,4 +205,11 @@ class TritonRunner(Runner):
         if probs.shape != (len(batch), len(self.classes)):
             raise EdgeError(f"Triton model {self.model} returned shape {probs.shape}, expected "
                             f"({len(batch)}, {len(self.classes)})")
-        return probs, Timing(compute_ms=(time.perf_counter() - t0) * 1e3)
+        timing = Timing(compute_ms=(time.perf_counter() - t0) * 1e3)
+        if self._score_name:
+            score = res.as_numpy(self._score_name)
+            if score is None or np.size(score) != len(batch):
+                raise EdgeError(f"Triton model {self.model} returned no '{self._score_name}' output of shape "
+                                f"({len(batch)}, 1) though its metadata has an open-set threshold")
+            return (probs, np.asarray(score, dtype=np.float32).reshape(len(batch))), timing
+        return probs, timing

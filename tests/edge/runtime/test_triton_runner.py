@@ -35,14 +35,14 @@ class StandIn:
         return self.ready
 
     def infer(self, model, inputs, model_version="", outputs=None, client_timeout=None):
-        (inp,), (out,) = inputs, outputs
+        (inp,), names = inputs, [o.name() for o in outputs]
         arr = np.frombuffer(inp._raw_content, NP[inp.datatype()]).reshape(inp.shape())  # the bytes sent
-        self.calls.append((model, inp.name(), inp.datatype(), tuple(inp.shape()), out.name()))
-        probs = self.sess.run(None, {inp.name(): arr})[0]
+        self.calls.append((model, inp.name(), inp.datatype(), tuple(inp.shape()), *names))
+        res = dict(zip(names, self.sess.run(names, {inp.name(): arr})))
 
         class Result:
             def as_numpy(self, name):
-                return probs if name == out.name() else None
+                return res.get(name)
 
         return Result()
 
@@ -171,3 +171,54 @@ def test_config_file_keeps_a_triton_model_url(tmp_path):
     cfg.write_text('model = "triton://gpu1:8001/neu-compact"\nsource = "csi://0"\nevents = "ev.jsonl"\n')
     v = load_config_file(cfg)
     assert v["model"] == "triton://gpu1:8001/neu-compact" and v["events"] == str(tmp_path / "ev.jsonl")
+
+
+def _with_score(path, threshold):
+    """The intensity model plus an ``ood_score`` output = -max(probs), and an ood block in its metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge.metadata import read_meta, write_meta
+
+    m = onnx.load(str(path))
+    m.graph.node.extend([helper.make_node("ReduceMax", ["probs"], ["top"], axes=[1], keepdims=1),
+                         helper.make_node("Neg", ["top"], ["ood_score"])])
+    m.graph.output.append(helper.make_tensor_value_info("ood_score", TensorProto.FLOAT, ["N", 1]))
+    onnx.save(m, str(path))
+    write_meta(path, {**read_meta(path), "ood": {"score": "max_softmax", "output": "ood_score",
+                                                 "threshold": threshold, "acceptance": 0.99}})
+    return path
+
+
+def test_score_output_is_requested_and_returned(tmp_path):
+    """A model with an open-set threshold: convert.triton lists ood_score, the runner asks for it and keeps it
+    in last_score, as the ONNX Runtime runner does on the same model."""
+    from google.protobuf import json_format
+
+    from convert.triton import parse_pbtxt, write_repository
+    from edge.capture.testing import make_intensity_model
+    from edge.metadata import read_meta, write_meta
+    from edge.runtime import load_runner
+
+    m = _with_score(make_intensity_model(tmp_path / "neu-compact" / "model.onnx", 32), threshold=-0.8)
+    write_meta(m, dict(read_meta(m), precision="fp32"))
+    (d,) = write_repository([m], tmp_path / "repo", name="neu-compact", max_batch=4, say=lambda s: None)
+    pb = parse_pbtxt((d / "config.pbtxt").read_text())
+    assert [(o.name, list(o.dims)) for o in pb.output] == [("probs", [6]), ("ood_score", [1])]
+    cfg = json_format.MessageToDict(pb, preserving_proto_field_name=True)
+    client = StandIn(cfg, m)
+    images = np.random.default_rng(1).integers(0, 256, (6, 40, 40), dtype=np.uint8)
+    with TritonRunner("triton://gpu1/neu-compact", client=client, warmup=0) as r:
+        assert r.meta["ood"]["threshold"] == -0.8
+        got, score = r.infer_images(images), r.last_score
+    with load_runner(m) as ref:
+        want, want_score = ref.infer_images(images), ref.last_score
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(score, want_score, atol=1e-6)
+    assert {c[4:] for c in client.calls} == {("probs", "ood_score")}
+    # a server that does not answer with the score: one line
+    bad = StandIn(cfg, m)
+    bad.sess.run = lambda names, feed, _run=bad.sess.run: [_run(names[:1], feed)[0], None][:len(names)]
+    with TritonRunner("triton://gpu1/neu-compact", client=bad, warmup=0) as r:
+        with pytest.raises(EdgeError, match="no 'ood_score' output"):
+            r.infer_images(images[:2])

@@ -65,9 +65,10 @@ class FakeEngine:
     num_io_tensors = 2
     device_memory_size = device_memory_size_v2 = 4096
 
-    def __init__(self, backend=None, profile=PROFILE):
+    def __init__(self, backend=None, profile=PROFILE, outputs=("probs",)):
         self.backend = backend
-        self.names = ["input", "probs"]
+        self.names = ["input", *outputs]
+        self.num_io_tensors = len(self.names)
         self.calls = []
         self.profile = profile
         self.contexts = []
@@ -79,7 +80,7 @@ class FakeEngine:
         return "INPUT" if name == "input" else "OUTPUT"
 
     def get_tensor_shape(self, name):
-        return (-1, H, W, 1) if name == "input" else (-1, K)
+        return {"input": (-1, H, W, 1), "ood_score": (-1, 1), "wide_score": (-1, 2)}.get(name, (-1, K))
 
     def get_tensor_dtype(self, name):
         return "FLOAT"
@@ -150,6 +151,8 @@ class FakeContext:
             x = host_array(addr["input"], (n, H, W, 1), np.float32)
             out = host_array(addr["probs"], (n, K), np.float32)
             out[:] = reference(x) if self.epoch == epoch else np.nan  # stale graph: garbage
+            if "ood_score" in addr:  # the open-set score output: -max(probs), as train.ood's max_softmax
+                host_array(addr["ood_score"], (n, 1), np.float32)[:] = -reference(x).max(1, keepdims=True)
 
         be = self.engine.backend
         be.log.append(("exec", self.shape[0]))
@@ -414,9 +417,9 @@ def test_chunks():
 @pytest.fixture
 def fake_engine(tmp_path, monkeypatch):
     def make(integrated=False, version="10.3.0", meta_version="10.3.0", profile=PROFILE, supports_graphs=True,
-             dla_core=None):
+             dla_core=None, outputs=("probs",)):
         be = FakeBackend(integrated, supports_graphs)
-        eng = FakeEngine(be, profile)
+        eng = FakeEngine(be, profile, outputs)
         trt = _fake_trt(version, eng)
         be.trt, be.engine = trt, eng
 
@@ -473,6 +476,57 @@ def test_runner_double_buffers_large_batches(fake_engine):
     assert [o for o in first if o[0] == "htod"] == [("htod", 4 * H * W * 4)] * 2  # chunk 1 uploaded before chunk 0 is waited for
     assert [o for o in log if o[0] == "htod"][2] == ("htod", 2 * H * W * 4)
     assert all(o != ("stream_sync",) for o in log)  # the pipeline waits on per-slot events, not the stream
+
+
+@pytest.mark.parametrize("outputs", [("probs", "ood_score"), ("ood_score", "probs")])
+def test_runner_returns_the_score_output(fake_engine, outputs):
+    """An engine with the open-set score output: probabilities as the result, the score in last_score,
+    on the one-call path, the double-buffered path and infer_batches (chunk by chunk, as the daemon reads it)."""
+    from edge.runtime import load_runner
+
+    path, be = fake_engine(outputs=outputs)
+    x = np.random.default_rng(4).random((10, H, W, 1), dtype=np.float32)
+    with load_runner(path, warmup=0) as r:
+        assert r.output_spec.name == "probs" and r.output_spec.shape == (-1, K)
+        be.log.clear()
+        out = r.infer(x[:3])
+        assert [o for o in be.log if o[0] == "dtoh"] == [("dtoh", 3 * K * 4), ("dtoh", 3 * 4)]
+        np.testing.assert_allclose(out, reference(x[:3]), rtol=1e-6)
+        np.testing.assert_allclose(r.last_score, -reference(x[:3]).max(1), rtol=1e-6)
+        out = r.infer(x)                                   # 10 > max batch 4: double-buffered
+        np.testing.assert_allclose(out, reference(x), rtol=1e-6)
+        np.testing.assert_allclose(r.last_score, -reference(x).max(1), rtol=1e-6)
+        chunks = [x[:4], x[4:8], x[8:]]
+        for c, p in zip(chunks, r.infer_batches(chunks)):
+            np.testing.assert_allclose(p, reference(c), rtol=1e-6)
+            np.testing.assert_allclose(r.last_score, -reference(c).max(1), rtol=1e-6)
+    with load_runner(path, warmup=0, zero_copy="auto") as r:   # not integrated: copies, score still there
+        r.infer(x[:2])
+        assert r.last_score.shape == (2,)
+
+
+def test_runner_without_score_output_has_no_score(fake_engine):
+    from edge.runtime import load_runner
+
+    path, _ = fake_engine()
+    x = np.random.default_rng(5).random((6, H, W, 1), dtype=np.float32)
+    with load_runner(path, warmup=0) as r:
+        r.infer(x)
+        assert r.last_score is None
+        list(r.infer_batches([x[:4]]))
+        assert r.last_score is None
+
+
+@pytest.mark.parametrize("outputs,needle", [(("probs", "other"), "outputs probs"),
+                                            (("probs", "wide_score"), "wide_score"), ((), "none")])
+def test_runner_refuses_other_outputs_in_one_line(fake_engine, outputs, needle):
+    from edge.runtime import load_runner
+
+    path, _ = fake_engine(outputs=outputs)
+    with pytest.raises(EdgeError, match="one input and one output") as e:
+        with load_runner(path, warmup=0):
+            pass
+    assert needle in str(e.value) and "\n" not in str(e.value)
 
 
 def test_runner_zero_copy_on_integrated_gpu(fake_engine):
