@@ -11,6 +11,14 @@ Scores:
   :data:`SCORE_OUTPUT`), so Keras, ONNX Runtime and TensorRT all produce it.
 * ``max_softmax``: ``-max(probs)`` (Hendrycks & Gimpel 2017), the baseline; computable from the
   probabilities of any model.
+* ``mahalanobis``: the smallest squared Mahalanobis distance of the penultimate features to the class
+  means, with one covariance shared by the classes (Lee et al. 2018); ``cosine``: ``-max`` cosine
+  similarity of the penultimate features to the class means. Their class statistics come from the
+  training split (:func:`fit_feature_stats`) and are stored in the graph as constants
+  (:func:`train.models.with_ood_score`); the functions here are the numpy reference.
+* ``logit_cosine``: ``-max`` cosine similarity of the logits to the class means of the training
+  split's logits, both centred on the mean of the class means. Chosen by the leave-one-class-out
+  validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
 
 Pure numpy + scikit-learn: safe to import on the Jetson.
 """
@@ -25,7 +33,9 @@ from edge.errors import EdgeError
 
 #: Name of the score output of a model with an in-graph open-set score.
 SCORE_OUTPUT = "ood_score"
-SCORES = ("energy", "max_softmax")
+SCORES = ("energy", "max_softmax", "mahalanobis", "cosine", "logit_cosine")
+#: Scores computed with class statistics of the training split (stored in the graph as constants).
+FEATURE_SCORES = ("mahalanobis", "cosine", "logit_cosine")
 #: Default share of in-distribution validation images the threshold accepts.
 DEFAULT_ACCEPTANCE = 0.99
 
@@ -40,6 +50,53 @@ def energy(logits: np.ndarray) -> np.ndarray:
 def max_softmax(probs: np.ndarray) -> np.ndarray:
     """``-max(probs)`` per row (N,): the max-softmax baseline as an unusualness score."""
     return -np.asarray(probs, dtype=np.float64).max(axis=1)
+
+
+def fit_feature_stats(features: np.ndarray, labels: Sequence[int], num_classes: int) -> Dict[str, np.ndarray]:
+    """Class means and the shared precision of penultimate features (the training split's).
+
+    The covariance is the Ledoit-Wolf shrinkage estimate (scikit-learn) of the class-centred features,
+    so it is invertible with fewer images than feature dimensions.
+
+    Returns:
+        ``{"means": (K, D), "precision": (D, D), "center": (D,)}`` in float64; ``center`` is the mean of
+        the class means (the in-graph form subtracts it first, for FP16's sake).
+
+    Raises:
+        EdgeError: a class without a feature vector, or labels that do not match the features.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).ravel()
+    if f.ndim != 2 or len(f) != len(y):
+        raise EdgeError(f"features {f.shape} and labels ({len(y)}) do not match")
+    missing = [k for k in range(num_classes) if not np.any(y == k)]
+    if missing:
+        raise EdgeError(f"no training features for class(es) {missing}: cannot fit the class statistics")
+    means = np.stack([f[y == k].mean(axis=0) for k in range(num_classes)])
+    cov = LedoitWolf(assume_centered=True).fit(f - means[y]).covariance_
+    return {"means": means, "precision": np.linalg.inv(cov), "center": means.mean(axis=0)}
+
+
+def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """``min_k (f - mu_k)^T P (f - mu_k)`` per row (N,): the distance to the nearest class mean."""
+    f = np.asarray(features, dtype=np.float64)
+    d = f[:, None, :] - np.asarray(means, dtype=np.float64)[None]
+    return np.einsum("nkd,de,nke->nk", d, np.asarray(precision, dtype=np.float64), d).min(axis=1)
+
+
+def cosine(features: np.ndarray, means: np.ndarray, center: Optional[np.ndarray] = None) -> np.ndarray:
+    """``-max_k cos(f - c, mu_k - c)`` per row (N,); ``c`` = ``center`` (default: no centring).
+
+    ``logit_cosine`` is this function on the logits, centred on the mean of their class means."""
+    f = np.asarray(features, dtype=np.float64)
+    m = np.asarray(means, dtype=np.float64)
+    if center is not None:
+        f, m = f - np.asarray(center, np.float64), m - np.asarray(center, np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return -(f @ m.T).max(axis=1)
 
 
 def calibrate(scores_in: Sequence[float], acceptance: float = DEFAULT_ACCEPTANCE) -> float:

@@ -19,11 +19,12 @@ TensorFlow/Keras are imported inside the functions: importing this module is che
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
+
+import numpy as np
 
 from edge.errors import EdgeError, param
 from edge.preprocess import Preprocess
@@ -350,25 +351,60 @@ def logits_of(model):
     raise EdgeError(f"{model.name}'s 'probs' layer is neither a softmax Activation nor a softmax Dense")
 
 
-def with_ood_score(model, score: str = "max_softmax"):
-    """The classifier with a second output ``ood_score`` (N, 1): higher = more unusual (edge/ood.py).
+def features_of(model):
+    """The penultimate features tensor of a classifier whose output layer is ``probs`` (what the head sees).
 
-    ``max_softmax``: ``-max(probs)`` (chosen by the leave-one-class-out validation rule,
-    docs/results/open-set.md); ``energy``: ``-logsumexp(logits)``, written as the mean over k of
-    ``log_softmax(z)_k - z_k`` (``logsumexp(z) = z_k - log_softmax(z)_k`` for every k).
-
-    Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract), so the
-    model stays loadable with ``safe_mode``, converts with tf2onnx, and adds no MatMul/Conv that the INT8
-    quantizer would quantize: the score is computed in float from the probabilities / logits. The
-    probabilities output is unchanged (same tensor).
+    compact avgmax: the average and the max pooling concatenated (N, 2C); a ``probs`` Dense (compact avg,
+    the backbones): its input. Dropout is inactive at inference, so the pooling outputs are taken.
 
     Raises:
-        EdgeError: an unknown score, or a model with more than one output.
+        EdgeError: no ``probs`` layer of either form.
+    """
+    from keras import layers
+
+    try:
+        out = model.get_layer("probs")
+    except ValueError:
+        raise EdgeError(f"{model.name} has no 'probs' layer: cannot find its features") from None
+    if isinstance(out, layers.Dense):
+        return out.input
+    names = {layer.name for layer in model.layers}
+    if isinstance(out, layers.Activation) and {"gap", "gmp"} <= names:
+        return layers.Concatenate(name="ood_features")([model.get_layer("gap").output, model.get_layer("gmp").output])
+    raise EdgeError(f"{model.name}'s 'probs' layer is neither a softmax Dense nor the avgmax head's softmax")
+
+
+def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = None):
+    """The classifier with a second output ``ood_score`` (N, 1): higher = more unusual (edge/ood.py).
+
+    ``max_softmax``: ``-max(probs)``; ``energy``: ``-logsumexp(logits)``, written as the mean over k of
+    ``log_softmax(z)_k - z_k`` (``logsumexp(z) = z_k - log_softmax(z)_k`` for every k);
+    ``mahalanobis``: ``min_k (f - mu_k)^T P (f - mu_k)`` of the penultimate features ``f``
+    (:func:`features_of`), computed as ``||z||^2 + min_k (||m_k||^2 - 2 m_k.z)`` with the whitened, centred
+    features ``z = L^T (f - c)`` (``P = L L^T``, ``m_k = L^T (mu_k - c)``, ``c`` the mean of the class means,
+    so that the terms stay small in FP16); ``cosine``: ``-max_k cos(f, mu_k)``; ``logit_cosine``: the same
+    on the logits (:func:`logits_of`), centred on the mean of their class means (the default of
+    ``python -m train.ood``). The choice among them is measured, docs/results/open-set-loco.md.
+
+    Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract, Dense with
+    constant, non-trainable weights, Multiply, UnitNormalization), so the model stays loadable with
+    ``safe_mode`` and converts with tf2onnx. The score's Dense layers (named ``ood_*``) are left in float by the
+    INT8 converter (:func:`convert.quantize.score_nodes`). The probabilities output is unchanged (same tensor).
+
+    Args:
+        model: A classifier with one output, ``probs``.
+        score: One of :data:`edge.ood.SCORES`.
+        stats: For ``mahalanobis`` / ``cosine``: :func:`edge.ood.fit_feature_stats` of the training split's
+            penultimate features; for ``logit_cosine``: of its logits.
+
+    Raises:
+        EdgeError: an unknown score, a model with more than one output, or a feature score without
+            (matching) statistics.
     """
     import keras
     from keras import layers
 
-    from edge.ood import SCORE_OUTPUT, SCORES
+    from edge.ood import FEATURE_SCORES, SCORE_OUTPUT, SCORES
 
     if score not in SCORES:
         raise EdgeError(f"unknown open-set score {score!r} (one of {', '.join(SCORES)})")
@@ -379,8 +415,46 @@ def with_ood_score(model, score: str = "max_softmax"):
     if score == "max_softmax":
         top = layers.GlobalMaxPooling1D(name="ood_max_prob")(layers.Reshape((k, 1), name="ood_reshape")(probs))
         out = layers.Rescaling(-1.0, name=SCORE_OUTPUT)(top)
-    else:
+    elif score == "energy":
         z = logits_of(model)
         diff = layers.Subtract(name="ood_neg_lse")([layers.Activation("log_softmax", name="ood_log_softmax")(z), z])
         out = layers.GlobalAveragePooling1D(name=SCORE_OUTPUT)(layers.Reshape((k, 1), name="ood_reshape")(diff))
+    else:
+        f = logits_of(model) if score == "logit_cosine" else features_of(model)
+        d = int(f.shape[-1])
+        if stats is None or np.shape(stats.get("means")) != (k, d):
+            raise EdgeError(f"the {score} score needs class statistics of the training split: means of shape "
+                            f"({k}, {d}), got {None if stats is None else np.shape(stats.get('means'))}")
+        means = np.asarray(stats["means"], np.float64)
+        if score in ("cosine", "logit_cosine"):
+            if score == "logit_cosine":  # centred on the mean of the class means
+                c = np.asarray(stats.get("center", means.mean(axis=0)), np.float64)
+                means = means - c
+                f = _constant_dense(f, np.eye(d), -c, "ood_center")
+            m = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+            sim = _constant_dense(layers.UnitNormalization(name="ood_l2")(f), m.T, None, "ood_cosine")
+            top = layers.GlobalMaxPooling1D(name="ood_max_cos")(layers.Reshape((k, 1), name="ood_reshape")(sim))
+            out = layers.Rescaling(-1.0, name=SCORE_OUTPUT)(top)
+        else:
+            if np.shape(stats.get("precision")) != (d, d):
+                raise EdgeError(f"the mahalanobis score needs a ({d}, {d}) precision matrix")
+            c = np.asarray(stats.get("center", means.mean(axis=0)), np.float64)
+            chol = np.linalg.cholesky(np.asarray(stats["precision"], np.float64))  # P = L L^T
+            mk = (means - c) @ chol  # rows m_k = L^T (mu_k - c)
+            zw = _constant_dense(f, chol, -(c @ chol), "ood_whiten")  # z = L^T (f - c)
+            sq = layers.Reshape((d, 1), name="ood_sq_reshape")(layers.Multiply(name="ood_sq")([zw, zw]))
+            norm = layers.Rescaling(float(d), name="ood_sq_sum")(layers.GlobalAveragePooling1D(name="ood_sq_mean")(sq))
+            cross = _constant_dense(zw, 2.0 * mk.T, -(mk ** 2).sum(axis=1), "ood_cross")  # 2 m_k.z - ||m_k||^2
+            best = layers.GlobalMaxPooling1D(name="ood_max_cross")(layers.Reshape((k, 1), name="ood_reshape")(cross))
+            out = layers.Subtract(name=SCORE_OUTPUT)([norm, best])
     return keras.Model(model.inputs, [probs, out], name=model.name)
+
+
+def _constant_dense(x, kernel: np.ndarray, bias: Optional[np.ndarray], name: str):
+    """``x @ kernel (+ bias)`` as a non-trainable Dense layer holding the constants (float32)."""
+    from keras import layers
+
+    dense = layers.Dense(kernel.shape[1], use_bias=bias is not None, trainable=False, name=name)
+    y = dense(x)
+    dense.set_weights([kernel.astype(np.float32)] + ([] if bias is None else [np.asarray(bias, np.float32)]))
+    return y

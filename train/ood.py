@@ -7,10 +7,11 @@ Usage::
     python -m train.ood runs/conv-ood/model.int8.onnx --data data/NEU-CLS --recalibrate
 
 Writes a model folder like ``edge-train``'s (``model.keras`` + metadata, ``preprocess.json``,
-``classes.json``, ``split.csv``): the same classifier with a second output ``ood_score`` (``--score``, default max_softmax,
-:func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its threshold
-(the ``--acceptance`` quantile of the validation images' scores, default 99 %), the acceptance and
-the number of images it was calibrated on. Only the validation split is used.
+``classes.json``, ``split.csv``): the same classifier with a second output ``ood_score`` (``--score``, default
+logit_cosine, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
+threshold (the ``--acceptance`` quantile of the validation images' scores, default 99 %), the acceptance and
+the number of images it was calibrated on. The threshold uses the validation split only; the class
+statistics of the feature scores (logit_cosine, cosine, mahalanobis) the training split only.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError, cli_entry
+from edge.ood import SCORES
 
 
 def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, force: bool = False,
-              batch: int = 64, score: str = "max_softmax") -> dict:
+              batch: int = 64, score: str = "logit_cosine") -> dict:
     """Write the model with its score output and calibrated threshold to ``out``; return the ``ood`` block."""
     from edge.data import load_images, resolve_split_file, select
     from edge.fsutil import staged_dir
     from edge.metadata import read_meta, write_meta
-    from edge.ood import DEFAULT_ACCEPTANCE, SCORE_OUTPUT, calibrate
+    from edge.ood import DEFAULT_ACCEPTANCE, FEATURE_SCORES, SCORE_OUTPUT, calibrate
     from edge.preprocess import Preprocess
     from edge.runtime.keras.runner import load_keras_model
     from train.models import with_ood_score
@@ -51,9 +53,13 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
         from edge.metadata import preprocess_of
 
         prep = preprocess_of(meta)
+    base = load_keras_model(model_path)
+    stats, fit = None, None
+    if score in FEATURE_SCORES:  # class statistics of the training split, stored in the graph as constants
+        stats, fit = _train_stats(base, data, sf, meta["classes"], prep, batch, logits=score == "logit_cosine")
+    model = with_ood_score(base, score, stats)
     ds = select(data, "val", sf, classes=meta["classes"])
     images = load_images(ds)
-    model = with_ood_score(load_keras_model(model_path), score)
     x = prep(np.stack([prep.resize(im) for im in images]))
     _, values = model.predict(x, batch_size=batch, verbose=0)
     values = np.asarray(values, np.float64).ravel()
@@ -61,6 +67,8 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
              "acceptance": float(acceptance if acceptance else DEFAULT_ACCEPTANCE), "calibrated_on": "val",
              "n": int(len(values)), "split_file": str(sf),
              "rule": "unknown when score > threshold; higher = more unusual (edge/ood.py)"}
+    if fit:
+        block["class_stats"] = fit
     with staged_dir(out, force=force) as stage:
         model.save(stage / "model.keras")
         for name in ("preprocess.json", "classes.json", "split.csv", "report.json"):
@@ -72,6 +80,22 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
         new["source_model"] = {"path": str(model_path)}
         write_meta(stage / "model.keras", new)
     return block
+
+
+def _train_stats(model, data, split_file, classes, prep, batch: int, logits: bool = False):
+    """Class means and shared precision of the model's penultimate features (or logits) on the training split."""
+    import keras
+
+    from edge.data import load_images, select
+    from edge.ood import fit_feature_stats
+    from train.models import features_of, logits_of
+
+    ds = select(data, "train", split_file, classes=classes)
+    feats = keras.Model(model.inputs, logits_of(model) if logits else features_of(model))
+    x = prep(np.stack([prep.resize(im) for im in load_images(ds)]))
+    f = np.asarray(feats.predict(x, batch_size=batch, verbose=0), np.float64)
+    return fit_feature_stats(f, ds.labels, len(classes)), {"fit_on": "train", "n": int(len(f)),
+                                                           "dims": int(f.shape[1]), "of": "logits" if logits else "penultimate features"}
 
 
 def recalibrate(artifact, data, split_file=None, acceptance=None, batch: int = 64) -> dict:
@@ -119,9 +143,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="the dataset the model was trained on")
     ap.add_argument("--split-file", help="split.csv (default: beside the model)")
     ap.add_argument("--acceptance", type=float, default=0.99, help="share of val images accepted (default 0.99)")
-    ap.add_argument("--score", default="max_softmax", choices=["max_softmax", "energy"],
-                    help="max_softmax (-max probability; chosen on leave-one-class-out val evidence, "
-                         "docs/results/open-set.md) or energy (-logsumexp of the logits)")
+    ap.add_argument("--score", default="logit_cosine", choices=list(SCORES),
+                    help="logit_cosine (default: -max cosine of the centred logits to the training split's class "
+                         "means; chosen on leave-one-class-out val evidence, docs/results/open-set-loco.md), "
+                         "max_softmax (-max probability), energy (-logsumexp of the logits), mahalanobis / cosine "
+                         "(penultimate features to the class means)")
     ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",

@@ -52,5 +52,5 @@ def test_score_of_metadata():
     b = {"score": "energy", "threshold": -3.0, "acceptance": 0.99}
     assert O.score_of({"ood": b}) == b
     with pytest.raises(EdgeError):
-        O.score_of({"ood": {"score": "mahalanobis", "threshold": 1.0}})
+        O.score_of({"ood": {"score": "knn", "threshold": 1.0}})
     assert O.is_unknown(-2.0, -3.0) and not O.is_unknown(-3.0, -3.0)

@@ -53,8 +53,51 @@ def test_score_outputs_match_numpy(tiny_model):
         p, s = (np.asarray(a) for a in with_ood_score(m, name)(x))
         assert np.array_equal(p, probs) and s.shape == (5, 1)
         assert s[:, 0] == pytest.approx(expect, abs=1e-4), name
-    with pytest.raises(EdgeError, match="mahalanobis"):
+    with pytest.raises(EdgeError, match="class statistics"):
         with_ood_score(m, "mahalanobis")
+    with pytest.raises(EdgeError, match="unknown open-set score"):
+        with_ood_score(m, "knn")
+
+
+def _features(m, x):
+    import keras
+
+    from train.models import features_of
+
+    return np.asarray(keras.Model(m.inputs, features_of(m))(x), np.float64)
+
+
+def test_feature_scores_in_graph_match_numpy(tiny_model):
+    """Mahalanobis and cosine computed by the graph's constant layers = the numpy reference."""
+    from edge.runtime.keras.runner import load_keras_model
+    from train.models import with_ood_score
+
+    m = load_keras_model(tiny_model)
+    rng = np.random.default_rng(3)
+    fit_x = rng.random((40, 64, 64, 1)).astype(np.float32)
+    f = _features(m, fit_x)
+    stats = O.fit_feature_stats(f, np.arange(40) % 6, 6)
+    assert stats["precision"].shape == (f.shape[1],) * 2 and np.all(np.linalg.eigvalsh(stats["precision"]) > 0)
+    x = rng.random((5, 64, 64, 1)).astype(np.float32)
+    fx = _features(m, x)
+    probs = np.asarray(m(x))
+    for name, expect in (("mahalanobis", O.mahalanobis(fx, stats["means"], stats["precision"])),
+                         ("cosine", O.cosine(fx, stats["means"]))):
+        g = with_ood_score(m, name, stats)
+        p, s = (np.asarray(a) for a in g(x))
+        assert np.array_equal(p, probs) and s.shape == (5, 1), name
+        assert s[:, 0] == pytest.approx(expect, rel=1e-4, abs=1e-4), name
+        assert not any(w.trainable for layer in g.layers if layer.name.startswith("ood_") for w in layer.weights)
+    # a feature far from every class mean scores higher than the class means' own images
+    assert O.mahalanobis(stats["means"] + 100, stats["means"], stats["precision"]).min() > \
+        O.mahalanobis(stats["means"], stats["means"], stats["precision"]).max()
+    with pytest.raises(EdgeError, match="class statistics"):
+        with_ood_score(m, "cosine", {"means": stats["means"][:3]})
+
+
+def test_fit_feature_stats_refuses_a_missing_class():
+    with pytest.raises(EdgeError, match="class"):
+        O.fit_feature_stats(np.ones((4, 3)), [0, 0, 1, 1], 3)
 
 
 def test_train_ood_writes_threshold_from_val(ood_model, tiny_model, sample_dir):
@@ -62,14 +105,22 @@ def test_train_ood_writes_threshold_from_val(ood_model, tiny_model, sample_dir):
     from edge.preprocess import Preprocess
     from edge.runtime.keras.runner import load_keras_model
 
+    import keras
+
+    from train.models import logits_of
+
     meta = read_meta(ood_model)
     b = meta["ood"]
-    assert b["score"] == "max_softmax" and b["calibrated_on"] == "val" and b["acceptance"] == 0.99
+    assert b["score"] == "logit_cosine" and b["calibrated_on"] == "val" and b["acceptance"] == 0.99
     val = select(sample_dir, "val", tiny_model.parent / "split.csv")
-    assert b["n"] == len(val) > 0
+    train = select(sample_dir, "train", tiny_model.parent / "split.csv")
+    assert b["n"] == len(val) > 0 and b["class_stats"]["fit_on"] == "train" and b["class_stats"]["n"] == len(train)
     prep = Preprocess.load(tiny_model.parent / "preprocess.json")
-    probs = np.asarray(load_keras_model(tiny_model)(prep(load_images(val))))
-    assert b["threshold"] == pytest.approx(O.calibrate(O.max_softmax(probs), 0.99), abs=1e-6)
+    m = load_keras_model(tiny_model)
+    lg = keras.Model(m.inputs, logits_of(m))
+    st = O.fit_feature_stats(np.asarray(lg(prep(load_images(train)))), train.labels, 6)   # class means of train
+    expect = O.cosine(np.asarray(lg(prep(load_images(val)))), st["means"], st["center"])
+    assert b["threshold"] == pytest.approx(O.calibrate(expect, 0.99), abs=1e-5)
     assert [o["name"] for o in meta["outputs"]] == ["probs", "ood_score"]
     m = load_keras_model(ood_model)                 # safe_mode loading: stock layers only
     assert len(m.outputs) == 2
@@ -95,7 +146,7 @@ def test_runners_return_probs_and_keep_the_score(ood_model, tiny_model, tmp_path
     assert st is None                                # a model without the score output: probabilities only
     assert np.allclose(pk, pt, atol=1e-6) and np.allclose(po, pk, atol=1e-5)
     assert sk.shape == so.shape == (7,) and np.allclose(so, sk, atol=1e-5)
-    assert np.allclose(sk, -pk.max(1), atol=1e-6)
+    assert np.all((sk >= -1 - 1e-6) & (sk <= 1 + 1e-6))           # -max cosine
 
 
 def test_check_classifier_refuses_other_second_outputs(tiny_model):
@@ -118,16 +169,16 @@ def test_eval_ood_report(ood_model, tiny_model, sample_dir, foreign, tmp_path, c
                           "--json", str(out)]) == 0
     o = json.loads(out.read_text())["ood"]
     assert {"auroc", "fpr_at_95tpr", "threshold", "accepted_in", "rejected_out", "n_in", "n_out"} <= set(o)
-    assert o["score"] == "max_softmax" and o["n_out"] == 6 and o["threshold"] == read_meta(ood_model)["ood"]["threshold"]
+    assert o["score"] == "logit_cosine" and o["n_out"] == 6 and o["threshold"] == read_meta(ood_model)["ood"]["threshold"]
     assert o["accepted_in"] >= 0.99                  # the calibration images themselves
     assert 0.0 <= o["auroc"] <= 1.0 and 0.0 <= o["rejected_out"] <= 1.0
-    assert "open set (max_softmax): AUROC" in capsys.readouterr().out
+    assert "open set (logit_cosine): AUROC" in capsys.readouterr().out
     # a model without a score or threshold: the baseline from its probabilities, no threshold invented
     assert evaluate.main([str(tiny_model), "--data", str(sample_dir), "--split", "val", "--ood", str(foreign),
                           "--json", str(out)]) == 0
     o2 = json.loads(out.read_text())["ood"]
     assert o2["score"] == "max_softmax" and o2["threshold"] is None and o2["accepted_in"] is None
-    assert o2["auroc"] == pytest.approx(o["auroc"])  # the same score, computed outside the graph
+    assert 0.0 <= o2["auroc"] <= 1.0
 
 
 def test_eval_ood_bad_folders(tiny_model, sample_dir, tmp_path, capsys):
@@ -168,3 +219,60 @@ def test_recalibrate_an_artifact_on_val(ood_model, sample_dir, tmp_path, capsys)
     rc = ood.main([str(plain), "--data", str(sample_dir), "--recalibrate"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "no 'ood' block" in err and len(err.splitlines()) == 1
+
+
+def test_max_softmax_model_matches_outside_the_graph(tiny_model, sample_dir, foreign, tmp_path):
+    """--score max_softmax: edge-eval's in-graph score = the baseline computed from the probabilities."""
+    from train import evaluate, ood
+
+    out = tmp_path / "msp"
+    assert ood.main([str(tiny_model), "--data", str(sample_dir), "--out", str(out), "--score", "max_softmax"]) == 0
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for model, js in ((out / "model.keras", a), (tiny_model, b)):
+        assert evaluate.main([str(model), "--data", str(sample_dir), "--split", "val", "--ood", str(foreign),
+                              "--json", str(js)]) == 0
+    oa, ob = (json.loads(p.read_text())["ood"] for p in (a, b))
+    assert oa["score"] == ob["score"] == "max_softmax" and oa["auroc"] == pytest.approx(ob["auroc"])
+
+
+def test_edge_convert_gates_the_score_and_keeps_its_head_in_float(ood_model, sample_dir, tmp_path):
+    import onnx
+
+    from convert.cli import main
+    from convert.quantize import score_nodes
+
+    out = tmp_path / "conv"
+    rc = main([str(ood_model), "--fp16", "--int8", "--int8-cpu", "--calib-data", str(sample_dir), "--calib-size", "24",
+               "--calib-chunk", "8", "--max-drift", "100", "--min-agreement", "0", "--uint8-tiles", "0", "-o", str(out)])
+    fp32 = read_meta(out / "model.onnx")["ood"]
+    assert "drift_gate" not in fp32                                  # the reference itself
+    gates = {}
+    for art in ("model.fp16.onnx", "model.int8.onnx", "model.int8cpu.onnx"):
+        b = read_meta(out / art)["ood"]
+        g = gates[art] = b["drift_gate"]
+        assert b["fp32_threshold"] == fp32["threshold"] and g["split"] == "val"
+        assert g["predictions"] == 4 * b["n"] and {"decision_agreement_pct", "max_abs_diff", "passed"} <= set(g)
+        # own threshold only where FP32's failed
+        assert (b["threshold"] == fp32["threshold"]) == (g["own_threshold"] is None) == ("calibrated_with" not in b)
+    f16 = gates["model.fp16.onnx"]
+    assert f16["passed"] and f16["max_abs_diff"] < 1e-2 and f16["own_threshold"] is None
+    assert rc == (0 if all(g["passed"] for g in gates.values()) else 1)
+    # the score head is float in both INT8 models: no quantized weight of it, no Q/DQ between its nodes
+    # (it reads the logits as the softmax does: quantized where the INT8 model quantizes them)
+    head = set(score_nodes(out / "model.onnx"))
+    assert head
+    for art in ("model.int8.onnx", "model.int8cpu.onnx"):
+        g = onnx.load(str(out / art)).graph
+        prod = {o: n for n in g.node for o in n.output}
+        inits = {t.name for t in g.initializer}
+
+        def source(t):  # the float tensor behind a DequantizeLinear(QuantizeLinear(t)) or a quantized weight
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                return None
+            q = prod.get(dq.input[0])
+            return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else dq.input[0]
+
+        bad = [n.name for n in g.node if n.name in head for t in n.input
+               if source(t) is not None and (source(t) in inits or getattr(prod.get(source(t)), "name", None) in head)]
+        assert not bad, (art, bad)
