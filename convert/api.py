@@ -156,7 +156,8 @@ class ConvertResult:
         written: File names written in ``out``, in order.
         paths: Format name of :data:`edge.formats.FORMATS` (and ``calibration``) → file written.
         metadata: File name → the metadata written beside it.
-        gates: ``int8`` / ``int8-cpu`` → the :class:`convert.gate.GateResult` of its drift gate.
+        gates: ``int8`` / ``int8-cpu`` → the :class:`convert.gate.GateResult` of its drift gate;
+            ``ood:<file>`` → the :class:`convert.score_gate.ScoreGate` of an artifact's open-set score.
         triton: Model folders written in the Triton repository.
         engine_note: Why no engine was built (empty when engines were built or not asked for).
         seconds: Wall time.
@@ -179,7 +180,8 @@ class ConvertResult:
     def gate_failure(self) -> Optional[str]:
         """One line on the failed gates (the artifacts are kept and marked), or None."""
         labels = {"int8": "INT8", "int8-cpu": "CPU int8"}
-        failed = [(labels[n], by_name(n).file, g) for n, g in self.gates.items() if not g.passed]
+        failed = [(labels[n], by_name(n).file, g) if n in labels else ("ood score", n.split(":", 1)[1], g)
+                  for n, g in self.gates.items() if not g.passed]
         if not failed:
             return None
         why = "; ".join(f"{label} drift gate failed: {g.summary()}" for label, _, g in failed)

@@ -168,7 +168,8 @@ def _quantize(src, dst, method: str, ranges: Dict[str, Sequence[float]], *, fmt:
                     str(src), str(out), calibration_data_reader=None,
                     quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                     op_types_to_quantize=op_types, per_channel=per_channel, reduce_range=reduce_range,
-                    activation_type=qt[act], weight_type=qt[weight], nodes_to_exclude=sorted(set(exclude)),
+                    activation_type=qt[act], weight_type=qt[weight],
+                    nodes_to_exclude=sorted(set(exclude) | set(score_nodes(src))),
                     calibrate_method=_ort_method(method), extra_options=dict(extra),
                     calibration_cache_path=str(cache))
             except EdgeError:
@@ -342,6 +343,35 @@ def clamp_activation_ranges(path: str | os.PathLike, ranges: Dict[str, Sequence[
         if t in out:
             out[t] = [max(out[t][0], 0.0), max(out[t][1], 0.0)]
     return out
+
+
+def score_nodes(path: str | os.PathLike) -> List[str]:
+    """Nodes that compute only the open-set score output (``ood_score``), not the probabilities.
+
+    They stay float in every INT8 model: the score's constants (class means, whitening) and its
+    normalisations are not what the calibration ranges were made for, and the ``unknown`` threshold
+    sits in the score's tail.
+    """
+    import onnx
+
+    from edge.ood import SCORE_OUTPUT
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    if SCORE_OUTPUT not in {o.name for o in g.output}:
+        return []
+    producer = {o: n for n in g.node for o in n.output}
+
+    def ancestors(tensor):
+        seen, todo = set(), [tensor]
+        while todo:
+            n = producer.get(todo.pop())
+            if n is not None and n.name not in seen:
+                seen.add(n.name)
+                todo.extend(n.input)
+        return seen
+
+    others = set().union(*(ancestors(o.name) for o in g.output if o.name != SCORE_OUTPUT))
+    return sorted(ancestors(SCORE_OUTPUT) - others)
 
 
 def output_nodes(path: str | os.PathLike) -> List[str]:

@@ -306,6 +306,22 @@ def build_engines(job: Job, stage: Path) -> List[str]:
     return names
 
 
+def gate_score(job: Job, stage: Path, written: List[str]) -> Dict[str, Any]:
+    """The open-set score of each reduced-precision artifact against FP32's (convert/score_gate.py).
+
+    Only for a model with an ``ood`` block and real validation images (``calib_data``); before the
+    preprocessing is folded (float inputs). Returns ``{"ood:<file>": ScoreGate}``.
+    """
+    if not job.meta0.get("ood") or not job.cfg.calib_data:
+        return {}
+    from convert.score_gate import gate_artifacts
+
+    f32 = by_name("fp32").file
+    arts = [stage / f for f in written if f.endswith(".onnx") and f != f32]
+    x = job.x_val if job.x_val is not None else job.x_check
+    return {f"ood:{Path(p).name}": g for p, g in gate_artifacts(stage / f32, arts, x, views=job.cfg.gate_views).items()}
+
+
 def export_all(job: Job, result) -> None:
     """Run the steps into a staging folder moved into place at the end; fill ``result``."""
     from edge.fsutil import staged_dir
@@ -327,6 +343,7 @@ def export_all(job: Job, result) -> None:
         if cfg.int8_cpu:
             result.gates["int8-cpu"] = export_int8_cpu(job, stage)
             written.append(by_name("int8-cpu").file)
+        result.gates.update(gate_score(job, stage, written))
         fold(job, stage, written)
         if job.plan.build:
             written.extend(build_engines(job, stage))
