@@ -23,13 +23,16 @@ failing score fails
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
 
 #: Default minimum agreement (percent) of the unknown decisions with FP32's at the stored threshold.
 MIN_DECISION_AGREEMENT = 99.0
@@ -136,7 +139,7 @@ def measure(ref: np.ndarray, scores: np.ndarray, threshold: float, artifact: str
 
 def gate_scores(fp32: str | os.PathLike, artifacts: Dict[str, str], x_val: np.ndarray, threshold: float,
                 views: int = 4, acceptance: Optional[float] = None, min_agreement: float = MIN_DECISION_AGREEMENT,
-                max_diff: float = MAX_SCORE_DIFF, say: Optional[Callable[[str], None]] = None) -> Dict[str, ScoreGate]:
+                max_diff: float = MAX_SCORE_DIFF) -> Dict[str, ScoreGate]:
     """Run the score gate on each artifact.
 
     Args:
@@ -150,7 +153,7 @@ def gate_scores(fp32: str | os.PathLike, artifacts: Dict[str, str], x_val: np.nd
             calibrated on ``x_val`` (one view, as FP32's was) with its own scores at this acceptance, and
             is measured again at it (FP32's decisions still at FP32's threshold); the first figures are
             kept in ``at_fp32_threshold``. Without it, the decisions are compared at FP32's threshold only.
-        say: Progress output, one line per artifact.
+    Logs one line per artifact (INFO).
 
     Returns:
         ``{path: ScoreGate}``.
@@ -172,14 +175,13 @@ def gate_scores(fp32: str | os.PathLike, artifacts: Dict[str, str], x_val: np.nd
             at_fp32 = g.as_dict()
             g = measure(ref, s, threshold, name, min_agreement=min_agreement, max_diff=max_diff, own_threshold=own)
             g.at_fp32_threshold = at_fp32
-        if say:
-            say(f"{g.artifact}: {g.summary()}")
+        log.info("%s: %s", g.artifact, g.summary())
         out[path] = g
     return out
 
 
 def gate_artifacts(fp32: str | os.PathLike, artifacts: Sequence[str | os.PathLike], x_val: np.ndarray,
-                   views: int = 4, say: Optional[Callable[[str], None]] = None) -> Dict[str, ScoreGate]:
+                   views: int = 4) -> Dict[str, ScoreGate]:
     """edge-convert's hook: gate each artifact's score and write its threshold and the gate into its metadata.
 
     Each artifact is run at the onnxruntime graph optimization level its metadata names (``basic`` for
@@ -199,7 +201,7 @@ def gate_artifacts(fp32: str | os.PathLike, artifacts: Sequence[str | os.PathLik
     acc = float(block.get("acceptance", DEFAULT_ACCEPTANCE))
     levels = {os.fspath(p): (read_meta(p).get("onnxruntime") or {}).get("graph_optimization_level") or "all"
               for p in artifacts}
-    res = gate_scores(fp32, levels, x_val, float(block["threshold"]), views=views, acceptance=acc, say=say)
+    res = gate_scores(fp32, levels, x_val, float(block["threshold"]), views=views, acceptance=acc)
     for path, g in res.items():
         meta = read_meta(path)
         own = {} if g.own_threshold is None else {"threshold": g.own_threshold, "calibrated_with": g.artifact,
