@@ -101,7 +101,7 @@ def ort_scores(path: str | os.PathLike, x: np.ndarray, level: str = "all", batch
     Raises:
         EdgeError: the model has no ``ood_score`` output.
     """
-    from convert.export import ort_session
+    from edge.runtime.onnxrt.session import session as ort_session
     from edge.ood import SCORE_OUTPUT
 
     sess = ort_session(path, level=level)

@@ -53,7 +53,7 @@ def test_measure_criteria():
 
 def test_gate_passes_a_faithful_artifact_and_fails_a_different_one(tmp_path):
     from convert.quantize import to_fp16
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
     from edge.metadata import read_meta, write_meta
 
     f32 = _with_score(make_intensity_model(tmp_path / "m.onnx", T), threshold=-0.9)
@@ -89,7 +89,7 @@ def test_gate_passes_a_faithful_artifact_and_fails_a_different_one(tmp_path):
 
 def test_int8_leaves_the_score_head_in_float(tmp_path):
     from convert.quantize import output_nodes, score_nodes
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
 
     f32 = _with_score(make_intensity_model(tmp_path / "m.onnx", T), threshold=-0.9)
     assert score_nodes(f32) == ["ood_max", "ood_neg"]                # not the softmax the probabilities share

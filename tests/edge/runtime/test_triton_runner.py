@@ -196,13 +196,13 @@ def test_score_output_is_requested_and_returned(tmp_path):
     from google.protobuf import json_format
 
     from convert.triton import parse_pbtxt, write_repository
-    from edge.capture.testing import make_intensity_model
+    from scripts.fixtures.intensity_model import make_intensity_model
     from edge.metadata import read_meta, write_meta
     from edge.runtime import load_runner
 
     m = _with_score(make_intensity_model(tmp_path / "neu-compact" / "model.onnx", 32), threshold=-0.8)
     write_meta(m, dict(read_meta(m), precision="fp32"))
-    (d,) = write_repository([m], tmp_path / "repo", name="neu-compact", max_batch=4, say=lambda s: None)
+    (d,) = write_repository([m], tmp_path / "repo", name="neu-compact", max_batch=4)
     pb = parse_pbtxt((d / "config.pbtxt").read_text())
     assert [(o.name, list(o.dims)) for o in pb.output] == [("probs", [6]), ("ood_score", [1])]
     cfg = json_format.MessageToDict(pb, preserving_proto_field_name=True)
