@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-size", type=int, default=None,
                     help="model input height = width (default: compact 160, backbones 224)")
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "line", "line-strong", "none"],
-                    help="augmentation preset (default: compact light, backbones seeds; line = light + line-capture "
+                    help="augmentation preset (default: compact line = recipe v5, backbones seeds; light = recipe v4's; "
+                         "line = light + line-capture "
                          "corruptions: noise, blur along the strip, defocus, exposure, uneven lighting, contrast, "
                          "JPEG, scale, each p 0.2 at severity 1-3 (bench/corruptions.py); line-strong = seeds + "
                          "corruptions p 0.3 at severity 1-4)")

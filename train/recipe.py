@@ -20,6 +20,11 @@ import numpy as np
 
 from edge.errors import EdgeError
 
+#: compact's default augmentation: recipe v5 = the light geometric preset + line-capture corruptions
+#: (chosen on the corrupted validation split over seeds 42-44, docs/results/recipe-trials.md "Trial 3");
+#: ``--augment light`` is recipe v4.
+COMPACT_DEFAULT_AUGMENT = "line"
+
 log = logging.getLogger(__name__)
 
 #: compact: epochs of linear learning-rate warm-up before the cosine decay.
@@ -175,7 +180,7 @@ class Recipe:
         patience = cfg.patience if cfg.patience is not None else (20 if cfg.model == "compact" else 5)
         return cls(cfg, spec, weights, default_preprocess(cfg.model, cfg.input_size), epochs,
                    cfg.fine_tune_epochs or epochs, patience,
-                   Augment.preset(cfg.augment or ("light" if cfg.model == "compact" else "seeds")),
+                   Augment.preset(cfg.augment or (COMPACT_DEFAULT_AUGMENT if cfg.model == "compact" else "seeds")),
                    lr_scale, distribute_info)
 
     @property

@@ -82,3 +82,17 @@ def test_feed_batches_are_float_and_reproducible(img):
 def test_bad_line_capture_settings(kw, msg):
     with pytest.raises(EdgeError, match=msg):
         LineCapture(None, **kw)
+
+
+def test_compact_default_is_recipe_v5_and_light_turns_it_off():
+    """Recipe v5 (docs/results/recipe-trials.md, Trial 3): compact trains with the line-capture corruptions
+    unless ``augment`` names another preset (``light`` = recipe v4)."""
+    from train import TrainConfig
+    from train.augment import LineCapture
+    from train.recipe import COMPACT_DEFAULT_AUGMENT, Recipe
+
+    assert COMPACT_DEFAULT_AUGMENT == "line"
+    r = Recipe.of(TrainConfig(data="data", model="compact", out="o"))
+    assert isinstance(r.augment, LineCapture) and r.augment.describe() == Augment.preset("line").describe()
+    v4 = Recipe.of(TrainConfig(data="data", model="compact", out="o", augment="light"))
+    assert not isinstance(v4.augment, LineCapture) and v4.augment == Augment.preset("light")
