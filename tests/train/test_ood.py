@@ -276,3 +276,38 @@ def test_edge_convert_gates_the_score_and_keeps_its_head_in_float(ood_model, sam
         bad = [n.name for n in g.node if n.name in head for t in n.input
                if source(t) is not None and (source(t) in inits or getattr(prod.get(source(t)), "name", None) in head)]
         assert not bad, (art, bad)
+
+
+def test_daemon_labels_unknown_with_the_logit_cosine_model(ood_model, sample_dir, tmp_path):
+    """edge-capture on an ONNX export of the logit_cosine model: a tile is `unknown` exactly when the graph's
+    score passes the metadata's threshold (the threshold set between the tiles' scores to get both kinds)."""
+    import shutil
+
+    from convert.export import keras_to_onnx
+    from edge.capture.config import CaptureConfig
+    from edge.capture.daemon import CaptureDaemon
+    from edge.capture.events import read_events
+    from edge.metadata import write_meta
+    from edge.runtime.keras.runner import load_keras_model
+
+    meta = read_meta(ood_model)
+    onnx_path = keras_to_onnx(load_keras_model(ood_model), tmp_path / "model.onnx", (64, 64, 1))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for f in sorted(p for p in sample_dir.rglob("*") if p.suffix.lower() in (".bmp", ".png", ".jpg"))[:2]:
+        shutil.copy(f, frames / f.name)
+
+    def run(threshold, name):
+        write_meta(onnx_path, {**meta, "format": "onnx", "backend": "onnxruntime",
+                               "ood": dict(meta["ood"], threshold=threshold)})
+        cfg = CaptureConfig(model=str(onnx_path), source=str(frames), events=str(tmp_path / f"{name}.jsonl"),
+                            threshold=0.0, ok_classes=[])
+        return CaptureDaemon(cfg).run(), read_events(tmp_path / f"{name}.jsonl")
+
+    _, ev = run(10.0, "all-known")                       # a cosine score is at most 1: nothing is unknown
+    scores = sorted(e["ood_score"] for e in ev)
+    assert len(scores) >= 4 and all(e["label"] != "unknown" for e in ev)
+    thr = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    s, ev = run(thr, "split")
+    assert all((e["label"] == "unknown") == (e["ood_score"] > thr) for e in ev)
+    assert s["unknown"] == sum(e["ood_score"] > thr for e in ev) >= 1
