@@ -99,3 +99,19 @@ def test_merge_into_keeps_other_keys(tmp_path):
     p.write_text("[1]")
     with pytest.raises(EdgeError, match="JSON object"):
         merge_into(p, "x", {})
+
+
+def test_daemon_split_ab_runs_both_runner_modes(tmp_path, model):
+    import json
+
+    from scripts.daemon_split_ab import main
+
+    frames = np.random.default_rng(2).integers(0, 256, (4, 32, 64), dtype=np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    out = tmp_path / "ab.json"
+    assert main(["--model", str(model), "--source", f"raw://{tmp_path / 'frames.npy'}", "--batch", "4",
+                 "--rounds", "2", "-o", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["modes"]) == {"intra-op", "split"}
+    assert all(len(m["tiles_per_s"]) == 2 and min(m["tiles_per_s"]) > 0 for m in res["modes"].values())
+    assert len(res["paired_split_over_intra_op"]) == 2
