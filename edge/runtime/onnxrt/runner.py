@@ -29,11 +29,12 @@ class OnnxRuntimeRunner(Runner):
         split: Run a batch as this many parts at once, each part in a session with one intra-op
             thread (data parallel), for batches of at least ``split`` inputs; smaller batches run
             in the ``threads`` session. ``None`` (default): on the CPU provider with ``threads``
-            0, the number of cores this process may use; else 1 (off). On a small CNN this costs
-            far less CPU than onnxruntime's intra-op parallelism, whose threads synchronise (and
-            spin) at every operator: compact model, CPU int8, batch 16, 2 cores:
-            docs/results/daemon-throughput-quiet.md. The parts' outputs are those of one run
-            (every input is computed on its own).
+            0, the number of cores this process may use; else 1 (off). On an idle machine it is
+            about as fast as onnxruntime's intra-op threads; when other threads want the cores
+            (the capture daemon's own, other processes) it keeps its speed, while intra-op threads,
+            which meet and spin at every operator, stall (compact model, CPU int8, batch 16, 2
+            cores: daemon 1.33x the tiles/s at load 2-3; docs/results/line-1500.md). The parts'
+            outputs are those of one run (every input is computed on its own).
     """
 
     backend = "onnxruntime"
