@@ -15,8 +15,13 @@ from edge.errors import EdgeError
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter off (before TensorFlow is first imported)."""
+    """TensorFlow's C++ start-up chatter off (before TensorFlow is first imported), and its Python warnings
+    (e.g. tf.function retracing after several models' ``predict`` in one process) below the commands' log
+    level: they are not the user's to act on, and would add a line to a command's one-line error."""
+    import logging
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def load_keras_model(path: str | os.PathLike):
