@@ -157,14 +157,15 @@ def summarize(folds: List[Dict]) -> Dict:
     from edge.ood import SCORES
 
     summ = {}
-    for name in SCORES:
+    names = [n for n in SCORES if all(n in f["scores"] for f in folds)]   # a first-round JSON has two scores
+    for name in names:
         rows = [f["scores"][name] for f in folds]
         summ[name] = {"val_auroc_mean": float(np.mean([r["val_auroc"] for r in rows])),
                       "test_auroc_mean": float(np.mean([r["test"]["auroc"] for r in rows])),
                       "test_fpr_at_95tpr_mean": float(np.mean([r["test"]["fpr_at_95tpr"] for r in rows])),
                       "test_accepted_in_mean": float(np.mean([r["test"]["accepted_in"] for r in rows])),
                       "test_rejected_out_mean": float(np.mean([r["test"]["rejected_out"] for r in rows]))}
-    summ["chosen"] = choose({n: summ[n]["val_auroc_mean"] for n in SCORES})
+    summ["chosen"] = choose({n: summ[n]["val_auroc_mean"] for n in names})
     return summ
 
 
