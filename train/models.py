@@ -325,6 +325,14 @@ def count_params(model) -> dict:
 
 # --------------------------------------------------------------------------- open-set score
 
+def _probs_layer(model, what: str):
+    """The classifier's output layer ``probs``; one line naming ``what`` could not be found otherwise."""
+    try:
+        return model.get_layer("probs")
+    except ValueError:
+        raise EdgeError(f"{model.name} has no 'probs' layer: cannot find its {what}") from None
+
+
 def logits_of(model):
     """The pre-softmax logits tensor of a classifier whose output layer is ``probs``.
 
@@ -337,10 +345,7 @@ def logits_of(model):
     """
     from keras import layers
 
-    try:
-        out = model.get_layer("probs")
-    except ValueError:
-        raise EdgeError(f"{model.name} has no 'probs' layer: cannot find its logits") from None
+    out = _probs_layer(model, "logits")
     if isinstance(out, layers.Activation):
         return out.input
     if isinstance(out, layers.Dense) and getattr(out.activation, "__name__", "") == "softmax":
@@ -362,10 +367,7 @@ def features_of(model):
     """
     from keras import layers
 
-    try:
-        out = model.get_layer("probs")
-    except ValueError:
-        raise EdgeError(f"{model.name} has no 'probs' layer: cannot find its features") from None
+    out = _probs_layer(model, "features")
     if isinstance(out, layers.Dense):
         return out.input
     names = {layer.name for layer in model.layers}
