@@ -33,11 +33,6 @@ def tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
-def gpu_present() -> bool:
-    """True when a CUDA device is usable (cuda-python with a fitting driver, or pycuda), without TensorRT."""
-    return gpu_status()[0]
-
-
 def gpu_status() -> tuple:
     """(usable, one-line reason when not): :func:`edge.cuda.gpu_status`."""
     from edge.cuda import gpu_status as status

@@ -158,6 +158,7 @@ def score_of(meta: Dict) -> Optional[Dict]:
     return block
 
 
-def is_unknown(score: float, threshold: float) -> bool:
-    """True when a tile's score passes the threshold (it is labelled ``unknown``)."""
-    return bool(score > threshold)
+def is_unknown(score, threshold: float):
+    """Whether a tile's score passes the threshold (it is labelled ``unknown``): the one rule, for a score
+    (bool) or an array of scores (bool array)."""
+    return score > threshold

@@ -38,6 +38,7 @@ from edge.capture.metrics import Metrics, MetricsServer
 from edge.capture.sources import END, Frame, Grabber, Source, open_source, parse_source
 from edge.capture.tiling import Grid, parse_roi, tile_grid, to_gray
 from edge.errors import EdgeError
+from edge.ood import is_unknown
 
 log = logging.getLogger(__name__)
 
@@ -575,7 +576,7 @@ class CaptureDaemon:
         thr = (getattr(self, "ood", None) or {}).get("threshold") if work.scores is not None else None
         for k, (ci, label, conf, unc) in enumerate(results):
             top = label
-            unknown = thr is not None and bool(work.scores[k] > thr)
+            unknown = thr is not None and bool(is_unknown(work.scores[k], thr))
             if unknown:  # none of the trained classes: not a class, not "uncertain" either
                 label, unc = "unknown", False
                 m.inc("unknown")
@@ -602,7 +603,7 @@ class CaptureDaemon:
             self.writer.write(ev)
         if self.preview is not None:  # references only: drawn and encoded when a client asks
             self.preview.submit(frame.index, frame.image, work.boxes, [work.probs],
-                                None if thr is None else work.scores > thr)
+                                None if thr is None else is_unknown(work.scores, thr))
         m.inc("tiles", len(results))
         m.inc("frames_processed")
         m.observe_latency(time.monotonic() - frame.t_read)
