@@ -126,13 +126,15 @@ def check_onnx(path: str | os.PathLike) -> None:
         raise EdgeError(f"{Path(path).name} fails onnx.checker: {' '.join(str(e).split())[:200]}") from None
 
 
-def ort_predict(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Probabilities of a session for a float32 batch, in chunks of ``batch``."""
+def ort_predict(sess, x: np.ndarray, batch: int = 32, output: Optional[str] = None) -> np.ndarray:
+    """One output of a session for a float32 batch, in chunks of ``batch``: the probabilities (the first
+    output), or the output named ``output``."""
     inp = sess.get_inputs()[0]
     name = inp.name
     if isinstance(inp.shape[0], int) and inp.shape[0] > 0:  # fixed batch model
         batch = inp.shape[0]
-    outs = [sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+    names = None if output is None else [output]
+    outs = [sess.run(names, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
 
 
@@ -143,12 +145,11 @@ def keras_predict(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
 
 
 def compare(ref: np.ndarray, other: np.ndarray) -> Dict[str, float]:
-    """Max abs probability difference and top-1 agreement of two (N, K) arrays."""
-    if ref.shape != other.shape:
-        raise EdgeError(f"output shapes differ: {ref.shape} vs {other.shape}")
-    return {"images": int(len(ref)),
-            "max_abs_diff": float(np.max(np.abs(ref - other))) if ref.size else 0.0,
-            "top1_agreement": float(np.mean(ref.argmax(1) == other.argmax(1))) if len(ref) else 1.0}
+    """Max abs probability difference and top-1 agreement of two (N, K) arrays (:mod:`edge.metrics`)."""
+    from edge.metrics import agreement, prob_diffs
+
+    return {"images": int(len(ref)), "max_abs_diff": prob_diffs(ref, other)["max_abs_prob_diff"],
+            "top1_agreement": agreement(ref, other)}
 
 
 def check_against_keras(model, onnx_path: str | os.PathLike, x: np.ndarray, tolerance: float = FP32_TOLERANCE,

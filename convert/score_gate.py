@@ -31,6 +31,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.ood import is_unknown
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +102,15 @@ def ort_scores(path: str | os.PathLike, x: np.ndarray, level: str = "all", batch
     Raises:
         EdgeError: the model has no ``ood_score`` output.
     """
-    from edge.runtime.onnxrt.session import session as ort_session
+    from convert.export import ort_predict
     from edge.ood import SCORE_OUTPUT
+    from edge.runtime.onnxrt.session import session as ort_session
 
     sess = ort_session(path, level=level)
     names = [o.name for o in sess.get_outputs()]
     if SCORE_OUTPUT not in names:
         raise EdgeError(f"{os.fspath(path)} has no {SCORE_OUTPUT!r} output (outputs: {', '.join(names)})")
-    inp = sess.get_inputs()[0]
-    if isinstance(inp.shape[0], int) and inp.shape[0] > 0:  # fixed batch model
-        batch = inp.shape[0]
-    outs = [sess.run([SCORE_OUTPUT], {inp.name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
-    return np.concatenate(outs).reshape(-1).astype(np.float64) if outs else np.zeros(0)
+    return ort_predict(sess, x, batch, output=SCORE_OUTPUT).reshape(-1).astype(np.float64)
 
 
 def measure(ref: np.ndarray, scores: np.ndarray, threshold: float, artifact: str = "",
@@ -129,7 +127,7 @@ def measure(ref: np.ndarray, scores: np.ndarray, threshold: float, artifact: str
     s = np.asarray(scores, np.float64).ravel()
     if not len(ref) or len(ref) != len(s):
         raise EdgeError(f"the score gate needs the same non-empty inputs for both models ({len(ref)} vs {len(s)})")
-    u_ref, u = ref > threshold, s > (threshold if own_threshold is None else own_threshold)
+    u_ref, u = is_unknown(ref, threshold), is_unknown(s, threshold if own_threshold is None else own_threshold)
     p1, p99 = np.percentile(ref, [1, 99])
     return ScoreGate(artifact, float(threshold), len(ref), float(np.mean(u_ref == u) * 100.0),
                      float(np.max(np.abs(ref - s))), float(p99 - p1), float(np.mean(u_ref) * 100.0),
