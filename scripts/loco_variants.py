@@ -34,12 +34,11 @@ def _md(f, means, precision):
 def variants(z) -> dict:
     """``{variant: val AUROC}`` for one fold's arrays (a mapping of name -> array)."""
     from sklearn.covariance import LedoitWolf
-    from sklearn.metrics import roc_auc_score
 
     from edge import ood as O
 
     def auroc(si, so):
-        return float(roc_auc_score(np.r_[np.zeros(len(si)), np.ones(len(so))], np.r_[si, so]))
+        return O.evaluate(si, so)["auroc"]
 
     y = z["known_train_y"]
     k = int(y.max()) + 1
