@@ -85,7 +85,7 @@ SETTINGS: List[Setting] = [
     S("events", "path", "events.jsonl", "JSONL events file (default events.jsonl)"),
     S("log_all", "bool", False, "log every tile, not only defects"),
     S("probs", "bool", False, "add all class probabilities to each event"),
-    S("save_crops", "path", None, "folder for PNG crops of defect tiles (<event id>_<label>.png), within the "
+    S("save_crops", "path", None, "folder for PNG crops of defect tiles (<run id>_<event id>_<label>.png), within the "
       "--crops-* budget"),
     S("crops_max_mb", "float", 1024.0, "crops budget: delete the oldest crops beyond this many MB (default 1024)",
       gt=0),

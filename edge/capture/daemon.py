@@ -598,8 +598,9 @@ class CaptureDaemon:
                 ev["probs"] = [round(float(v), 6) for v in work.probs[k]]
             if self.crops is not None and defect:
                 tiles = tiles if tiles is not None else work.grid.tiles(work.gray)
-                if self.crops.save(f"{eid}_{label}", label, tiles[k]):
-                    ev["crop"] = f"{eid}_{label}.png"   # named in the event, so the plant report can point to it
+                name = f"{self.run_id}_{eid}_{label}"   # the run id: a restart's frame 0 is not the last run's
+                if self.crops.save(name, label, tiles[k]):
+                    ev["crop"] = f"{name}.png"   # named in the event, so the plant report can point to it
             self.writer.write(ev)
         if self.preview is not None:  # references only: drawn and encoded when a client asks
             self.preview.submit(frame.index, frame.image, work.boxes, [work.probs],

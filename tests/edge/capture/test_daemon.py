@@ -86,7 +86,11 @@ def test_image_folder_with_corrupt_frame_roi_stride_and_crops(tmp_path, model):
     assert len(ev) == 5 * 6 and {e["frame"] for e in ev} == {0, 1, 2, 4, 5}     # ROI: 3 x 2 tiles
     assert min(e["tile"][0] for e in ev) == T
     crops = sorted(p.name for p in (tmp_path / "crops").iterdir())
-    assert len(crops) == len(ev) and all(f"{e['id']}_{e['label']}.png" in crops for e in ev)
+    assert len(crops) == len(ev) and all(e["crop"] == f"{e['run']}_{e['id']}_{e['label']}.png" in crops for e in ev)
+    # a second run into the same folder (a restart: frame numbers start at 0 again) keeps the first run's crops
+    d2, _ = run(cfg)
+    assert d2.run_id != d.run_id
+    assert len(list((tmp_path / "crops").iterdir())) == 2 * len(ev)
 
 
 def test_uncertain_tiles_and_ok_classes(tmp_path, model):

@@ -59,7 +59,8 @@ def test_unknown_tiles_are_labelled_counted_logged_and_cropped(tmp_path, frames)
     assert unk["ood_score"] > -0.8 and unk["ood_score"] == pytest.approx(-unk["confidence"], abs=1e-5)
     assert known["label"] == "scratches" and known["ood_score"] < -0.8 and "top_class" not in known
     assert s["unknown"] == 1 and s["uncertain"] == 0 and s["per_class"].get("unknown") == 1
-    assert f"{unk['id']}_unknown.png" in {p.name for p in (tmp_path / "crops").iterdir()}
+    assert unk["crop"] == f"{unk['run']}_{unk['id']}_unknown.png"
+    assert unk["crop"] in {p.name for p in (tmp_path / "crops").iterdir()}
     assert "edge_capture_unknown_total 1.0" in d.metrics.render()
 
 
