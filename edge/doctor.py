@@ -449,14 +449,16 @@ def daemon_run(model: Path, sample_images: List[np.ndarray], labels: np.ndarray,
         events = [json.loads(ln) for ln in (tmp / "events.jsonl").read_text().splitlines() if ln.strip()]
     # frames are read in name order: event frame indices count from 0 or 1 depending on the source
     base = min(e["frame"] for e in events) if events else 0
-    correct = sum(classes.index(e["label"]) == truth.get((e["frame"] - base, int(e["id"].split("-")[1])), -1)
-                  for e in events)
+    # a tile labelled "unknown" (the model's open-set score above its threshold) is not right
+    correct = sum(e["label"] in classes and classes.index(e["label"]) == truth.get(
+        (e["frame"] - base, int(e["id"].split("-")[1])), -1) for e in events)
+    unknown = sum(e["label"] == "unknown" for e in events)
     n = len(truth)
-    data = {"frames": frames, "tiles": n, "events": len(events), "correct": int(correct),
+    data = {"frames": frames, "tiles": n, "events": len(events), "correct": int(correct), "unknown": unknown,
             "tiles_per_s": summary.get("tiles_per_s")}
     if len(events) != n:
         return "fail", f"{len(events)} events for {n} tiles of {frames} frames (--log-all)", data
-    return "pass", (f"{frames} frames x {cols * rows} tiles: {correct}/{n} tiles right, "
+    return "pass", (f"{frames} frames x {cols * rows} tiles: {correct}/{n} tiles right ({unknown} unknown), "
                     f"{summary.get('tiles_per_s')} tiles/s"), data
 
 

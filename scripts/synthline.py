@@ -114,12 +114,16 @@ def read_labels(path: str | Path) -> Dict[tuple, dict]:
 
 
 def score_events(events: str | Path, labels: str | Path) -> Dict:
-    """Per-tile accuracy of daemon events against the line's labels (padded tiles not scored)."""
+    """Per-tile accuracy of daemon events against the line's labels (padded tiles not scored).
+
+    A tile the daemon labelled ``unknown`` counts as not right in ``accuracy``; ``accuracy_of_classified``
+    leaves those tiles out.
+    """
     from edge.capture.events import read_events
 
     truth = read_labels(labels)
     ev = read_events(events)
-    correct = scored = unmatched = 0
+    correct = scored = unmatched = unknown = 0
     seen = set()
     for e in ev:
         x, y = e["tile"][:2]
@@ -133,8 +137,11 @@ def score_events(events: str | Path, labels: str | Path) -> Dict:
             continue
         scored += 1
         correct += int(e["label"] == row["label"])
+        unknown += int(e["label"] == "unknown")  # open-set score above the model's threshold: not right
+    known = scored - unknown
     return {"events": len(ev), "scored_tiles": scored, "correct": correct,
-            "accuracy": correct / scored if scored else None, "unmatched_events": unmatched,
+            "accuracy": correct / scored if scored else None, "unknown": unknown,
+            "accuracy_of_classified": correct / known if known else None, "unmatched_events": unmatched,
             "tiles_without_event": len(set(truth) - seen), "distinct_event_ids": len({e["id"] for e in ev})}
 
 

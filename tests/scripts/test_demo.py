@@ -64,3 +64,35 @@ def test_annotate_line_from_events(demo, tmp_path):
     assert pics["shown"].name == "annotated_00001.png"         # the frame with the uncertain tile
     assert cv2.imread(str(pics["annotated"][0])).shape[1] == 400 and pics["defect_map"].is_file()
     assert pics["advance_px"] == 200 and pics["events"] == 16
+
+
+def _artifacts(conv, score_passed=True, int8_passed=True):
+    from edge.metadata import write_meta
+
+    conv.mkdir()
+    for f in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8cpu.onnx"):
+        (conv / f).write_bytes(b"onnx")
+        meta = {"ood": {"score": "logit_cosine", "threshold": -0.8}}
+        if f != "model.onnx":
+            meta["ood"]["drift_gate"] = {"passed": score_passed or f == "model.fp16.onnx", "decision_agreement_pct": 99.5,
+                                         "max_abs_diff": 0.2 if f != "model.fp16.onnx" else 0.002,
+                                         "max_diff_of_spread": 0.5, "fp32_spread_p1_p99": 0.2}
+        if "int8" in f:
+            meta["drift_gate"] = {"passed": int8_passed}
+        write_meta(conv / f, meta)
+
+
+def test_convert_gates_go_on_only_for_a_failed_score_gate(demo, tmp_path):
+    _artifacts(tmp_path / "ok")
+    assert all(g["score_gate"] is None or g["score_gate"]["passed"] for g in demo.convert_gates(tmp_path / "ok", 0).values())
+    with pytest.raises(EdgeError, match="no failed gate"):           # exit 1 that no gate explains
+        demo.convert_gates(tmp_path / "ok", 1)
+    _artifacts(tmp_path / "score", score_passed=False)
+    gates = demo.convert_gates(tmp_path / "score", 1)                 # the score gate failed: reported, goes on
+    assert [f for f, g in gates.items() if g["score_gate"] and not g["score_gate"]["passed"]] == [
+        "model.int8.onnx", "model.int8cpu.onnx"]
+    text = "\n".join(demo.score_section(gates, "model.int8cpu.onnx"))
+    assert "**FAILED**" in text and "indicative" in text and "| `model.fp16.onnx` | -0.8000 | passed |" in text
+    _artifacts(tmp_path / "acc", score_passed=False, int8_passed=False)
+    with pytest.raises(EdgeError, match="accuracy drift gate failed for model.int8.onnx"):
+        demo.convert_gates(tmp_path / "acc", 1)
