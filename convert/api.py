@@ -51,7 +51,9 @@ class ConvertConfig:
         split_file: ``split.csv`` (default: the one beside the model).
         calib_split: Split to calibrate on (only ``train`` is allowed).
         calib_size: Calibration images (stratified).
-        calib_method: ``entropy``, ``minmax`` or ``percentile``.
+        calib_method: ``entropy``, ``minmax`` or ``percentile``; None (default): the model's
+            (:func:`convert.quantize.default_calib_method`: entropy, or for a model with an open-set
+            score output the method that keeps the score within its drift gate).
         calib_chunk: Images per calibrator ``collect_data`` call (bounds memory).
         max_drift: Allowed INT8 val accuracy drop in percentage points.
         min_agreement: Required INT8 top-1 agreement with FP32 on the val split, percent (0: off).
@@ -81,7 +83,7 @@ class ConvertConfig:
     split_file: Optional[str] = None
     calib_split: str = "train"
     calib_size: int = 500
-    calib_method: str = "entropy"
+    calib_method: Optional[str] = None
     calib_chunk: int = 16
     max_drift: float = 0.5
     min_agreement: float = 99.0
@@ -126,10 +128,10 @@ class ConvertConfig:
             raise InputError(f"{param('check_images')} must be >= 0 (0: the whole val split), got {self.check_images}")
         if not 0 <= self.min_agreement <= 100:
             raise InputError(f"{param('min_agreement')} must be a percentage in [0, 100], got {self.min_agreement:g}")
-        for setting, allowed in (("calib_method", CALIB_METHODS), ("engine", ENGINE_MODES),
-                               ("gate_views", GATE_VIEW_CHOICES)):
+        for setting, allowed in (("calib_method", (None,) + CALIB_METHODS), ("engine", ENGINE_MODES),
+                               ("gate_views", GATE_VIEW_CHOICES)):   # calib_method None: the model's default
             if getattr(self, setting) not in allowed:
-                raise InputError(f"{param(setting)} must be one of {', '.join(map(str, allowed))}, "
+                raise InputError(f"{param(setting)} must be one of {', '.join(str(a) for a in allowed if a is not None)}, "
                                  f"got {getattr(self, setting)!r}")
         return dataclasses.replace(self, uint8_tiles=self._tiles())
 

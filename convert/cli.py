@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split.csv (default: split.csv beside the model)")
     p.add_argument("--calib-split", help="split to calibrate on (only train is allowed)")
     p.add_argument("--calib-size", type=int, help="calibration images (stratified; default 500)")
-    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"])
+    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"],
+                   help="INT8 calibration method (default: entropy; minmax for a model with an open-set score, "
+                        "whose drift gate entropy's clipped ranges fail: docs/results/open-set.md)")
     p.add_argument("--calib-chunk", type=int, help="images per calibrator collect_data call (bounds memory)")
     p.add_argument("--max-drift", type=float, help="allowed INT8 val accuracy drop in percentage points")
     p.add_argument("--min-agreement", type=float,

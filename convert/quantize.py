@@ -45,6 +45,26 @@ TRT_EXTRA_OPTIONS = {
 }
 
 
+#: Calibration method of a plain classifier's INT8 models: entropy (KL) ranges, measured in
+#: docs/results/recipe-trials.md and convert.md.
+DEFAULT_CALIB_METHOD = "entropy"
+#: Calibration method of a model with an in-graph open-set score (``ood`` block): the entropy calibrator
+#: clips each activation where the KL divergence of the bulk is smallest (the compact model's ReLU outputs
+#: at a fifth of their maximum), which leaves the argmax alone but moves the logits of exactly the tiles in
+#: the tails, where the ``unknown`` threshold sits; the score gate then fails. Ranges that keep the tails
+#: pass it; chosen on val by the rule in docs/results/open-set.md ("INT8 with the score").
+OPEN_SET_CALIB_METHOD = "minmax"
+
+
+def default_calib_method(meta: Optional[Dict]) -> str:
+    """The INT8 calibration method for a model with this metadata when none is asked for.
+
+    :data:`OPEN_SET_CALIB_METHOD` for a model with an open-set score (``ood`` block), else
+    :data:`DEFAULT_CALIB_METHOD`.
+    """
+    return OPEN_SET_CALIB_METHOD if (meta or {}).get("ood") else DEFAULT_CALIB_METHOD
+
+
 def to_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_fp32: Iterable[str] = ()) -> Path:
     """FP16 weights and compute, float32 input and output (``keep_io_types``).
 

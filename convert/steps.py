@@ -8,6 +8,7 @@ calibration, INT8 Q/DQ (+ drift gate), CPU int8 (+ its gate), preprocessing fold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -84,6 +85,13 @@ def prepare(model_path: Path, cfg) -> Job:
     model = load_keras_model(model_path)
     if meta0 is None:
         raise InputError(f"{model_path} has no metadata")
+    if cfg.calib_method is None:   # the model's default: an open-set model's score needs its tails kept
+        from convert.quantize import default_calib_method
+
+        cfg = dataclasses.replace(cfg, calib_method=default_calib_method(meta0))
+        if meta0.get("ood") and (cfg.int8 or cfg.int8_cpu):
+            log.info(f"calibration method {cfg.calib_method}: the default for a model with an open-set score "
+                     "(docs/results/open-set.md)")
     prep = Preprocess.from_dict(meta0["preprocess"])
     classes = list(meta0["classes"])
     check_classifier(model, classes, prep.input_shape)

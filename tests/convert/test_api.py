@@ -40,6 +40,7 @@ def test_convert_model_from_python(tiny_model, sample_dir, tmp_path, caplog):
     assert (meta["format"], meta["backend"], meta["precision"]) == ("onnx", "onnxruntime", "int8")
     assert meta["onnxruntime"]["graph_optimization_level"] == by_name("int8").ort_level == "basic"
     assert res.gates["int8"].as_dict() == meta["drift_gate"]
+    assert meta["calibration"]["method"] == "entropy"      # no calib_method, no open-set score: entropy ranges
     assert any(m.startswith("model.onnx: FP32 ONNX vs Keras") for m in caplog.messages)  # progress: logging
 
 
@@ -51,6 +52,8 @@ def test_convert_model_from_python(tiny_model, sample_dir, tmp_path, caplog):
     ({"min_agreement": 101}, "min_agreement must be a percentage", "--min-agreement must be a percentage"),
     ({"uint8_tiles": "big"}, "uint8_tiles takes a tile size", "--uint8-tiles takes a tile size"),
     ({"engine": "sometimes"}, "engine must be one of auto, always, never", "--engine must be one of"),
+    ({"calib_method": "kl"}, "calib_method must be one of entropy, minmax, percentile, got 'kl'",
+     "--calib-method must be one of entropy, minmax, percentile"),
 ])
 def test_bad_settings_name_the_parameter_in_python_and_the_flag_in_the_command(
         tiny_model, tmp_path, capsys, kwargs, message, flag_message):
@@ -60,8 +63,8 @@ def test_bad_settings_name_the_parameter_in_python_and_the_flag_in_the_command(
     argv = [str(tiny_model), "-o", str(tmp_path / "o")]
     for k, v in kwargs.items():
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    if "engine" in kwargs:   # argparse's own choices check comes first for a flag: go through a config file
-        (tmp_path / "c.toml").write_text('engine = "sometimes"\n')
+    if kwargs.keys() & {"engine", "calib_method"}:   # argparse's own choices check comes first for a flag: go through a config file
+        (tmp_path / "c.toml").write_text("".join(f'{k} = "{v}"\n' for k, v in kwargs.items()))
         argv = [str(tiny_model), "-o", str(tmp_path / "o"), "--config", str(tmp_path / "c.toml")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

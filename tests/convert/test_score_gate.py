@@ -95,3 +95,14 @@ def test_int8_leaves_the_score_head_in_float(tmp_path):
     assert score_nodes(f32) == ["ood_max", "ood_neg"]                # not the softmax the probabilities share
     assert score_nodes(make_intensity_model(tmp_path / "p.onnx", T)) == []
     assert set(output_nodes(f32)) >= {"ood_neg"}
+
+
+def test_open_set_models_are_calibrated_with_minmax_by_default():
+    from convert import ConvertConfig
+    from convert.quantize import default_calib_method
+
+    assert default_calib_method({"classes": ["a", "b"]}) == "entropy"
+    assert default_calib_method({"ood": {"score": "logit_cosine", "threshold": -0.8}}) == "minmax"
+    assert default_calib_method(None) == "entropy"
+    assert ConvertConfig(out="o").checked().calib_method is None          # resolved from the model's metadata
+    assert ConvertConfig(out="o", calib_method="percentile").checked().calib_method == "percentile"

@@ -53,7 +53,7 @@ def _convert(model: Path, data: Path, out: Path, calib_size, split_file: Path = 
     except ImportError as e:
         pytest.skip(f"edge-convert (convert.cli) is not importable here: {e}")
     size = [] if calib_size is None else ["--calib-size", str(calib_size)]
-    # edge-convert's defaults otherwise (entropy calibration, its 0.5 pp val drift gates: the Q/DQ
+    # edge-convert's defaults otherwise (entropy calibration, minmax for an open-set model; its 0.5 pp val drift gates: the Q/DQ
     # one decides the nodes both INT8 models keep in float, the CPU one may add to the CPU model's).
     # Exit 1 = a gate failed with the artifacts kept: the tolerances below then judge them.
     rc = convert_main([str(model), "--fp16", "--int8", "--int8-cpu", "--calib-data", str(data),

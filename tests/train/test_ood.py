@@ -246,6 +246,9 @@ def test_edge_convert_gates_the_score_and_keeps_its_head_in_float(ood_model, sam
                "--calib-chunk", "8", "--max-drift", "100", "--min-agreement", "0", "--uint8-tiles", "0", "-o", str(out)])
     fp32 = read_meta(out / "model.onnx")["ood"]
     assert "drift_gate" not in fp32                                  # the reference itself
+    # no --calib-method: an open-set model is calibrated with minmax ranges (entropy's clip the score's tails)
+    assert json.loads((out / "model.int8.calib.json").read_text())["method"] == "minmax"
+    assert {read_meta(out / a)["calibration"]["method"] for a in ("model.int8.onnx", "model.int8cpu.onnx")} == {"minmax"}
     gates = {}
     for art in ("model.fp16.onnx", "model.int8.onnx", "model.int8cpu.onnx"):
         b = read_meta(out / art)["ood"]
