@@ -112,3 +112,19 @@ def test_sample_artifact_vs_keras(sample_case, sample_reference, name, kind):
 def test_full_test_split_vs_keras(full_case, full_reference, name, kind):
     _run(full_case, full_reference, name, kind)
     assert len(full_reference[0]) >= 250        # the 15 % test split of 1,800 images
+
+
+def test_full_conversion_keeps_the_open_set_score(full_case):
+    """An open-set committed model: every reduced-precision artifact passes the score's drift gate (val, criteria
+    of convert/score_gate.py), INT8 with the minmax ranges edge-convert picks for it (docs/results/open-set.md)."""
+    from edge.metadata import read_meta
+
+    if not read_meta(full_case.model).get("ood"):
+        pytest.skip(f"{full_case.model} has no open-set score output")
+    for name in ("fp16", "int8", "int8-cpu"):
+        meta = read_meta(_artifact(full_case.outdir, name))
+        gate = meta["ood"]["drift_gate"]
+        assert gate["passed"] and gate["own_threshold"] is None, (name, gate)   # at FP32's threshold
+        assert gate["max_abs_diff"] <= gate["max_diff_of_spread"] * gate["fp32_spread_p1_p99"]
+        if name != "fp16":
+            assert meta["calibration"]["method"] == "minmax" and meta["drift_gate"]["passed"], name
