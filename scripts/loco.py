@@ -121,6 +121,8 @@ def run_fold(args, held_out: str) -> Dict:
             argv += ["--epochs", str(args.epochs)]
         if args.input_size:
             argv += ["--input-size", str(args.input_size)]
+        if args.augment:
+            argv += ["--augment", args.augment]
         if cli.main(argv) != 0:
             raise EdgeError(f"training without {held_out} failed")
     train_s = time.perf_counter() - t0
@@ -213,6 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="work folder (fold data and models; reused when present)")
     ap.add_argument("--epochs", type=int, default=12, help="short recipe: epochs (0: the compact default)")
     ap.add_argument("--input-size", type=int, default=64, help="short recipe: input size (0: the compact default)")
+    ap.add_argument("--augment", default="line", help="edge-train --augment preset of the fold models (default line, "
+                    "compact recipe v5's)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--acceptance", type=float, default=0.99)
     ap.add_argument("--folds", default="", help="comma-separated held-out classes (default: all six)")
@@ -240,7 +244,7 @@ def main(argv=None) -> int:
               + ", ".join(f"{n} test AUROC {x['test']['auroc']:.4f} FPR95 {x['test']['fpr_at_95tpr']:.3f}"
                           for n, x in r["scores"].items()), flush=True)
         results.append(r)
-    report = {"settings": {"epochs": args.epochs or None, "input_size": args.input_size or None, "seed": args.seed,
+    report = {"settings": {"epochs": args.epochs or None, "input_size": args.input_size or None, "augment": args.augment, "seed": args.seed,
                            "acceptance": args.acceptance, "split_file": args.split_file, "cpu": cpu,
                            "cores": os.cpu_count(), "command": "python scripts/loco.py " + " ".join(
                                argv if argv is not None else sys.argv[1:])},

@@ -3,7 +3,8 @@
 Reads the per-fold arrays that ``scripts/loco.py --arrays DIR`` saves (probabilities, logits and
 penultimate features of the train / val / test images) and prints the mean **validation** AUROC of
 each variant (fold values beside it): class-mean distances (Mahalanobis with a shared Ledoit-Wolf
-covariance, relative Mahalanobis, cosine, centred cosine) in several feature spaces (the avg+max pooled
+covariance, relative Mahalanobis, cosine, centred cosine) and the k-th nearest training feature
+(kNN, cosine = l2-normalised, k in :data:`KNN_K`) in several feature spaces (the avg+max pooled
 features, each half, their L2-normalised or square-rooted form, the logits), and the two logit
 scores. Test arrays are not read. Used to choose which variant joins ``scripts/loco.py``'s candidates
 (docs/results/open-set-loco.md).
@@ -29,6 +30,18 @@ FOLDS = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale",
 def _md(f, means, precision):
     d = f[:, None, :] - means[None]
     return np.einsum("nkd,de,nke->nk", d, precision, d)
+
+
+def _knn(f, bank, k):
+    """k-th largest cosine similarity to the training features, negated (Sun et al. 2022: k-th nearest
+    neighbour of the l2-normalised penultimate features; same order as the k-th smallest distance)."""
+    fn = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    bn = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+    return -np.sort(fn @ bn.T, axis=1)[:, -k]
+
+
+#: k of the kNN variants (k = 1 is what stock Keras layers compute in the graph: a max).
+KNN_K = (1, 5, 10, 50)
 
 
 def variants(z) -> dict:
@@ -62,6 +75,8 @@ def variants(z) -> dict:
         out[f"relative mahalanobis, {name}"] = auroc(rel(kv), rel(uv))
         out[f"cosine, {name}"] = auroc(O.cosine(kv, m), O.cosine(uv, m))
         out[f"centred cosine, {name}"] = auroc(O.cosine(kv, m, ctr), O.cosine(uv, m, ctr))
+        for kk in KNN_K:
+            out[f"knn k={kk}, {name}"] = auroc(_knn(kv, tr, kk), _knn(uv, tr, kk))
     return out
 
 
