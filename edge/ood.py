@@ -19,6 +19,9 @@ Scores:
 * ``logit_cosine``: ``-max`` cosine similarity of the logits to the class means of the training
   split's logits, both centred on the mean of the class means. Chosen by the leave-one-class-out
   validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
+* ``knn``: ``-max`` cosine similarity of the penultimate features to the training split's own
+  (l2-normalised) penultimate features: the nearest-neighbour score of Sun et al. 2022 with k = 1
+  (:func:`knn`; :func:`fit_knn_bank` makes the stored bank).
 
 Pure numpy + scikit-learn: safe to import on the Jetson.
 """
@@ -33,9 +36,9 @@ from edge.errors import EdgeError
 
 #: Name of the score output of a model with an in-graph open-set score.
 SCORE_OUTPUT = "ood_score"
-SCORES = ("energy", "max_softmax", "mahalanobis", "cosine", "logit_cosine")
-#: Scores computed with class statistics of the training split (stored in the graph as constants).
-FEATURE_SCORES = ("mahalanobis", "cosine", "logit_cosine")
+SCORES = ("energy", "max_softmax", "mahalanobis", "cosine", "logit_cosine", "knn")
+#: Scores computed with statistics of the training split (stored in the graph as constants).
+FEATURE_SCORES = ("mahalanobis", "cosine", "logit_cosine", "knn")
 #: Default share of in-distribution validation images the threshold accepts.
 DEFAULT_ACCEPTANCE = 0.99
 
@@ -97,6 +100,41 @@ def cosine(features: np.ndarray, means: np.ndarray, center: Optional[np.ndarray]
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
     return -(f @ m.T).max(axis=1)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float64; an all-zero row stays zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit_knn_bank(features: np.ndarray) -> Dict[str, np.ndarray]:
+    """The bank of the ``knn`` score: the training split's penultimate features, l2-normalised.
+
+    Raises:
+        EdgeError: no features, or not a 2-D array.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or not len(f):
+        raise EdgeError(f"the knn score needs a (N, D) array of training features, got shape {f.shape}")
+    return {"bank": l2_normalise(f)}
+
+
+def knn(features: np.ndarray, bank: np.ndarray, k: int = 1) -> np.ndarray:
+    """``-`` the k-th largest cosine similarity of each row to the rows of ``bank`` (N,).
+
+    On l2-normalised vectors the k-th largest similarity is the k-th smallest Euclidean distance
+    (``d^2 = 2 - 2 cos``): Sun et al. 2022's k-th nearest-neighbour score, same order. The in-graph form
+    (:func:`train.models.with_ood_score`) is k = 1.
+
+    Raises:
+        EdgeError: ``k`` outside [1, len(bank)].
+    """
+    b = l2_normalise(bank)
+    if not 1 <= k <= len(b):
+        raise EdgeError(f"knn: k must be in [1, {len(b)}], got {k}")
+    sim = l2_normalise(features) @ b.T
+    return -np.partition(sim, len(b) - k, axis=1)[:, len(b) - k]
 
 
 def calibrate(scores_in: Sequence[float], acceptance: float = DEFAULT_ACCEPTANCE) -> float:

@@ -4,8 +4,8 @@ For each held-out class, the compact model is trained with ``edge-train`` on the
 keeping each file's membership of the reference split (``--split-file``, e.g. models/neu-compact/split.csv),
 so every fold's validation and test images are the reference model's. Then, per score of :mod:`edge.ood`
 (``energy`` from the logits, the ``max_softmax`` baseline, ``mahalanobis`` / ``cosine`` of the
-penultimate features to the class means and ``logit_cosine`` of the centred logits to theirs, with the
-class statistics of the fold's **training** images):
+penultimate features to the class means, ``logit_cosine`` of the centred logits to theirs and ``knn``,
+the nearest training image's feature, with the statistics of the fold's **training** images):
 
 * selection evidence: AUROC on the **validation** images (five known classes vs the held-out class's
   validation images);
@@ -13,14 +13,13 @@ class statistics of the fold's **training** images):
 * reported figures: AUROC, FPR at 95 % TPR and the decisions at that threshold on the **test** images
   (known classes' test images vs the held-out class's test images).
 
-Training images of the held-out class are never used. The choice among the scores (fixed before the feature
-scores were measured): the highest mean validation AUROC; scores within 0.005 of it tie, and a tie goes to
-the first of :data:`PREFERENCE` (the current default, then the fewer stored constants). ``logit_cosine``
-joined the candidates after a validation-only comparison of further variants (``--arrays`` +
-scripts/loco_variants.py); the test figures were computed after that choice. Existing fold models are
-reused (no retraining). ``--epochs``/``--input-size`` give a short recipe
-(the default, 12 epochs at 64x64, fits a shared 2-core machine in minutes per fold); without them the
-compact recipe's defaults apply (about 28 min per fold on 2 cores).
+Training images of the held-out class are never used. The choice among the scores (written before the
+runs, docs/results/open-set-loco.md): the highest mean validation AUROC; scores within 0.005 of it tie, and
+a tie goes to the first of :data:`PREFERENCE` (the current default, then the fewer stored constants).
+Existing fold models are reused (no retraining; their training time is read from their report).
+``--epochs``/``--input-size`` give a shorter recipe (default 12 epochs at 64x64, rounds 1-2; round 3
+used 30 epochs at 128x128, ~10 min per fold on one loaded core); 0 takes the compact recipe's default
+(40 epochs, 160x160). ``--augment`` (default line, recipe v5's) is passed to edge-train.
 
 Usage::
 
@@ -45,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.errors import EdgeError  # noqa: E402
 
-#: Tie order of the selection rule: the current default first, then the fewer stored constants.
-PREFERENCE = ("max_softmax", "energy", "cosine", "logit_cosine", "mahalanobis")
+#: Tie order of the selection rule: the current default first, then the fewer stored constants (round 3,
+#: docs/results/open-set-loco.md; rounds 1-2 had max_softmax, energy, cosine, logit_cosine, mahalanobis).
+PREFERENCE = ("logit_cosine", "max_softmax", "energy", "cosine", "mahalanobis", "knn")
 
 
 def _fold_data(data: Path, split_file: Path, held_out: str, out: Path) -> Dict[str, Dict[str, List[str]]]:
@@ -96,13 +96,14 @@ def _outputs(model_path: Path, files: List[str]) -> Dict[str, np.ndarray]:
 
 
 def _scores(out: Dict[str, np.ndarray], stats: Dict[str, Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    from edge.ood import cosine, energy, mahalanobis, max_softmax
+    from edge.ood import cosine, energy, knn, mahalanobis, max_softmax
 
     f, lg = stats["features"], stats["logits"]
     return {"energy": energy(out["logits"]), "max_softmax": max_softmax(out["probs"]),
             "mahalanobis": mahalanobis(out["features"], f["means"], f["precision"]),
             "cosine": cosine(out["features"], f["means"]),
-            "logit_cosine": cosine(out["logits"], lg["means"], lg["center"]), "probs": out["probs"]}
+            "logit_cosine": cosine(out["logits"], lg["means"], lg["center"]),
+            "knn": knn(out["features"], stats["bank"]["bank"]), "probs": out["probs"]}
 
 
 def run_fold(args, held_out: str) -> Dict:
@@ -125,9 +126,10 @@ def run_fold(args, held_out: str) -> Dict:
             argv += ["--augment", args.augment]
         if cli.main(argv) != 0:
             raise EdgeError(f"training without {held_out} failed")
-    train_s = time.perf_counter() - t0
     rep = json.loads((model_dir / "report.json").read_text())
-    from edge.ood import fit_feature_stats
+    # a reused model: the training time its report recorded
+    train_s = rep.get("training", {}).get("wall_time_s") if time.perf_counter() - t0 < 1 else time.perf_counter() - t0
+    from edge.ood import fit_feature_stats, fit_knn_bank
 
     classes = json.loads((model_dir / "classes.json").read_text())
     classes = classes["classes"] if isinstance(classes, dict) else classes
@@ -135,6 +137,7 @@ def run_fold(args, held_out: str) -> Dict:
     tr = _outputs(model_dir / "model.keras", train_files)
     y_train = [classes.index(groups["class"][f]) for f in train_files]
     stats = {k: fit_feature_stats(tr[k], y_train, len(classes)) for k in ("features", "logits")}
+    stats["bank"] = fit_knn_bank(tr["features"])
     outs = {(g, sp): _outputs(model_dir / "model.keras", groups[g][sp]) for g in ("known", "unknown") for sp in ("val", "test")}
     if args.arrays:  # for scripts/loco_variants.py (validation-only comparison of further variants)
         Path(args.arrays).mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,7 @@ def run_fold(args, held_out: str) -> Dict:
                             **{f"known_train_{k}": v for k, v in tr.items()},
                             **{f"{g}_{sp}_{k}": v for (g, sp), o in outs.items() for k, v in o.items()})
     s = {key: _scores(o, stats) for key, o in outs.items()}
-    out = {"held_out": held_out, "known_test_accuracy": rep["accuracy"], "train_seconds": round(train_s, 1),
+    out = {"held_out": held_out, "known_test_accuracy": rep["accuracy"], "train_seconds": None if train_s is None else round(train_s, 1),
            "n": {f"{g}_{sp}": len(groups[g][sp]) for g in ("known", "unknown") for sp in ("val", "test")}, "scores": {}}
     for name in SCORES:
         thr = calibrate(s[("known", "val")][name], args.acceptance)
@@ -182,17 +185,18 @@ def markdown(report: Dict) -> str:
     s = report["settings"]
     lines = ["# Open set: leave-one-class-out on NEU", "",
              f"Compact model per fold, seed {s['seed']}, "
-             + (f"short recipe: {s['epochs']} epochs at {s['input_size']}x{s['input_size']}" if s["epochs"]
-                else "full compact recipe") + f"; threshold at {100 * s['acceptance']:g} % acceptance of the known "
+             + (f"{s['epochs']} epochs at {s['input_size']}x{s['input_size']}" if s["epochs"]
+                else "the compact recipe's epochs and size") + f", augment {s.get('augment') or 'default'}; threshold at {100 * s['acceptance']:g} % acceptance of the known "
              "classes' validation images; figures on the test images (known classes' test images vs the held-out "
              "class's test images). Command: `" + s["command"] + "`.", "",
              f"Machine: {s['cpu']} ({s['cores']} cores, shared with other jobs).", "",
-             "| Held out | known test acc. | score | val AUROC | test AUROC | FPR @ 95 % TPR | accepted in | rejected out |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| Held out | known test acc. | training s | score | val AUROC | val FPR @ 95 % TPR | test AUROC | "
+             "FPR @ 95 % TPR | accepted in | rejected out |", "|---|---|---|---|---|---|---|---|---|---|"]
     for f in report["folds"]:
         for name, r in f["scores"].items():
             t = r["test"]
-            lines.append(f"| {f['held_out']} | {100 * f['known_test_accuracy']:.2f}% | {name} | {r['val_auroc']:.4f} | "
+            lines.append(f"| {f['held_out']} | {100 * f['known_test_accuracy']:.2f}% | {f.get('train_seconds') or '-'} | "
+                         f"{name} | {r['val_auroc']:.4f} | {100 * r.get('val_fpr_at_95tpr', float('nan')):.1f}% | "
                          f"{t['auroc']:.4f} | {100 * t['fpr_at_95tpr']:.1f}% | {100 * t['accepted_in']:.1f}% | "
                          f"{100 * t['rejected_out']:.1f}% |")
     lines += ["", "| score | mean val AUROC | mean test AUROC | mean FPR @ 95 % TPR | mean accepted in | mean rejected out |",

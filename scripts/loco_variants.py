@@ -32,15 +32,8 @@ def _md(f, means, precision):
     return np.einsum("nkd,de,nke->nk", d, precision, d)
 
 
-def _knn(f, bank, k):
-    """k-th largest cosine similarity to the training features, negated (Sun et al. 2022: k-th nearest
-    neighbour of the l2-normalised penultimate features; same order as the k-th smallest distance)."""
-    fn = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    bn = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
-    return -np.sort(fn @ bn.T, axis=1)[:, -k]
-
-
-#: k of the kNN variants (k = 1 is what stock Keras layers compute in the graph: a max).
+#: k of the kNN variants (Sun et al. 2022's k-th nearest training feature, edge.ood.knn; k = 1 is what
+#: stock Keras layers compute in the graph: a max).
 KNN_K = (1, 5, 10, 50)
 
 
@@ -76,7 +69,7 @@ def variants(z) -> dict:
         out[f"cosine, {name}"] = auroc(O.cosine(kv, m), O.cosine(uv, m))
         out[f"centred cosine, {name}"] = auroc(O.cosine(kv, m, ctr), O.cosine(uv, m, ctr))
         for kk in KNN_K:
-            out[f"knn k={kk}, {name}"] = auroc(_knn(kv, tr, kk), _knn(uv, tr, kk))
+            out[f"knn k={kk}, {name}"] = auroc(O.knn(kv, tr, kk), O.knn(uv, tr, kk))
     return out
 
 

@@ -386,7 +386,9 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
     features ``z = L^T (f - c)`` (``P = L L^T``, ``m_k = L^T (mu_k - c)``, ``c`` the mean of the class means,
     so that the terms stay small in FP16); ``cosine``: ``-max_k cos(f, mu_k)``; ``logit_cosine``: the same
     on the logits (:func:`logits_of`), centred on the mean of their class means (the default of
-    ``python -m train.ood``). The choice among them is measured, docs/results/open-set-loco.md.
+    ``python -m train.ood``); ``knn``: ``-max_j cos(f, b_j)`` over the training split's l2-normalised
+    features ``b_j`` (a constant Dense of N_train outputs after a UnitNormalization, then a global max:
+    the k = 1 nearest-neighbour score). The choice among them is measured, docs/results/open-set-loco.md.
 
     Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract, Dense with
     constant, non-trainable weights, Multiply, UnitNormalization), so the model stays loadable with
@@ -397,7 +399,8 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
         model: A classifier with one output, ``probs``.
         score: One of :data:`edge.ood.SCORES`.
         stats: For ``mahalanobis`` / ``cosine``: :func:`edge.ood.fit_feature_stats` of the training split's
-            penultimate features; for ``logit_cosine``: of its logits.
+            penultimate features; for ``logit_cosine``: of its logits; for ``knn``:
+            :func:`edge.ood.fit_knn_bank` of its penultimate features.
 
     Raises:
         EdgeError: an unknown score, a model with more than one output, or a feature score without
@@ -421,6 +424,8 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
         z = logits_of(model)
         diff = layers.Subtract(name="ood_neg_lse")([layers.Activation("log_softmax", name="ood_log_softmax")(z), z])
         out = layers.GlobalAveragePooling1D(name=SCORE_OUTPUT)(layers.Reshape((k, 1), name="ood_reshape")(diff))
+    elif score == "knn":
+        out = _knn_score(features_of(model), stats)
     else:
         f = logits_of(model) if score == "logit_cosine" else features_of(model)
         d = int(f.shape[-1])
@@ -450,6 +455,23 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
             best = layers.GlobalMaxPooling1D(name="ood_max_cross")(layers.Reshape((k, 1), name="ood_reshape")(cross))
             out = layers.Subtract(name=SCORE_OUTPUT)([norm, best])
     return keras.Model(model.inputs, [probs, out], name=model.name)
+
+
+def _knn_score(f, stats: Optional[Dict]):
+    """``-max_j cos(f, b_j)`` over the stored bank of l2-normalised training features (N, D)."""
+    from keras import layers
+
+    from edge.ood import SCORE_OUTPUT, l2_normalise
+
+    d = int(f.shape[-1])
+    bank = None if stats is None else stats.get("bank")
+    if bank is None or np.ndim(bank) != 2 or np.shape(bank)[1] != d or not len(bank):
+        raise EdgeError(f"the knn score needs a bank of the training split's features: shape (N, {d}), got "
+                        f"{None if bank is None else np.shape(bank)}")
+    b = l2_normalise(bank)
+    sim = _constant_dense(layers.UnitNormalization(name="ood_l2")(f), b.T, None, "ood_knn")
+    top = layers.GlobalMaxPooling1D(name="ood_max_sim")(layers.Reshape((len(b), 1), name="ood_reshape")(sim))
+    return layers.Rescaling(-1.0, name=SCORE_OUTPUT)(top)
 
 
 def _constant_dense(x, kernel: np.ndarray, bias: Optional[np.ndarray], name: str):

@@ -11,7 +11,8 @@ Writes a model folder like ``edge-train``'s (``model.keras`` + metadata, ``prepr
 logit_cosine, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
 threshold (the ``--acceptance`` quantile of the validation images' scores, default 99 %), the acceptance and
 the number of images it was calibrated on. The threshold uses the validation split only; the class
-statistics of the feature scores (logit_cosine, cosine, mahalanobis) the training split only.
+statistics of the feature scores (logit_cosine, cosine, mahalanobis) and knn's bank of features the
+training split only.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
     base = load_keras_model(model_path)
     stats, fit = None, None
     if score in FEATURE_SCORES:  # class statistics of the training split, stored in the graph as constants
-        stats, fit = _train_stats(base, data, sf, meta["classes"], prep, batch, logits=score == "logit_cosine")
+        stats, fit = _train_stats(base, data, sf, meta["classes"], prep, batch, logits=score == "logit_cosine",
+                                  bank=score == "knn")
     model = with_ood_score(base, score, stats)
     ds = select(data, "val", sf, classes=meta["classes"])
     images = load_images(ds)
@@ -82,20 +84,22 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
     return block
 
 
-def _train_stats(model, data, split_file, classes, prep, batch: int, logits: bool = False):
-    """Class means and shared precision of the model's penultimate features (or logits) on the training split."""
+def _train_stats(model, data, split_file, classes, prep, batch: int, logits: bool = False, bank: bool = False):
+    """Class means and shared precision of the model's penultimate features (or logits) on the training split;
+    with ``bank``, the l2-normalised features themselves (the knn score's constants)."""
     import keras
 
     from edge.data import load_images, select
-    from edge.ood import fit_feature_stats
+    from edge.ood import fit_feature_stats, fit_knn_bank
     from train.models import features_of, logits_of
 
     ds = select(data, "train", split_file, classes=classes)
     feats = keras.Model(model.inputs, logits_of(model) if logits else features_of(model))
     x = prep(np.stack([prep.resize(im) for im in load_images(ds)]))
     f = np.asarray(feats.predict(x, batch_size=batch, verbose=0), np.float64)
-    return fit_feature_stats(f, ds.labels, len(classes)), {"fit_on": "train", "n": int(len(f)),
-                                                           "dims": int(f.shape[1]), "of": "logits" if logits else "penultimate features"}
+    stats = fit_knn_bank(f) if bank else fit_feature_stats(f, ds.labels, len(classes))
+    return stats, {"fit_on": "train", "n": int(len(f)), "dims": int(f.shape[1]),
+                   "of": "logits" if logits else "penultimate features"}
 
 
 def recalibrate(artifact, data, split_file=None, acceptance=None, batch: int = 64) -> dict:
@@ -147,7 +151,8 @@ def main(argv=None) -> int:
                     help="logit_cosine (default: -max cosine of the centred logits to the training split's class "
                          "means; chosen on leave-one-class-out val evidence, docs/results/open-set-loco.md), "
                          "max_softmax (-max probability), energy (-logsumexp of the logits), mahalanobis / cosine "
-                         "(penultimate features to the class means)")
+                         "(penultimate features to the class means), knn (-max cosine of the penultimate features to "
+                         "the training images' own, k = 1)")
     ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",

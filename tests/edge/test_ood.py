@@ -52,5 +52,22 @@ def test_score_of_metadata():
     b = {"score": "energy", "threshold": -3.0, "acceptance": 0.99}
     assert O.score_of({"ood": b}) == b
     with pytest.raises(EdgeError):
-        O.score_of({"ood": {"score": "knn", "threshold": 1.0}})
+        O.score_of({"ood": {"score": "knn5", "threshold": 1.0}})
     assert O.is_unknown(-2.0, -3.0) and not O.is_unknown(-3.0, -3.0)
+
+
+def test_knn_is_the_kth_nearest_training_feature():
+    bank = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    f = np.array([[2.0, 0.1], [-1.0, -1.0]])
+    # first row: nearest in angle is (1, 0); second: every bank row points away
+    cos = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (bank / np.linalg.norm(bank, axis=1, keepdims=True)).T
+    assert O.knn(f, bank) == pytest.approx(-cos.max(1))
+    assert O.knn(f, bank, 2) == pytest.approx(-np.sort(cos, 1)[:, -2])
+    assert O.knn(f, bank)[0] < O.knn(f, bank)[1]                       # the far one is more unknown
+    assert O.knn(bank, bank) == pytest.approx(-1.0)                      # a training feature is its own neighbour
+    assert np.allclose(np.linalg.norm(O.fit_knn_bank(bank)["bank"], axis=1), 1.0)
+    for bad in (0, 4):
+        with pytest.raises(EdgeError, match="k must be"):
+            O.knn(f, bank, bad)
+    with pytest.raises(EdgeError, match="training features"):
+        O.fit_knn_bank(np.ones(3))

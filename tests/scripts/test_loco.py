@@ -9,8 +9,10 @@ from scripts import loco, loco_variants
 def test_choose_highest_val_auroc_ties_to_preference():
     assert loco.choose({"max_softmax": 0.80, "energy": 0.70, "logit_cosine": 0.90}) == "logit_cosine"
     # within 0.005 of the best: the first of PREFERENCE
-    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.90, "mahalanobis": 0.901}) == "max_softmax"
+    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.90, "mahalanobis": 0.901}) == "logit_cosine"
+    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.85, "knn": 0.901}) == "max_softmax"
     assert loco.choose({"cosine": 0.80, "mahalanobis": 0.804, "logit_cosine": 0.70}) == "cosine"
+    assert loco.choose({"mahalanobis": 0.80, "knn": 0.81, "logit_cosine": 0.70}) == "knn"   # beyond the tie
 
 
 def test_variants_reads_no_test_arrays_and_separates_a_far_class(tmp_path):
@@ -31,6 +33,8 @@ def test_variants_reads_no_test_arrays_and_separates_a_far_class(tmp_path):
     np.savez(tmp_path / "crazing.npz", **z)                       # no test arrays at all: never read
     out = loco_variants.variants(np.load(tmp_path / "crazing.npz"))
     assert out["mahalanobis, features"] == pytest.approx(1.0)    # far off every class mean
-    assert {"max_softmax", "energy", "centred cosine, logits", "relative mahalanobis, max half"} <= set(out)
+    assert {"max_softmax", "energy", "centred cosine, logits", "relative mahalanobis, max half",
+            "knn k=1, features", "knn k=50, logits"} <= set(out)
+    assert out["knn k=1, features"] > 0.9                         # the unknown rows point elsewhere
     assert loco_variants.main([str(tmp_path), "--md", str(tmp_path / "v.md")]) == 0
     assert "| mahalanobis, features | 1.0000 |" in (tmp_path / "v.md").read_text()

@@ -56,6 +56,8 @@ def test_score_outputs_match_numpy(tiny_model):
     with pytest.raises(EdgeError, match="class statistics"):
         with_ood_score(m, "mahalanobis")
     with pytest.raises(EdgeError, match="unknown open-set score"):
+        with_ood_score(m, "knn5")
+    with pytest.raises(EdgeError, match="bank of the training split"):
         with_ood_score(m, "knn")
 
 
@@ -93,6 +95,40 @@ def test_feature_scores_in_graph_match_numpy(tiny_model):
         O.mahalanobis(stats["means"], stats["means"], stats["precision"]).max()
     with pytest.raises(EdgeError, match="class statistics"):
         with_ood_score(m, "cosine", {"means": stats["means"][:3]})
+
+
+def test_knn_score_in_graph_matches_numpy_and_onnxruntime(tiny_model, sample_dir, tmp_path):
+    """python -m train.ood --score knn: the bank is the training split's features; the graph's score (Keras,
+    safe_mode reload, ONNX Runtime) = edge.ood.knn against it; a training image is its own nearest neighbour."""
+    import onnxruntime as ort
+
+    from convert.export import keras_to_onnx
+    from edge.data import load_images, select
+    from edge.preprocess import Preprocess
+    from edge.runtime.keras.runner import load_keras_model
+    from train import ood
+
+    out = tmp_path / "knn"
+    assert ood.main([str(tiny_model), "--data", str(sample_dir), "--out", str(out), "--score", "knn"]) == 0
+    b = read_meta(out / "model.keras")["ood"]
+    train = select(sample_dir, "train", tiny_model.parent / "split.csv")
+    assert b["score"] == "knn" and b["class_stats"]["n"] == len(train) and b["class_stats"]["of"] == "penultimate features"
+    prep = Preprocess.load(tiny_model.parent / "preprocess.json")
+    base = load_keras_model(tiny_model)
+    bank = _features(base, prep(load_images(train)))
+    g = load_keras_model(out / "model.keras")                       # stock layers: safe_mode loads it
+    x = np.concatenate([prep(load_images(train))[:3], np.random.default_rng(4).random((4, 64, 64, 1))]).astype(np.float32)
+    expect = O.knn(_features(base, x), bank)
+    p, s = (np.asarray(a) for a in g(x))
+    assert np.array_equal(p, np.asarray(base(x))) and s[:, 0] == pytest.approx(expect, abs=1e-5)
+    assert s[:3, 0] == pytest.approx(-1.0, abs=1e-5)                # training images: similarity 1 to themselves
+    assert g.get_layer("ood_knn").get_weights()[0].shape == (bank.shape[1], len(train))
+    sess = ort.InferenceSession(str(keras_to_onnx(g, tmp_path / "knn.onnx", (64, 64, 1))),
+                                providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
+    assert got["ood_score"][:, 0] == pytest.approx(expect, abs=1e-5)
+    assert b["threshold"] >= -1.0 and b["n"] == len(select(sample_dir, "val", tiny_model.parent / "split.csv"))
 
 
 def test_fit_feature_stats_refuses_a_missing_class():

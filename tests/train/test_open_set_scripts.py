@@ -33,7 +33,7 @@ def test_loco_rule_and_markdown():
     assert s["chosen"] == "energy" and s["energy"]["val_auroc_mean"] == pytest.approx(0.9)
     md = loco.markdown({"settings": {"seed": 42, "epochs": 12, "input_size": 64, "acceptance": 0.99, "command": "x",
                                      "cpu": "cpu", "cores": 2}, "folds": [_fold("a", 0.9, 0.7)], "summary": s})
-    assert "| a | 95.00% | energy | 0.9000 |" in md and "**energy**" in md
+    assert "| a | 95.00% | - | energy | 0.9000 | 50.0% | 0.8000 | 40.0% |" in md and "**energy**" in md
 
 
 def test_loco_fold_data_keeps_the_reference_split(tmp_path, sample_dir):
