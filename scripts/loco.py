@@ -106,6 +106,29 @@ def _scores(out: Dict[str, np.ndarray], stats: Dict[str, Dict[str, np.ndarray]])
             "knn": knn(out["features"], stats["bank"]["bank"]), "probs": out["probs"]}
 
 
+def _fold_outputs(args, held_out: str, groups, model_dir: Path, classes):
+    """The fold model's outputs on the known classes' train images, their labels, and the outputs on the
+    known / unknown val and test images. With ``--arrays``: read back from a saved ``<held_out>.npz`` of the
+    same model when there is one (no inference), otherwise computed and saved there (for
+    scripts/loco_variants.py's validation-only comparison)."""
+    npz = Path(args.arrays) / f"{held_out}.npz" if args.arrays else None
+    keys = [(g, sp) for g in ("known", "unknown") for sp in ("val", "test")]
+    if npz is not None and npz.is_file() and npz.stat().st_mtime >= (model_dir / "model.keras").stat().st_mtime:
+        z = np.load(npz)
+        names = ("probs", "logits", "features")
+        return ({k: z[f"known_train_{k}"] for k in names}, z["known_train_y"].tolist(),
+                {(g, sp): {k: z[f"{g}_{sp}_{k}"] for k in names} for g, sp in keys})
+    train_files = groups["known"]["train"]
+    tr = _outputs(model_dir / "model.keras", train_files)
+    y_train = [classes.index(groups["class"][f]) for f in train_files]
+    outs = {(g, sp): _outputs(model_dir / "model.keras", groups[g][sp]) for g, sp in keys}
+    if npz is not None:
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(npz, known_train_y=np.asarray(y_train), **{f"known_train_{k}": v for k, v in tr.items()},
+                            **{f"{g}_{sp}_{k}": v for (g, sp), o in outs.items() for k, v in o.items()})
+    return tr, y_train, outs
+
+
 def run_fold(args, held_out: str) -> Dict:
     from edge.ood import SCORES, calibrate, evaluate
 
@@ -133,17 +156,9 @@ def run_fold(args, held_out: str) -> Dict:
 
     classes = json.loads((model_dir / "classes.json").read_text())
     classes = classes["classes"] if isinstance(classes, dict) else classes
-    train_files = groups["known"]["train"]
-    tr = _outputs(model_dir / "model.keras", train_files)
-    y_train = [classes.index(groups["class"][f]) for f in train_files]
+    tr, y_train, outs = _fold_outputs(args, held_out, groups, model_dir, classes)
     stats = {k: fit_feature_stats(tr[k], y_train, len(classes)) for k in ("features", "logits")}
     stats["bank"] = fit_knn_bank(tr["features"])
-    outs = {(g, sp): _outputs(model_dir / "model.keras", groups[g][sp]) for g in ("known", "unknown") for sp in ("val", "test")}
-    if args.arrays:  # for scripts/loco_variants.py (validation-only comparison of further variants)
-        Path(args.arrays).mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(Path(args.arrays) / f"{held_out}.npz", known_train_y=np.asarray(y_train),
-                            **{f"known_train_{k}": v for k, v in tr.items()},
-                            **{f"{g}_{sp}_{k}": v for (g, sp), o in outs.items() for k, v in o.items()})
     s = {key: _scores(o, stats) for key, o in outs.items()}
     out = {"held_out": held_out, "known_test_accuracy": rep["accuracy"], "train_seconds": None if train_s is None else round(train_s, 1),
            "n": {f"{g}_{sp}": len(groups[g][sp]) for g in ("known", "unknown") for sp in ("val", "test")}, "scores": {}}
@@ -224,7 +239,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--acceptance", type=float, default=0.99)
     ap.add_argument("--folds", default="", help="comma-separated held-out classes (default: all six)")
-    ap.add_argument("--arrays", help="also save each fold's probabilities, logits and features here (.npz)")
+    ap.add_argument("--arrays", help="save each fold's probabilities, logits and features here (.npz); a saved "
+                    "fold newer than its model is read back instead of recomputed")
     ap.add_argument("--json")
     ap.add_argument("--md")
     args = ap.parse_args(argv)

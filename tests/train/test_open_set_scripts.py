@@ -59,3 +59,31 @@ def test_new_camera_is_fixed_and_changes_what_it_says():
     assert not np.array_equal(a, shots.new_camera(img, 2))                  # the noise follows the seed
     # rotated 90 degrees: the left-to-right ramp of the input becomes a top-to-bottom ramp
     assert a[:, 128].astype(float)[-20:].mean() > a[:, 128].astype(float)[:20].mean() + 50
+
+
+def test_loco_reads_saved_fold_arrays_instead_of_recomputing(tmp_path, monkeypatch):
+    import argparse
+    import os
+
+    loco = _load("loco")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.keras").write_bytes(b"x")
+    rng = np.random.default_rng(0)
+    arrays = {"known_train_y": np.array([0, 1, 1])}
+    for pre in ("known_train", "known_val", "known_test", "unknown_val", "unknown_test"):
+        arrays.update({f"{pre}_{k}": rng.random((3, 4)) for k in ("probs", "logits", "features")})
+    np.savez(tmp_path / "crazing.npz", **arrays)
+    args = argparse.Namespace(arrays=str(tmp_path))
+
+    def no_inference(*a):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(loco, "_outputs", no_inference)
+    tr, y, outs = loco._fold_outputs(args, "crazing", {}, model_dir, ["a", "b"])
+    assert y == [0, 1, 1] and np.array_equal(tr["features"], arrays["known_train_features"])
+    assert np.array_equal(outs[("unknown", "test")]["logits"], arrays["unknown_test_logits"])
+    # a model newer than the arrays: they belong to an older model, so they are recomputed
+    os.utime(model_dir / "model.keras", (2e9, 2e9))
+    with pytest.raises(AssertionError, match="recomputed"):
+        loco._fold_outputs(args, "crazing", {"known": {"train": []}}, model_dir, ["a", "b"])
