@@ -17,11 +17,12 @@ Scores:
   training split (:func:`fit_feature_stats`) and are stored in the graph as constants
   (:func:`train.models.with_ood_score`); the functions here are the numpy reference.
 * ``logit_cosine``: ``-max`` cosine similarity of the logits to the class means of the training
-  split's logits, both centred on the mean of the class means. Chosen by the leave-one-class-out
-  validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
+  split's logits, both centred on the mean of the class means (chosen by round 2 of the
+  leave-one-class-out rule, on short-recipe fold models; the default until round 3).
 * ``knn``: ``-max`` cosine similarity of the penultimate features to the training split's own
   (l2-normalised) penultimate features: the nearest-neighbour score of Sun et al. 2022 with k = 1
-  (:func:`knn`; :func:`fit_knn_bank` makes the stored bank).
+  (:func:`knn`; :func:`fit_knn_bank` makes the stored bank). Chosen by round 3 of the leave-one-class-out
+  validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
 
 Pure numpy + scikit-learn: safe to import on the Jetson.
 """

@@ -385,8 +385,8 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
     (:func:`features_of`), computed as ``||z||^2 + min_k (||m_k||^2 - 2 m_k.z)`` with the whitened, centred
     features ``z = L^T (f - c)`` (``P = L L^T``, ``m_k = L^T (mu_k - c)``, ``c`` the mean of the class means,
     so that the terms stay small in FP16); ``cosine``: ``-max_k cos(f, mu_k)``; ``logit_cosine``: the same
-    on the logits (:func:`logits_of`), centred on the mean of their class means (the default of
-    ``python -m train.ood``); ``knn``: ``-max_j cos(f, b_j)`` over the training split's l2-normalised
+    on the logits (:func:`logits_of`), centred on the mean of their class means; ``knn`` (the default of
+    ``python -m train.ood``): ``-max_j cos(f, b_j)`` over the training split's l2-normalised
     features ``b_j`` (a constant Dense of N_train outputs after a UnitNormalization, then a global max:
     the k = 1 nearest-neighbour score). The choice among them is measured, docs/results/open-set-loco.md.
 

@@ -8,7 +8,7 @@ Usage::
 
 Writes a model folder like ``edge-train``'s (``model.keras`` + metadata, ``preprocess.json``,
 ``classes.json``, ``split.csv``): the same classifier with a second output ``ood_score`` (``--score``, default
-logit_cosine, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
+knn, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
 threshold (the ``--acceptance`` quantile of the validation images' scores, default 99 %), the acceptance and
 the number of images it was calibrated on. The threshold uses the validation split only; the class
 statistics of the feature scores (logit_cosine, cosine, mahalanobis) and knn's bank of features the
@@ -29,7 +29,7 @@ from edge.ood import SCORES
 
 
 def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, force: bool = False,
-              batch: int = 64, score: str = "logit_cosine") -> dict:
+              batch: int = 64, score: str = "knn") -> dict:
     """Write the model with its score output and calibrated threshold to ``out``; return the ``ood`` block."""
     from edge.data import load_images, resolve_split_file, select
     from edge.fsutil import staged_dir
@@ -147,12 +147,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="the dataset the model was trained on")
     ap.add_argument("--split-file", help="split.csv (default: beside the model)")
     ap.add_argument("--acceptance", type=float, default=0.99, help="share of val images accepted (default 0.99)")
-    ap.add_argument("--score", default="logit_cosine", choices=list(SCORES),
-                    help="logit_cosine (default: -max cosine of the centred logits to the training split's class "
-                         "means; chosen on leave-one-class-out val evidence, docs/results/open-set-loco.md), "
-                         "max_softmax (-max probability), energy (-logsumexp of the logits), mahalanobis / cosine "
-                         "(penultimate features to the class means), knn (-max cosine of the penultimate features to "
-                         "the training images' own, k = 1)")
+    ap.add_argument("--score", default="knn", choices=list(SCORES),
+                    help="knn (default: -max cosine of the penultimate features to the training images' own, the "
+                         "nearest-neighbour score with k = 1; chosen on leave-one-class-out val evidence, "
+                         "docs/results/open-set-loco.md), logit_cosine (-max cosine of the centred logits to the "
+                         "training split's class means), max_softmax (-max probability), energy (-logsumexp of the "
+                         "logits), mahalanobis / cosine (penultimate features to the class means)")
     ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",
