@@ -4,6 +4,7 @@ Usage::
 
     edge-train --data data/NEU-CLS --model compact --seed 42 --out runs/compact-s42
     edge-train --data data/NEU-CLS --model mobilenetv2 --weights ~/mobilenet_v2_notop.h5 --out runs/mobilenetv2
+    edge-train --data data/NEU-CLS --model mobilenetv2 --weights none --out runs/mnv2-scratch   # from scratch
     edge-train --init models/neu-compact/model.keras --data my_tiles/ --out runs/my-line   # fine-tune
 
 From Python: ``train.train_model(train.TrainConfig(data=..., model="compact", out=...))``; this command
@@ -39,21 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--init: freeze the first N weighted layers (default: compact's stem and blocks 1-2)")
     ap.add_argument("--weights", default=None,
                     help="imagenet (default of the backbones; needs the network), a local weights file, or none "
-                         "(compact only, its default: the backbones' two-phase protocol needs a pretrained base)")
+                         "(compact's default; mobilenetv2 / resnet50v2: the from-scratch recipe, every layer trained "
+                         "end to end from random initialisation instead of the two-phase protocol; nasnetmobile "
+                         "needs pretrained weights)")
     ap.add_argument("--seed", type=int, help="seed of initialisation, shuffling and augmentation (default: 42)")
     ap.add_argument("--split-seed", type=int,
                     help="seed of the 70/15/15 split (default 42, kept so seeds share one test set)")
     ap.add_argument("--split-file", help="reuse this split.csv instead of making the split")
     ap.add_argument("--epochs", type=int, default=None,
-                    help="maximum epochs (per phase for the two-phase backbones); default by model")
-    ap.add_argument("--fine-tune-epochs", type=int, default=None, help="maximum epochs of phase 2 (default --epochs)")
+                    help="maximum epochs (per phase for the two-phase backbones); default by model "
+                         "(compact 40, backbones 30 per phase, from scratch 60)")
+    ap.add_argument("--fine-tune-epochs", type=int, default=None, help="maximum epochs of phase 2 (default --epochs); "
+                                                                      "not for --weights none (one phase)")
     ap.add_argument("--patience", type=int, default=None, help="early-stopping patience on val loss")
     ap.add_argument("--batch-size", type=int, help="images per step (default: 32)")
     ap.add_argument("--input-size", type=int, default=None,
                     help="model input height = width (default: compact 160, backbones 224)")
     ap.add_argument("--augment", default=None, choices=["seeds", "light", "line", "line-strong", "none"],
-                    help="augmentation preset (default: compact line = recipe v5, backbones seeds; light = recipe v4's; "
-                         "line = light + line-capture "
+                    help="augmentation preset (default: line = recipe v5 for compact and --weights none, seeds for "
+                         "pretrained backbones; light = recipe v4's; line = light + line-capture "
                          "corruptions: noise, blur along the strip, defocus, exposure, uneven lighting, contrast, "
                          "JPEG, scale, each p 0.2 at severity 1-3 (bench/corruptions.py); line-strong = seeds + "
                          "corruptions p 0.3 at severity 1-4)")

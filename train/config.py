@@ -29,12 +29,13 @@ class TrainConfig:
         init: A trained ``model.keras`` to fine-tune on ``data`` (folder per class) instead.
         holdout: ``init``: share of each class held out for early stopping (default 0.2, at least 1).
         freeze: ``init``: freeze the first N weighted layers (default: compact's stem and blocks 1-2).
-        weights: ``imagenet``, a local weights file or ``none`` (default by architecture).
+        weights: ``imagenet``, a local weights file or ``none`` (default by architecture); ``none`` on
+            mobilenetv2 / resnet50v2 selects the from-scratch recipe (one end-to-end phase).
         seed: Seed of initialisation, shuffling and augmentation.
         split_seed: Seed of the 70/15/15 split (kept at 42 so seeds share one test set).
         split_file: Reuse this ``split.csv`` instead of making the split.
         epochs: Maximum epochs (per phase for the two-phase backbones); default by model.
-        fine_tune_epochs: Maximum epochs of phase 2 (default ``epochs``).
+        fine_tune_epochs: Maximum epochs of phase 2 (default ``epochs``); not with the from-scratch recipe.
         patience: Early-stopping patience on the validation loss.
         batch_size: Images per step (per replica with ``distribute="mirrored"``).
         input_size: Model input height = width (default: compact 160, backbones 224).

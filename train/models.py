@@ -10,7 +10,8 @@ says) and returns softmax probabilities ``(N, K)`` from a Dense layer named ``pr
 * ``mobilenetv2`` / ``resnet50v2``: ``keras.applications`` base (3 channels, ``symmetric`` scale)
   called with ``training=False`` so its BatchNorm layers stay in inference mode while fine-tuning, then
   GAP -> Dense 256 ReLU (L2 1e-4) -> Dropout 0.5 -> Dense K softmax. Two phases: base frozen, then the
-  last 50 base layers trainable (:func:`set_phase`).
+  last 50 base layers trainable (:func:`set_phase`). Without weights (``--weights none``) they are
+  built by :func:`build_scratch` instead: trained end to end, BatchNorm in training mode.
 * ``nasnetmobile``: NASNetMobile base -> GAP -> Dropout -> Dense ELU -> Dropout -> Dense K softmax.
 
 TensorFlow/Keras are imported inside the functions: importing this module is cheap.
@@ -270,26 +271,69 @@ def set_phase(base, phase: int, fine_tune_layers: int = FINE_TUNE_LAYERS) -> Non
                     var.regularizer = l2
 
 
+#: Backbones with a from-scratch recipe (``--weights none``): every layer trainable from the start, BatchNorm
+#: training normally (momentum :data:`SCRATCH_BN_MOMENTUM`), compact's optimizer and schedule
+#: (train/recipe.py). nasnetmobile has none measured, so it still needs pretrained weights.
+SCRATCH_MODELS = ("mobilenetv2", "resnet50v2")
+#: BatchNorm momentum of a from-scratch base: keras.applications' 0.999 (MobileNetV2) / 0.99 (ResNet50V2)
+#: averages over ~1000 / ~100 steps, 25 / 2.5 epochs of NEU's 40 steps, so the moving statistics would lag
+#: the training ones (compact's 0.99 left validation at ~30 % for that reason, docs/results/train.md).
+SCRATCH_BN_MOMENTUM = 0.9
+#: Dropout before the classifier of a from-scratch backbone (compact's).
+SCRATCH_DROPOUT = 0.2
+
+
+def from_scratch(model: str, weights: Optional[str]) -> bool:
+    """Whether ``model`` with ``weights`` trains with the from-scratch recipe (a backbone without weights)."""
+    return model in SCRATCH_MODELS and resolve_weights(weights) is None
+
+
 def check_pretrained(model: str, weights: Optional[str]) -> None:
-    """Refuse a backbone without pretrained weights (one line naming the alternatives).
+    """Refuse a two-phase backbone without pretrained weights and without a from-scratch recipe.
 
     The two-phase protocol (frozen base, then its last :data:`FINE_TUNE_LAYERS` layers) is meant for a
     pretrained base: with ``--weights none`` most of a random MobileNetV2 stayed frozen and random
-    (52.96 % on NEU, docs/results/train.md). A from-scratch recipe for the backbones was not measured,
-    so it is refused rather than offered.
+    (52.96 % on NEU, docs/results/train.md). :data:`SCRATCH_MODELS` train end to end instead
+    (:func:`build_scratch`); the others (nasnetmobile) are refused.
 
     Raises:
-        EdgeError: ``model`` is a two-phase backbone and ``weights`` is ``none``.
+        EdgeError: ``model`` is a two-phase backbone outside :data:`SCRATCH_MODELS` and ``weights`` is ``none``.
     """
-    if spec_of(model).two_phase and resolve_weights(weights) is None:
-        raise EdgeError(f"{model} needs pretrained weights: the two-phase protocol keeps most of a random base frozen "
-                        f"(52.96 % on NEU); pass a local ImageNet weights file with {param('weights')} PATH, or train "
-                        f"the compact model from scratch ({param('model')} compact)")
+    if spec_of(model).two_phase and model not in SCRATCH_MODELS and resolve_weights(weights) is None:
+        raise EdgeError(f"{model} needs pretrained weights (no from-scratch recipe for it; "
+                        f"{' and '.join(SCRATCH_MODELS)} have one): pass a local ImageNet weights file with "
+                        f"{param('weights')} PATH, or train the compact model from scratch ({param('model')} compact)")
+
+
+def build_scratch(model: str, input_shape: Tuple[int, int, int], num_classes: int):
+    """A randomly initialised backbone trained end to end. Returns ``(model, base)``.
+
+    The whole base is trainable and called in training mode (its BatchNorm layers update their statistics,
+    momentum :data:`SCRATCH_BN_MOMENTUM`); head GAP -> Dropout :data:`SCRATCH_DROPOUT` -> Dense K softmax.
+    """
+    import keras
+    from keras import layers
+
+    if model not in SCRATCH_MODELS:
+        raise EdgeError(f"no from-scratch recipe for {model} (one of {', '.join(SCRATCH_MODELS)})")
+    base = build_base(model, input_shape, None)
+    base.trainable = True
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = SCRATCH_BN_MOMENTUM
+    inp = keras.Input(input_shape, name="input")
+    x = layers.GlobalAveragePooling2D(name="gap")(base(inp))
+    x = layers.Dropout(SCRATCH_DROPOUT, name="dropout")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name=model), base
 
 
 def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str] = None,
           pool: Optional[str] = None):
     """Build any architecture. Returns ``(model, base)``; ``base`` is None for ``compact``.
+
+    A backbone of :data:`SCRATCH_MODELS` without weights is built by :func:`build_scratch`, the others by
+    :func:`build_transfer` (base frozen, phase 1).
 
     ``pool`` is compact's global pooling (:data:`COMPACT_POOLS`, default :data:`COMPACT_DEFAULT_POOL`); the backbones keep
     the seeds' GAP head.
@@ -311,6 +355,8 @@ def build(model: str, num_classes: int, prep: Preprocess, weights: Optional[str]
         return m, None
     if pool not in (None, "avg"):
         raise EdgeError(f"{model} keeps the seeds' GAP head: {param('pool')} {pool} applies to compact only")
+    if from_scratch(model, weights):
+        return build_scratch(model, prep.input_shape, num_classes)
     return build_transfer(model, prep.input_shape, num_classes, weights)
 
 

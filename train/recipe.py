@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 COMPACT_WARMUP_EPOCHS = 3
 #: compact: label smoothing of the cross-entropy (softer targets; steadier validation loss).
 COMPACT_LABEL_SMOOTHING = 0.1
+#: mobilenetv2 / resnet50v2 with ``--weights none``: the from-scratch recipe (train.models.build_scratch) trains
+#: the whole network with compact's schedule (warm-up, cosine, label smoothing) and augmentation; these are
+#: its defaults (docs/results/train.md, "Backbones from scratch").
+SCRATCH_EPOCHS = 60
+SCRATCH_LR = 2e-3
+SCRATCH_AUGMENT = "line"
 
 
 class EpochLog:
@@ -164,28 +170,41 @@ class Recipe:
     augment: Any
     lr_scale: float = 1.0
     distribute_info: Any = None
+    scratch: bool = False
 
     @classmethod
     def of(cls, cfg, lr_scale: float = 1.0, distribute_info=None) -> "Recipe":
         """Resolve the defaults; a missing weights file or an untrainable base fails before the data is read."""
+        from edge.errors import param
         from train.augment import Augment
-        from train.models import check_pretrained, default_preprocess, resolve_weights, spec_of
+        from train.models import check_pretrained, default_preprocess, from_scratch, spec_of
 
         spec = spec_of(cfg.model)
         weights = cfg.weights if cfg.weights is not None else spec.weights
-        resolve_weights(weights)
         check_pretrained(cfg.model, weights)
-        epochs = cfg.epochs or spec.epochs
-        # compact: 20, so the noisy validation loss of the high-rate epochs cannot stop the cosine schedule early.
-        patience = cfg.patience if cfg.patience is not None else (20 if cfg.model == "compact" else 5)
+        scratch = from_scratch(cfg.model, weights)
+        if scratch and cfg.fine_tune_epochs is not None:
+            raise EdgeError(f"{param('fine_tune_epochs')} applies to the two-phase protocol of pretrained weights; "
+                            f"{cfg.model} with {param('weights')} none trains end to end ({param('epochs')} only)")
+        one_phase = scratch or cfg.model == "compact"
+        epochs = cfg.epochs or (SCRATCH_EPOCHS if scratch else spec.epochs)
+        # one phase: 20, so the noisy validation loss of the high-rate epochs cannot stop the cosine schedule early.
+        patience = cfg.patience if cfg.patience is not None else (20 if one_phase else 5)
+        augment = cfg.augment or (COMPACT_DEFAULT_AUGMENT if cfg.model == "compact"
+                                  else SCRATCH_AUGMENT if scratch else "seeds")
         return cls(cfg, spec, weights, default_preprocess(cfg.model, cfg.input_size), epochs,
-                   cfg.fine_tune_epochs or epochs, patience,
-                   Augment.preset(cfg.augment or (COMPACT_DEFAULT_AUGMENT if cfg.model == "compact" else "seeds")),
-                   lr_scale, distribute_info)
+                   cfg.fine_tune_epochs or epochs, patience, Augment.preset(augment), lr_scale, distribute_info,
+                   scratch)
+
+    @property
+    def one_phase(self) -> bool:
+        """compact and the from-scratch backbones: one phase, warm-up + cosine (not the two-phase protocol)."""
+        return self.scratch or self.cfg.model == "compact"
 
     @property
     def lr(self) -> float:
-        return (self.cfg.lr or (2e-3 if self.cfg.model == "compact" else 1e-3)) * self.lr_scale
+        default = 2e-3 if self.cfg.model == "compact" else SCRATCH_LR if self.scratch else 1e-3
+        return (self.cfg.lr or default) * self.lr_scale
 
 
 def load_parts(cfg, prep):
@@ -215,15 +234,16 @@ def fit_recipe(r: Recipe, fit: Fit, base, steps: int) -> None:
 
     from train.models import set_phase
 
-    if r.cfg.model == "compact":
-        # Linear warm-up, then cosine decay to zero over the remaining epochs: with 40 steps per epoch
-        # the validation loss is too noisy for ReduceLROnPlateau, which halved the rate on noise and
-        # left seeds 43/44 under-trained (docs/results/train.md, code-choices.md).
+    if r.one_phase:
+        # compact and the from-scratch backbones. Linear warm-up, then cosine decay to zero over the remaining
+        # epochs: with 40 steps per epoch the validation loss is too noisy for ReduceLROnPlateau, which halved
+        # the rate on noise and left seeds 43/44 under-trained (docs/results/train.md, code-choices.md).
         warm = min(COMPACT_WARMUP_EPOCHS, max(r.epochs - 1, 0))
         sched = keras.optimizers.schedules.CosineDecay(
             0.0 if warm else r.lr, decay_steps=max(steps * (r.epochs - warm), 1),
             warmup_target=r.lr if warm else None, warmup_steps=steps * warm)
-        fit.run("train", keras.optimizers.Adam(sched), r.epochs, label_smoothing=COMPACT_LABEL_SMOOTHING)
+        fit.run("scratch" if r.scratch else "train", keras.optimizers.Adam(sched), r.epochs,
+                label_smoothing=COMPACT_LABEL_SMOOTHING)
     else:
         decay = dict(decay_steps=steps, decay_rate=0.94)
         set_phase(base, 1)
@@ -241,13 +261,14 @@ def training_block(r: Recipe, fit: Fit, params: Dict, parts: Dict, wall: float) 
     cfg, compact = r.cfg, r.cfg.model == "compact"
     return {
         "architecture": cfg.model, "weights": str(r.weights), "seed": cfg.seed,
+        "recipe": "compact" if compact else "from-scratch" if r.scratch else "two-phase",
         "split_seed": cfg.split_seed if not cfg.split_file else None,
         "input": list(r.prep.input_shape), "pool": (cfg.pool or COMPACT_DEFAULT_POOL) if compact else None,
         "params": params, "batch_size": cfg.batch_size,
-        "max_epochs": r.epochs, "fine_tune_epochs": r.ft_epochs if r.spec.two_phase else None,
+        "max_epochs": r.epochs, "fine_tune_epochs": None if r.one_phase else r.ft_epochs,
         "patience": r.patience, "lr": r.lr, "augment": r.augment.describe() if r.augment else None,
         "schedule": ({"warmup_epochs": COMPACT_WARMUP_EPOCHS, "decay": "cosine",
-                      "label_smoothing": COMPACT_LABEL_SMOOTHING} if compact
+                      "label_smoothing": COMPACT_LABEL_SMOOTHING} if r.one_phase
                      else {"decay": "exponential", "rate_per_epoch": 0.94}),
         "phases": fit.phases,
         "epochs_run": len(fit.history), "wall_time_s": round(wall, 1),

@@ -197,17 +197,45 @@ def test_imagenet_offline_is_one_clear_error(monkeypatch):
 
 
 def test_backbone_without_pretrained_weights_is_refused(tmp_path):
-    for arch in ("mobilenetv2", "resnet50v2", "nasnetmobile"):
-        with pytest.raises(EdgeError) as ei:
-            models.check_pretrained(arch, "none")
-        msg = str(ei.value)
-        assert "\n" not in msg and arch in msg and "weights PATH" in msg and "model compact" in msg
-        assert "--" not in msg  # parameter names; edge-train names its flags (tests/train/test_cli.py)
-    models.check_pretrained("compact", "none")  # compact is the from-scratch model
+    # nasnetmobile has no from-scratch recipe: refused (its random two-phase base would stay mostly frozen)
+    with pytest.raises(EdgeError) as ei:
+        models.check_pretrained("nasnetmobile", "none")
+    msg = str(ei.value)
+    assert "\n" not in msg and "nasnetmobile" in msg and "weights PATH" in msg and "model compact" in msg
+    assert "--" not in msg  # parameter names; edge-train names its flags (tests/train/test_cli.py)
+    for arch in ("compact", *models.SCRATCH_MODELS):  # compact and the from-scratch backbones train without weights
+        models.check_pretrained(arch, "none")
     models.check_pretrained("mobilenetv2", "imagenet")
     local = tmp_path / "w.weights.h5"
     local.write_bytes(b"x")
     models.check_pretrained("mobilenetv2", str(local))
+    assert models.from_scratch("mobilenetv2", "none") and models.from_scratch("resnet50v2", None)
+    assert not models.from_scratch("mobilenetv2", "imagenet") and not models.from_scratch("mobilenetv2", str(local))
+    assert not models.from_scratch("compact", "none") and not models.from_scratch("nasnetmobile", "none")
+
+
+@pytest.mark.parametrize("arch", models.SCRATCH_MODELS)
+def test_scratch_backbone_trains_end_to_end_with_batchnorm_in_training_mode(arch):
+    prep = models.default_preprocess(arch, 32)
+    m, base = models.build(arch, K, prep, "none")
+    assert m.get_layer("probs").units == K and m.output.shape[-1] == K
+    # every layer trainable from the start: only BatchNorm's moving statistics are not
+    bns = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and all(b.momentum == models.SCRATCH_BN_MOMENTUM for b in bns)
+    assert _n_params(m.non_trainable_weights) == sum(2 * b.moving_mean.shape[0] for b in bns)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    y = np.eye(K, dtype=np.float32)[rng.integers(0, K, 8)]
+    before = [b.moving_variance.numpy().copy() for b in bns]  # (a mean after a residual sum of BN outputs stays ~0)
+    stem = next(layer for layer in base.layers if layer.weights)  # the stem convolution: trained too (no frozen base)
+    first = stem.get_weights()[0].copy()
+    m.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert isinstance(stem, keras.layers.Conv2D) and not np.allclose(first, stem.get_weights()[0])
+    moved = sum(not np.allclose(np.array(b.moving_variance), v) for b, v in zip(bns, before))
+    assert moved == len(bns), "every BatchNorm updated its statistics (training mode)"
+    with pytest.raises(EdgeError, match="no from-scratch recipe"):
+        models.build_scratch("nasnetmobile", (32, 32, 3), K)
 
 
 def test_local_weights_file_is_loaded(tmp_path):
