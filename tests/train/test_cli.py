@@ -104,13 +104,13 @@ def test_backbone_from_scratch_end_to_end(sample_dir, tmp_path):
                    "--epochs", "2", "--batch-size", "16", "--out", str(out)])
     assert rc == 0
     tr = json.loads((out / "report.json").read_text())["training"]
-    assert tr["recipe"] == "from-scratch" and tr["weights"] == "None" and tr["fine_tune_epochs"] is None
+    assert tr["recipe"] == "from-scratch" and tr["weights"] == "none" and tr["fine_tune_epochs"] is None
     assert [p["phase"] for p in tr["phases"]] == ["scratch"] and tr["epochs_run"] == 2
     assert tr["phases"][0]["trainable_params"] == tr["params"]["trainable"] > 0.99 * tr["params"]["total"]
     assert tr["schedule"]["decay"] == "cosine" and tr["lr"] == 2e-3
     assert tr["augment"]["line_capture"] is not None  # the project's line-capture augmentation by default
     assert Preprocess.load(out / "preprocess.json") == Preprocess(32, 32, 3, "symmetric", "area")
-    assert read_meta(out / "model.keras")["training"]["weights"] == "None"
+    assert read_meta(out / "model.keras")["training"]["weights"] == "none"
 
 
 def _one_line_error(capsys, rc, *needles):
