@@ -95,7 +95,7 @@ def calibrator_options(method: str) -> Dict:
 
 
 def collect_ranges(onnx_path: str | os.PathLike, paths: Sequence[Path], prep: Preprocess, method: str = "entropy",
-                   chunk: int = 32, progress: bool = False) -> RangeResult:
+                   chunk: int = 32, progress: bool = False, skip: Iterable[str] = ()) -> RangeResult:
     """Run onnxruntime's calibrator over image files, ``chunk`` images per ``collect_data`` call.
 
     Args:
@@ -105,6 +105,7 @@ def collect_ranges(onnx_path: str | os.PathLike, paths: Sequence[Path], prep: Pr
         method: ``entropy``, ``minmax`` or ``percentile``.
         chunk: Images per ``collect_data`` call (one inference batch; bounds peak memory).
         progress: Show a tqdm bar over the chunks.
+        skip: Tensors not to calibrate (see :func:`collect_ranges_from_batches`).
 
     Returns:
         The ranges of every calibrated tensor.
@@ -119,11 +120,11 @@ def collect_ranges(onnx_path: str | os.PathLike, paths: Sequence[Path], prep: Pr
         from tqdm import tqdm
 
         batches = tqdm(batches, total=len(parts), desc=f"calibrating ({method})", unit="chunk", leave=False)
-    return collect_ranges_from_batches(onnx_path, batches, method, chunk=chunk)
+    return collect_ranges_from_batches(onnx_path, batches, method, chunk=chunk, skip=skip)
 
 
 def collect_ranges_from_batches(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], method: str = "entropy",
-                                chunk: int = 0) -> RangeResult:
+                                chunk: int = 0, skip: Iterable[str] = ()) -> RangeResult:
     """Run onnxruntime's calibrator with one ``collect_data`` call per float32 batch.
 
     The entropy/percentile calibrators keep a call's activations only until the call returns and
@@ -134,6 +135,9 @@ def collect_ranges_from_batches(onnx_path: str | os.PathLike, batches: Iterable[
         batches: Preprocessed float32 batches (the model's input).
         method: ``entropy``, ``minmax`` or ``percentile``.
         chunk: Recorded in the result (images per call).
+        skip: Tensors not to calibrate: ones no INT8 model quantizes, such as the open-set score's
+            (``convert.quantize.score_nodes``). A knn score on the training images it stores is 1.0 for
+            every calibration image, a range too narrow for the percentile calibrator's 2048 bins.
     """
     import onnx
     from onnxruntime.quantization import create_calibrator
@@ -147,6 +151,9 @@ def collect_ranges_from_batches(onnx_path: str | os.PathLike, batches: Iterable[
     with tempfile.TemporaryDirectory(prefix="edge-calib-") as tmp:
         calib = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                   calibrate_method=ort_method, extra_options=opts)
+        skip = set(skip)
+        if getattr(calib, "tensors_to_calibrate", None):   # histogram calibrators: collect only these
+            calib.tensors_to_calibrate = set(calib.tensors_to_calibrate) - skip
         for x in batches:
             n += len(x)
             calib.collect_data(_OneBatch(input_name, x))
@@ -158,6 +165,8 @@ def collect_ranges_from_batches(onnx_path: str | os.PathLike, batches: Iterable[
         del calib
     ranges = {}
     for name, td in data.items():
+        if name in skip:
+            continue
         lo, hi = td.range_value
         ranges[name] = (float(np.min(lo)), float(np.max(hi)))
     return RangeResult(method, ranges, n, chunk or n, time.perf_counter() - t0, rss0, peak_rss_mb(), opts)

@@ -394,6 +394,15 @@ def score_nodes(path: str | os.PathLike) -> List[str]:
     return sorted(ancestors(SCORE_OUTPUT) - others)
 
 
+def score_tensors(path: str | os.PathLike) -> List[str]:
+    """Tensors made by :func:`score_nodes`: no INT8 model quantizes them, so none is calibrated."""
+    import onnx
+
+    names = set(score_nodes(path))
+    g = onnx.load(str(path), load_external_data=False).graph
+    return sorted(t for n in g.node if n.name in names for t in n.output)
+
+
 def output_nodes(path: str | os.PathLike) -> List[str]:
     """Names of the nodes that produce graph outputs."""
     import onnx

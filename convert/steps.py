@@ -196,11 +196,13 @@ def calibrate(job: Job, stage: Path) -> None:
     """Activation ranges on the calibration images (shared by both INT8 kinds) and their record."""
     from calibrate.ranges import collect_ranges
     from calibrate.record import make_record, write_record
+    from convert.quantize import score_tensors
 
     cfg, calib = job.cfg, job.calib
     paths = [s.path for s in calib.dataset.samples]
-    rr = collect_ranges(stage / by_name("fp32").file, paths, job.prep, method=cfg.calib_method,
-                        chunk=cfg.calib_chunk, progress=sys.stderr.isatty())   # tqdm bars on a terminal only
+    f32 = stage / by_name("fp32").file
+    rr = collect_ranges(f32, paths, job.prep, method=cfg.calib_method, chunk=cfg.calib_chunk,
+                        progress=sys.stderr.isatty(), skip=score_tensors(f32))   # tqdm bars on a terminal only
     record = make_record(cfg.calib_method, rr.ranges, calib.summary(), rr.summary(),
                          model_sha256=job.base["source_model"]["sha256"])
     write_record(stage / CALIB_RECORD, record)

@@ -106,3 +106,31 @@ def test_open_set_models_are_calibrated_with_minmax_by_default():
     assert default_calib_method(None) == "entropy"
     assert ConvertConfig(out="o").checked().calib_method is None          # resolved from the model's metadata
     assert ConvertConfig(out="o", calib_method="percentile").checked().calib_method == "percentile"
+
+
+def test_the_score_is_not_calibrated_so_percentile_ranges_work_for_a_knn_like_score(tmp_path):
+    """A knn score on the training images it stores is 1.0 (within float32 steps) for every calibration image:
+    onnxruntime's percentile calibrator cannot histogram that range, so the score (float anyway) is skipped."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from calibrate.ranges import collect_ranges_from_batches
+    from convert.quantize import score_nodes, score_tensors
+    from scripts.fixtures.intensity_model import make_intensity_model
+
+    f32 = make_intensity_model(tmp_path / "m.onnx", T)
+    m = onnx.load(str(f32))
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(1e-7, np.float32), "tiny"),
+                                numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    m.graph.node.extend([helper.make_node("ReduceMax", ["probs"], ["top"], axes=[1], keepdims=1, name="ood_max"),
+                         helper.make_node("Mul", ["top", "tiny"], ["small"], name="ood_mul"),
+                         helper.make_node("Add", ["small", "one"], ["ood_score"], name="ood_add")])
+    m.graph.output.append(helper.make_tensor_value_info("ood_score", TensorProto.FLOAT, ["N", 1]))
+    onnx.save(m, str(f32))
+    x = _images()
+    assert score_tensors(f32) == ["ood_score", "small", "top"] and len(score_nodes(f32)) == 3
+    with pytest.raises(ValueError, match="bins"):                      # what edge-convert hit before
+        collect_ranges_from_batches(f32, [x], "percentile")
+    for method in ("percentile", "entropy", "minmax"):
+        rr = collect_ranges_from_batches(f32, [x], method, skip=score_tensors(f32))
+        assert "probs" in rr.ranges and not {"ood_score", "small", "top"} & set(rr.ranges), method
