@@ -280,7 +280,7 @@ def test_edge_convert_gates_the_score_and_keeps_its_head_in_float(ood_model, sam
     import onnx
 
     from convert.cli import main
-    from convert.quantize import score_nodes
+    from convert.quantize import score_nodes, score_tensors
 
     out = tmp_path / "conv"
     rc = main([str(ood_model), "--fp16", "--int8", "--int8-cpu", "--calib-data", str(sample_dir), "--calib-size", "24",
@@ -288,7 +288,10 @@ def test_edge_convert_gates_the_score_and_keeps_its_head_in_float(ood_model, sam
     fp32 = read_meta(out / "model.onnx")["ood"]
     assert "drift_gate" not in fp32                                  # the reference itself
     # no --calib-method: an open-set model is calibrated with minmax ranges (entropy's clip the score's tails)
-    assert json.loads((out / "model.int8.calib.json").read_text())["method"] == "minmax"
+    record = json.loads((out / "model.int8.calib.json").read_text())
+    assert record["method"] == "minmax"
+    score = set(score_tensors(out / "model.onnx"))
+    assert score and record["ranges"] and not score & set(record["ranges"])   # the score stays float: not calibrated
     assert {read_meta(out / a)["calibration"]["method"] for a in ("model.int8.onnx", "model.int8cpu.onnx")} == {"minmax"}
     gates = {}
     for art in ("model.fp16.onnx", "model.int8.onnx", "model.int8cpu.onnx"):
