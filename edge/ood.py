@@ -23,6 +23,10 @@ Scores:
   (l2-normalised) penultimate features: the nearest-neighbour score of Sun et al. 2022 with k = 1
   (:func:`knn`; :func:`fit_knn_bank` makes the stored bank). Chosen by round 3 of the leave-one-class-out
   validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
+* ``relative_mahalanobis``: the relative Mahalanobis distance (Ren et al. 2021): ``mahalanobis`` minus the
+  squared Mahalanobis distance to one Gaussian fitted on all training features (:func:`fit_relative_stats`,
+  :func:`relative_mahalanobis`); ``relative_mahalanobis_l2``: the same on the l2-normalised features.
+  Candidates of round 4 of the leave-one-class-out rule.
 
 Pure numpy + scikit-learn: safe to import on the Jetson.
 """
@@ -37,9 +41,12 @@ from edge.errors import EdgeError
 
 #: Name of the score output of a model with an in-graph open-set score.
 SCORE_OUTPUT = "ood_score"
-SCORES = ("energy", "max_softmax", "mahalanobis", "cosine", "logit_cosine", "knn")
+SCORES = ("energy", "max_softmax", "mahalanobis", "cosine", "logit_cosine", "knn", "relative_mahalanobis",
+          "relative_mahalanobis_l2")
 #: Scores computed with statistics of the training split (stored in the graph as constants).
-FEATURE_SCORES = ("mahalanobis", "cosine", "logit_cosine", "knn")
+FEATURE_SCORES = ("mahalanobis", "cosine", "logit_cosine", "knn", "relative_mahalanobis", "relative_mahalanobis_l2")
+#: The relative Mahalanobis scores and whether each works on the l2-normalised penultimate features.
+RELATIVE_SCORES = {"relative_mahalanobis": False, "relative_mahalanobis_l2": True}
 #: Default share of in-distribution validation images the threshold accepts.
 DEFAULT_ACCEPTANCE = 0.99
 
@@ -88,6 +95,31 @@ def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) 
     f = np.asarray(features, dtype=np.float64)
     d = f[:, None, :] - np.asarray(means, dtype=np.float64)[None]
     return np.einsum("nkd,de,nke->nk", d, np.asarray(precision, dtype=np.float64), d).min(axis=1)
+
+
+def fit_relative_stats(features: np.ndarray, labels: Sequence[int], num_classes: int) -> Dict[str, np.ndarray]:
+    """:func:`fit_feature_stats` plus one Gaussian fitted on all the features (the relative Mahalanobis score's
+    background): ``"mean0"`` (D,) and ``"precision0"`` (D, D), the inverse of scikit-learn's Ledoit-Wolf
+    covariance of the uncentred features.
+
+    Raises:
+        EdgeError: as :func:`fit_feature_stats`.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    stats = fit_feature_stats(features, labels, num_classes)
+    f = np.asarray(features, dtype=np.float64)
+    lw = LedoitWolf().fit(f)
+    return {**stats, "mean0": lw.location_.astype(np.float64), "precision0": np.linalg.inv(lw.covariance_)}
+
+
+def relative_mahalanobis(features: np.ndarray, stats: Dict[str, np.ndarray]) -> np.ndarray:
+    """``min_k (f - mu_k)^T P (f - mu_k) - (f - mu_0)^T P_0 (f - mu_0)`` per row (N,), with
+    :func:`fit_relative_stats`'s statistics (Ren et al. 2021's relative Mahalanobis distance)."""
+    f = np.asarray(features, dtype=np.float64)
+    d0 = f - np.asarray(stats["mean0"], np.float64)
+    background = np.einsum("nd,de,ne->n", d0, np.asarray(stats["precision0"], np.float64), d0)
+    return mahalanobis(f, stats["means"], stats["precision"]) - background
 
 
 def cosine(features: np.ndarray, means: np.ndarray, center: Optional[np.ndarray] = None) -> np.ndarray:

@@ -44,9 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.errors import EdgeError  # noqa: E402
 
-#: Tie order of the selection rule: the current default first, then the fewer stored constants (round 3,
-#: docs/results/open-set-loco.md; rounds 1-2 had max_softmax, energy, cosine, logit_cosine, mahalanobis).
-PREFERENCE = ("logit_cosine", "max_softmax", "energy", "cosine", "mahalanobis", "knn")
+#: Tie order of the selection rule: the current default first (round 4, docs/results/open-set-loco.md; round 3
+#: had logit_cosine, max_softmax, energy, cosine, mahalanobis, knn; rounds 1-2 max_softmax, energy, cosine,
+#: logit_cosine, mahalanobis).
+PREFERENCE = ("knn", "max_softmax", "logit_cosine", "energy", "cosine", "mahalanobis", "relative_mahalanobis",
+              "relative_mahalanobis_l2")
 
 
 def _fold_data(data: Path, split_file: Path, held_out: str, out: Path) -> Dict[str, Dict[str, List[str]]]:
@@ -96,14 +98,17 @@ def _outputs(model_path: Path, files: List[str]) -> Dict[str, np.ndarray]:
 
 
 def _scores(out: Dict[str, np.ndarray], stats: Dict[str, Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    from edge.ood import cosine, energy, knn, mahalanobis, max_softmax
+    from edge.ood import cosine, energy, knn, l2_normalise, mahalanobis, max_softmax, relative_mahalanobis
 
     f, lg = stats["features"], stats["logits"]
     return {"energy": energy(out["logits"]), "max_softmax": max_softmax(out["probs"]),
             "mahalanobis": mahalanobis(out["features"], f["means"], f["precision"]),
             "cosine": cosine(out["features"], f["means"]),
             "logit_cosine": cosine(out["logits"], lg["means"], lg["center"]),
-            "knn": knn(out["features"], stats["bank"]["bank"]), "probs": out["probs"]}
+            "knn": knn(out["features"], stats["bank"]["bank"]),
+            "relative_mahalanobis": relative_mahalanobis(out["features"], stats["relative"]),
+            "relative_mahalanobis_l2": relative_mahalanobis(l2_normalise(out["features"]), stats["relative_l2"]),
+            "probs": out["probs"]}
 
 
 def _fold_outputs(args, held_out: str, groups, model_dir: Path, classes):
@@ -152,13 +157,15 @@ def run_fold(args, held_out: str) -> Dict:
     rep = json.loads((model_dir / "report.json").read_text())
     # a reused model: the training time its report recorded
     train_s = rep.get("training", {}).get("wall_time_s") if time.perf_counter() - t0 < 1 else time.perf_counter() - t0
-    from edge.ood import fit_feature_stats, fit_knn_bank
+    from edge.ood import fit_feature_stats, fit_knn_bank, fit_relative_stats, l2_normalise
 
     classes = json.loads((model_dir / "classes.json").read_text())
     classes = classes["classes"] if isinstance(classes, dict) else classes
     tr, y_train, outs = _fold_outputs(args, held_out, groups, model_dir, classes)
     stats = {k: fit_feature_stats(tr[k], y_train, len(classes)) for k in ("features", "logits")}
     stats["bank"] = fit_knn_bank(tr["features"])
+    stats["relative"] = fit_relative_stats(tr["features"], y_train, len(classes))
+    stats["relative_l2"] = fit_relative_stats(l2_normalise(tr["features"]), y_train, len(classes))
     s = {key: _scores(o, stats) for key, o in outs.items()}
     out = {"held_out": held_out, "known_test_accuracy": rep["accuracy"], "train_seconds": None if train_s is None else round(train_s, 1),
            "n": {f"{g}_{sp}": len(groups[g][sp]) for g in ("known", "unknown") for sp in ("val", "test")}, "scores": {}}

@@ -434,7 +434,10 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
     on the logits (:func:`logits_of`), centred on the mean of their class means; ``knn`` (the default of
     ``python -m train.ood``): ``-max_j cos(f, b_j)`` over the training split's l2-normalised
     features ``b_j`` (a constant Dense of N_train outputs after a UnitNormalization, then a global max:
-    the k = 1 nearest-neighbour score). The choice among them is measured, docs/results/open-set-loco.md.
+    the k = 1 nearest-neighbour score); ``relative_mahalanobis``: ``mahalanobis`` minus the same squared
+    distance to one Gaussian of all training features (``stats`` of :func:`edge.ood.fit_relative_stats`),
+    ``relative_mahalanobis_l2`` the same after a UnitNormalization of the features. The choice among them is
+    measured, docs/results/open-set-loco.md.
 
     Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract, Dense with
     constant, non-trainable weights, Multiply, UnitNormalization), so the model stays loadable with
@@ -446,7 +449,8 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
         score: One of :data:`edge.ood.SCORES`.
         stats: For ``mahalanobis`` / ``cosine``: :func:`edge.ood.fit_feature_stats` of the training split's
             penultimate features; for ``logit_cosine``: of its logits; for ``knn``:
-            :func:`edge.ood.fit_knn_bank` of its penultimate features.
+            :func:`edge.ood.fit_knn_bank` of its penultimate features; for the relative scores:
+            :func:`edge.ood.fit_relative_stats` of its (l2-normalised, for ``relative_mahalanobis_l2``) features.
 
     Raises:
         EdgeError: an unknown score, a model with more than one output, or a feature score without
@@ -455,7 +459,7 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
     import keras
     from keras import layers
 
-    from edge.ood import FEATURE_SCORES, SCORE_OUTPUT, SCORES
+    from edge.ood import RELATIVE_SCORES, SCORE_OUTPUT, SCORES
 
     if score not in SCORES:
         raise EdgeError(f"unknown open-set score {score!r} (one of {', '.join(SCORES)})")
@@ -472,12 +476,16 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
         out = layers.GlobalAveragePooling1D(name=SCORE_OUTPUT)(layers.Reshape((k, 1), name="ood_reshape")(diff))
     elif score == "knn":
         out = _knn_score(features_of(model), stats)
+    elif score in RELATIVE_SCORES:
+        f = features_of(model)
+        if RELATIVE_SCORES[score]:
+            f = layers.UnitNormalization(name="ood_l2")(f)
+        _check_means(score, stats, k, int(f.shape[-1]))
+        out = _mahalanobis_score(f, stats, relative=True)
     else:
         f = logits_of(model) if score == "logit_cosine" else features_of(model)
         d = int(f.shape[-1])
-        if stats is None or np.shape(stats.get("means")) != (k, d):
-            raise EdgeError(f"the {score} score needs class statistics of the training split: means of shape "
-                            f"({k}, {d}), got {None if stats is None else np.shape(stats.get('means'))}")
+        _check_means(score, stats, k, d)
         means = np.asarray(stats["means"], np.float64)
         if score in ("cosine", "logit_cosine"):
             if score == "logit_cosine":  # centred on the mean of the class means
@@ -489,18 +497,57 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
             top = layers.GlobalMaxPooling1D(name="ood_max_cos")(layers.Reshape((k, 1), name="ood_reshape")(sim))
             out = layers.Rescaling(-1.0, name=SCORE_OUTPUT)(top)
         else:
-            if np.shape(stats.get("precision")) != (d, d):
-                raise EdgeError(f"the mahalanobis score needs a ({d}, {d}) precision matrix")
-            c = np.asarray(stats.get("center", means.mean(axis=0)), np.float64)
-            chol = np.linalg.cholesky(np.asarray(stats["precision"], np.float64))  # P = L L^T
-            mk = (means - c) @ chol  # rows m_k = L^T (mu_k - c)
-            zw = _constant_dense(f, chol, -(c @ chol), "ood_whiten")  # z = L^T (f - c)
-            sq = layers.Reshape((d, 1), name="ood_sq_reshape")(layers.Multiply(name="ood_sq")([zw, zw]))
-            norm = layers.Rescaling(float(d), name="ood_sq_sum")(layers.GlobalAveragePooling1D(name="ood_sq_mean")(sq))
-            cross = _constant_dense(zw, 2.0 * mk.T, -(mk ** 2).sum(axis=1), "ood_cross")  # 2 m_k.z - ||m_k||^2
-            best = layers.GlobalMaxPooling1D(name="ood_max_cross")(layers.Reshape((k, 1), name="ood_reshape")(cross))
-            out = layers.Subtract(name=SCORE_OUTPUT)([norm, best])
+            out = _mahalanobis_score(f, stats, relative=False)
     return keras.Model(model.inputs, [probs, out], name=model.name)
+
+
+def _check_means(score: str, stats: Optional[Dict], k: int, d: int) -> None:
+    """Raise EdgeError unless ``stats`` has class means of shape (k, d)."""
+    if stats is None or np.shape(stats.get("means")) != (k, d):
+        raise EdgeError(f"the {score} score needs class statistics of the training split: means of shape "
+                        f"({k}, {d}), got {None if stats is None else np.shape(stats.get('means'))}")
+
+
+def _squared_norm(f, chol: np.ndarray, center: np.ndarray, tag: str):
+    """``z = L^T (f - c)`` (a constant Dense) and ``||z||^2`` (Multiply, mean pooling, x D): the squared
+    Mahalanobis distance of ``f`` to ``c`` for the precision ``L L^T``."""
+    from keras import layers
+
+    d = chol.shape[0]
+    zw = _constant_dense(f, chol, -(center @ chol), f"ood_whiten{tag}")
+    sq = layers.Reshape((d, 1), name=f"ood_sq{tag}_reshape")(layers.Multiply(name=f"ood_sq{tag}")([zw, zw]))
+    return zw, layers.Rescaling(float(d), name=f"ood_sq{tag}_sum")(
+        layers.GlobalAveragePooling1D(name=f"ood_sq{tag}_mean")(sq))
+
+
+def _mahalanobis_score(f, stats: Dict, relative: bool):
+    """``min_k (f - mu_k)^T P (f - mu_k)`` as ``||z||^2 + min_k (||m_k||^2 - 2 m_k.z)`` with the whitened,
+    centred features ``z = L^T (f - c)``; ``relative``: minus ``(f - mu_0)^T P_0 (f - mu_0)``, the squared
+    distance to the Gaussian of all training features (``stats["mean0"]``, ``stats["precision0"]``)."""
+    from keras import layers
+
+    from edge.ood import SCORE_OUTPUT
+
+    d = int(f.shape[-1])
+    means = np.asarray(stats["means"], np.float64)
+    need = ("precision",) + (("precision0", "mean0") if relative else ())
+    shapes = {"precision": (d, d), "precision0": (d, d), "mean0": (d,)}
+    for key in need:
+        if np.shape(stats.get(key)) != shapes[key]:
+            raise EdgeError(f"the {'relative ' if relative else ''}mahalanobis score needs {key} of shape "
+                            f"{shapes[key]}, got {np.shape(stats.get(key))}")
+    c = np.asarray(stats.get("center", means.mean(axis=0)), np.float64)
+    chol = np.linalg.cholesky(np.asarray(stats["precision"], np.float64))  # P = L L^T
+    mk = (means - c) @ chol  # rows m_k = L^T (mu_k - c)
+    zw, norm = _squared_norm(f, chol, c, "")
+    cross = _constant_dense(zw, 2.0 * mk.T, -(mk ** 2).sum(axis=1), "ood_cross")  # 2 m_k.z - ||m_k||^2
+    k = len(means)
+    best = layers.GlobalMaxPooling1D(name="ood_max_cross")(layers.Reshape((k, 1), name="ood_reshape")(cross))
+    if not relative:
+        return layers.Subtract(name=SCORE_OUTPUT)([norm, best])
+    chol0 = np.linalg.cholesky(np.asarray(stats["precision0"], np.float64))
+    _, norm0 = _squared_norm(f, chol0, np.asarray(stats["mean0"], np.float64), "0")
+    return layers.Subtract(name=SCORE_OUTPUT)([layers.Subtract(name="ood_class_dist")([norm, best]), norm0])
 
 
 def _knn_score(f, stats: Optional[Dict]):

@@ -57,8 +57,7 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
     base = load_keras_model(model_path)
     stats, fit = None, None
     if score in FEATURE_SCORES:  # class statistics of the training split, stored in the graph as constants
-        stats, fit = _train_stats(base, data, sf, meta["classes"], prep, batch, logits=score == "logit_cosine",
-                                  bank=score == "knn")
+        stats, fit = _train_stats(base, data, sf, meta["classes"], prep, batch, score)
     model = with_ood_score(base, score, stats)
     ds = select(data, "val", sf, classes=meta["classes"])
     images = load_images(ds)
@@ -84,22 +83,30 @@ def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, 
     return block
 
 
-def _train_stats(model, data, split_file, classes, prep, batch: int, logits: bool = False, bank: bool = False):
-    """Class means and shared precision of the model's penultimate features (or logits) on the training split;
-    with ``bank``, the l2-normalised features themselves (the knn score's constants)."""
+def _train_stats(model, data, split_file, classes, prep, batch: int, score: str):
+    """The constants of a feature score from the training split: class means and shared precision of the
+    model's penultimate features (of its logits for logit_cosine; plus one Gaussian of all features for the
+    relative scores, of the l2-normalised ones for relative_mahalanobis_l2); for knn, the l2-normalised features
+    themselves."""
     import keras
 
     from edge.data import load_images, select
-    from edge.ood import fit_feature_stats, fit_knn_bank
+    from edge.ood import RELATIVE_SCORES, fit_feature_stats, fit_knn_bank, fit_relative_stats, l2_normalise
     from train.models import features_of, logits_of
 
+    logits = score == "logit_cosine"
     ds = select(data, "train", split_file, classes=classes)
     feats = keras.Model(model.inputs, logits_of(model) if logits else features_of(model))
     x = prep(np.stack([prep.resize(im) for im in load_images(ds)]))
     f = np.asarray(feats.predict(x, batch_size=batch, verbose=0), np.float64)
-    stats = fit_knn_bank(f) if bank else fit_feature_stats(f, ds.labels, len(classes))
-    return stats, {"fit_on": "train", "n": int(len(f)), "dims": int(f.shape[1]),
-                   "of": "logits" if logits else "penultimate features"}
+    if score == "knn":
+        stats = fit_knn_bank(f)
+    elif score in RELATIVE_SCORES:
+        stats = fit_relative_stats(l2_normalise(f) if RELATIVE_SCORES[score] else f, ds.labels, len(classes))
+    else:
+        stats = fit_feature_stats(f, ds.labels, len(classes))
+    of = "logits" if logits else ("l2-normalised " if RELATIVE_SCORES.get(score) else "") + "penultimate features"
+    return stats, {"fit_on": "train", "n": int(len(f)), "dims": int(f.shape[1]), "of": of}
 
 
 def recalibrate(artifact, data, split_file=None, acceptance=None, batch: int = 64) -> dict:
@@ -152,7 +159,9 @@ def main(argv=None) -> int:
                          "nearest-neighbour score with k = 1; chosen on leave-one-class-out val evidence, "
                          "docs/results/open-set-loco.md), logit_cosine (-max cosine of the centred logits to the "
                          "training split's class means), max_softmax (-max probability), energy (-logsumexp of the "
-                         "logits), mahalanobis / cosine (penultimate features to the class means)")
+                         "logits), mahalanobis / cosine (penultimate features to the class means), "
+                         "relative_mahalanobis (mahalanobis minus the distance to one Gaussian of all training "
+                         "features), relative_mahalanobis_l2 (the same on the l2-normalised features)")
     ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",

@@ -8,11 +8,13 @@ from scripts import loco, loco_variants
 
 def test_choose_highest_val_auroc_ties_to_preference():
     assert loco.choose({"max_softmax": 0.80, "energy": 0.70, "logit_cosine": 0.90}) == "logit_cosine"
-    # within 0.005 of the best: the first of PREFERENCE
-    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.90, "mahalanobis": 0.901}) == "logit_cosine"
-    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.85, "knn": 0.901}) == "max_softmax"
+    # within 0.005 of the best: the first of PREFERENCE (round 4: knn, the current default, first)
+    assert loco.choose({"max_softmax": 0.897, "logit_cosine": 0.90, "mahalanobis": 0.901}) == "max_softmax"
+    assert loco.choose({"knn": 0.897, "logit_cosine": 0.85, "relative_mahalanobis": 0.901}) == "knn"
     assert loco.choose({"cosine": 0.80, "mahalanobis": 0.804, "logit_cosine": 0.70}) == "cosine"
-    assert loco.choose({"mahalanobis": 0.80, "knn": 0.81, "logit_cosine": 0.70}) == "knn"   # beyond the tie
+    assert loco.choose({"relative_mahalanobis_l2": 0.95, "relative_mahalanobis": 0.948, "knn": 0.94}) \
+        == "relative_mahalanobis"
+    assert loco.choose({"relative_mahalanobis": 0.96, "knn": 0.954}) == "relative_mahalanobis"   # beyond the tie
 
 
 def test_variants_reads_no_test_arrays_and_separates_a_far_class(tmp_path):

@@ -140,6 +140,67 @@ def test_knn_score_in_graph_matches_numpy_and_onnxruntime(tiny_model, sample_dir
     assert b["threshold"] >= -1.0 and b["n"] == len(select(sample_dir, "val", tiny_model.parent / "split.csv"))
 
 
+@pytest.mark.parametrize("score", ["relative_mahalanobis", "relative_mahalanobis_l2"])
+def test_relative_mahalanobis_in_graph_matches_numpy_and_onnxruntime(score, tiny_model, sample_dir, tmp_path):
+    """python -m train.ood --score relative_mahalanobis[_l2]: class statistics and the Gaussian of all training
+    features from the training split; the graph's score (Keras, safe_mode reload, ONNX Runtime) = the numpy
+    reference edge.ood.relative_mahalanobis of (l2-normalised) features; far-off features score higher."""
+    import onnxruntime as ort
+
+    from convert.export import keras_to_onnx
+    from edge.data import load_images, select
+    from edge.preprocess import Preprocess
+    from edge.runtime.keras.runner import load_keras_model
+    from train import ood
+
+    l2 = O.RELATIVE_SCORES[score]
+    out = tmp_path / score
+    assert ood.main([str(tiny_model), "--data", str(sample_dir), "--out", str(out), "--score", score]) == 0
+    b = read_meta(out / "model.keras")["ood"]
+    train = select(sample_dir, "train", tiny_model.parent / "split.csv")
+    assert b["score"] == score and b["class_stats"]["n"] == len(train)
+    assert b["class_stats"]["of"] == ("l2-normalised " if l2 else "") + "penultimate features"
+    prep = Preprocess.load(tiny_model.parent / "preprocess.json")
+    base = load_keras_model(tiny_model)
+
+    def feats(x):
+        f = _features(base, x)
+        return O.l2_normalise(f) if l2 else f
+    stats = O.fit_relative_stats(feats(prep(load_images(train))), train.labels, len(read_meta(tiny_model)["classes"]))
+    g = load_keras_model(out / "model.keras")                       # stock layers: safe_mode loads it
+    x = np.concatenate([prep(load_images(train))[:3], np.random.default_rng(5).random((4, 64, 64, 1))]).astype(np.float32)
+    expect = O.relative_mahalanobis(feats(x), stats)
+    tol = 1e-4 * max(1.0, np.abs(expect).max())
+    p, s = (np.asarray(a) for a in g(x))
+    assert np.array_equal(p, np.asarray(base(x))) and s[:, 0] == pytest.approx(expect, abs=tol)
+    assert np.ptp(expect) > 100 * tol                               # the check can tell the rows apart
+    sess = ort.InferenceSession(str(keras_to_onnx(g, tmp_path / f"{score}.onnx", (64, 64, 1))),
+                                providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {sess.get_inputs()[0].name: x})))
+    assert got["ood_score"][:, 0] == pytest.approx(expect, abs=tol)
+    assert b["n"] == len(select(sample_dir, "val", tiny_model.parent / "split.csv"))
+    with pytest.raises(EdgeError, match="precision0"):
+        with_stats = {k: v for k, v in stats.items() if k != "precision0"}
+        from train.models import with_ood_score
+
+        with_ood_score(base, score, with_stats)
+
+
+def test_relative_mahalanobis_numpy_reference():
+    """min_k d_k - d_0 by hand on a 2-D example; a point far from the classes but near the overall Gaussian's
+    centre still scores above the class centres."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    f = np.r_[rng.normal([-5, 0], 1, (50, 2)), rng.normal([5, 0], 1, (50, 2))]
+    st = O.fit_relative_stats(f, y, 2)
+    assert set(st) >= {"means", "precision", "mean0", "precision0"} and st["mean0"] == pytest.approx(f.mean(0))
+    q = np.array([[0.0, 0.0], [-5.0, 0.0]])
+    d0 = q - st["mean0"]
+    by_hand = O.mahalanobis(q, st["means"], st["precision"]) - np.einsum("nd,de,ne->n", d0, st["precision0"], d0)
+    assert O.relative_mahalanobis(q, st) == pytest.approx(by_hand)
+    assert O.relative_mahalanobis(q, st)[0] > O.relative_mahalanobis(q, st)[1]
+
+
 def test_fit_feature_stats_refuses_a_missing_class():
     with pytest.raises(EdgeError, match="class"):
         O.fit_feature_stats(np.ones((4, 3)), [0, 0, 1, 1], 3)
