@@ -22,11 +22,11 @@ Scores:
 * ``knn``: ``-max`` cosine similarity of the penultimate features to the training split's own
   (l2-normalised) penultimate features: the nearest-neighbour score of Sun et al. 2022 with k = 1
   (:func:`knn`; :func:`fit_knn_bank` makes the stored bank). Chosen by round 3 of the leave-one-class-out
-  validation rule (docs/results/open-set-loco.md): the default of ``python -m train.ood``.
+  validation rule (docs/results/open-set-loco.md); the default of ``python -m train.ood`` until round 4.
 * ``relative_mahalanobis``: the relative Mahalanobis distance (Ren et al. 2021): ``mahalanobis`` minus the
   squared Mahalanobis distance to one Gaussian fitted on all training features (:func:`fit_relative_stats`,
-  :func:`relative_mahalanobis`); ``relative_mahalanobis_l2``: the same on the l2-normalised features.
-  Candidates of round 4 of the leave-one-class-out rule.
+  :func:`relative_mahalanobis`); ``relative_mahalanobis_l2``: the same on the l2-normalised features,
+  chosen by round 4 of the leave-one-class-out validation rule: the default of ``python -m train.ood``.
 
 Pure numpy + scikit-learn: safe to import on the Jetson.
 """

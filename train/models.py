@@ -431,12 +431,13 @@ def with_ood_score(model, score: str = "max_softmax", stats: Optional[Dict] = No
     (:func:`features_of`), computed as ``||z||^2 + min_k (||m_k||^2 - 2 m_k.z)`` with the whitened, centred
     features ``z = L^T (f - c)`` (``P = L L^T``, ``m_k = L^T (mu_k - c)``, ``c`` the mean of the class means,
     so that the terms stay small in FP16); ``cosine``: ``-max_k cos(f, mu_k)``; ``logit_cosine``: the same
-    on the logits (:func:`logits_of`), centred on the mean of their class means; ``knn`` (the default of
-    ``python -m train.ood``): ``-max_j cos(f, b_j)`` over the training split's l2-normalised
+    on the logits (:func:`logits_of`), centred on the mean of their class means; ``knn``:
+    ``-max_j cos(f, b_j)`` over the training split's l2-normalised
     features ``b_j`` (a constant Dense of N_train outputs after a UnitNormalization, then a global max:
     the k = 1 nearest-neighbour score); ``relative_mahalanobis``: ``mahalanobis`` minus the same squared
     distance to one Gaussian of all training features (``stats`` of :func:`edge.ood.fit_relative_stats`),
-    ``relative_mahalanobis_l2`` the same after a UnitNormalization of the features. The choice among them is
+    ``relative_mahalanobis_l2`` (the default of ``python -m train.ood``) the same after a UnitNormalization of
+    the features. The choice among them is
     measured, docs/results/open-set-loco.md.
 
     Built from stock Keras layers only (Reshape, global pooling, Rescaling, Activation, Subtract, Dense with

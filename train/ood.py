@@ -8,11 +8,11 @@ Usage::
 
 Writes a model folder like ``edge-train``'s (``model.keras`` + metadata, ``preprocess.json``,
 ``classes.json``, ``split.csv``): the same classifier with a second output ``ood_score`` (``--score``, default
-knn, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
+relative_mahalanobis_l2, :func:`train.models.with_ood_score`) and an ``"ood"`` block in the metadata: the score, its
 threshold (the ``--acceptance`` quantile of the validation images' scores, default 99 %), the acceptance and
 the number of images it was calibrated on. The threshold uses the validation split only; the class
-statistics of the feature scores (logit_cosine, cosine, mahalanobis) and knn's bank of features the
-training split only.
+statistics of the feature scores (relative_mahalanobis_l2, relative_mahalanobis, logit_cosine, cosine,
+mahalanobis) and knn's bank of features the training split only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edge.ood import SCORES
 
 
 def add_score(model_path, data, out, acceptance: float = 0.99, split_file=None, force: bool = False,
-              batch: int = 64, score: str = "knn") -> dict:
+              batch: int = 64, score: str = "relative_mahalanobis_l2") -> dict:
     """Write the model with its score output and calibrated threshold to ``out``; return the ``ood`` block."""
     from edge.data import load_images, resolve_split_file, select
     from edge.fsutil import staged_dir
@@ -154,14 +154,15 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="the dataset the model was trained on")
     ap.add_argument("--split-file", help="split.csv (default: beside the model)")
     ap.add_argument("--acceptance", type=float, default=0.99, help="share of val images accepted (default 0.99)")
-    ap.add_argument("--score", default="knn", choices=list(SCORES),
-                    help="knn (default: -max cosine of the penultimate features to the training images' own, the "
-                         "nearest-neighbour score with k = 1; chosen on leave-one-class-out val evidence, "
-                         "docs/results/open-set-loco.md), logit_cosine (-max cosine of the centred logits to the "
-                         "training split's class means), max_softmax (-max probability), energy (-logsumexp of the "
-                         "logits), mahalanobis / cosine (penultimate features to the class means), "
-                         "relative_mahalanobis (mahalanobis minus the distance to one Gaussian of all training "
-                         "features), relative_mahalanobis_l2 (the same on the l2-normalised features)")
+    ap.add_argument("--score", default="relative_mahalanobis_l2", choices=list(SCORES),
+                    help="relative_mahalanobis_l2 (default: the smallest squared Mahalanobis distance of the "
+                         "l2-normalised penultimate features to the training split's class means, minus their "
+                         "distance to one Gaussian of all training features; chosen on leave-one-class-out val "
+                         "evidence, round 4 of docs/results/open-set-loco.md), relative_mahalanobis (the same on the "
+                         "features themselves), knn (-max cosine of the penultimate features to the training images' "
+                         "own, k = 1; the default until round 4), logit_cosine (-max cosine of the centred logits to "
+                         "the training split's class means), max_softmax (-max probability), energy (-logsumexp of "
+                         "the logits), mahalanobis / cosine (penultimate features to the class means)")
     ap.add_argument("--out", help="output model folder")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--recalibrate", action="store_true",
