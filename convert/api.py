@@ -60,6 +60,8 @@ class ConvertConfig:
         gate_views: Flipped views of each val image the drift gate measures (1, 2 or 4).
         fp16_tolerance: Allowed FP16 max abs probability difference vs FP32.
         int8_cpu_format: CPU int8 variant (None: :data:`convert.quantize.DEFAULT_CPU_VARIANT`).
+        int8_quantize_stem: Quantize the Q/DQ model's stem convolution too (default: left in float, as
+            the CPU int8 default does; :func:`convert.quantize.to_qdq_int8`).
         uint8_tiles: Tile size the deployable artifacts take as uint8 input, ``"auto"`` (the size of
             the ``calib_data`` images; float input without them) or 0 (float input everywhere).
         batch: ``"dynamic"`` (or None) or 1: the ONNX batch dimension and engine profile.
@@ -90,6 +92,7 @@ class ConvertConfig:
     gate_views: int = 4
     fp16_tolerance: float = TOLERANCES["fp16"]["max_abs"]
     int8_cpu_format: Optional[str] = None
+    int8_quantize_stem: bool = False
     uint8_tiles: Union[str, int] = "auto"
     batch: Union[str, int, None] = "dynamic"
     max_batch: int = 32

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flipped views of each val image the drift gate measures (1: the images only)")
     p.add_argument("--fp16-tolerance", type=float,
                    help="allowed FP16 max abs probability difference vs FP32 (nodes kept in FP32 otherwise)")
+    p.add_argument("--int8-quantize-stem", action="store_true", default=None,
+                   help="quantize the Q/DQ model's stem convolution too (default: float, as in the CPU int8 default "
+                        "qdq-u8s8-pc-fs; docs/results/open-set.md)")
     p.add_argument("--int8-cpu-format", help="CPU int8 variant (qdq-u8s8 | qoperator-u8s8 | qdq-u8s8-pc | qdq-u8u8-pc | qdq-u8s8-pc-fs)")
     p.add_argument("--uint8-tiles", metavar="SIZE|auto|0",
                    help="the deployable ONNX artifacts (FP16, INT8, CPU int8, and their engines) take uint8 gray SIZE x SIZE "

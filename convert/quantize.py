@@ -114,7 +114,7 @@ def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, toler
     if d > tolerance:
         # The weighted nodes fed by the graph input first (the stem: it matters more than its FP16 weight
         # damage says; docs/results/code-choices.md), then by FP16 weight damage.
-        first = _input_consumers(src)
+        first = stem_nodes(src)
         nodes = first + [n for n in _fp16_weight_damage(src) if n not in first]
     while d > tolerance and len(keep) < max_kept:
         # measure only the `candidates` nodes whose weights FP16 damages most (cheap to rank)
@@ -134,9 +134,13 @@ def fp16_with_tolerance(src: str | os.PathLike, dst: str | os.PathLike, x, toler
             "passed": d <= tolerance}
 
 
-def _input_consumers(src) -> List[str]:
-    """Weighted nodes (Conv/Gemm/MatMul) whose data input is computed from the graph input without another
-    weighted node in between (through casts, transposes, reshapes...)."""
+def stem_nodes(src) -> List[str]:
+    """The stem: weighted nodes (Conv/Gemm/MatMul) whose data input is computed from the graph input without
+    another weighted node in between (through casts, transposes, reshapes...).
+
+    Both INT8 forms leave these in float by default (:func:`to_qdq_int8` ``float_stem``, the CPU variant
+    ``qdq-u8s8-pc-fs``), and the FP16 tolerance search tries them first.
+    """
     import onnx
 
     g = onnx.load(str(src), load_external_data=False).graph
@@ -200,8 +204,25 @@ def _quantize(src, dst, method: str, ranges: Dict[str, Sequence[float]], *, fmt:
 
 
 def to_qdq_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ranges: Dict[str, Sequence[float]],
-                exclude: Iterable[str] = ()) -> Path:
-    """The TensorRT Q/DQ model (see module docstring), nodes in ``exclude`` left in float."""
+                exclude: Iterable[str] = (), float_stem: bool = True) -> Path:
+    """The TensorRT Q/DQ model (see module docstring), nodes in ``exclude`` left in float.
+
+    Args:
+        src: FP32 ONNX model.
+        dst: Output path (written atomically).
+        method: Calibration method the ranges came from.
+        ranges: ``{tensor: (low, high)}`` from the calibration record.
+        exclude: Nodes left in float (the drift gate's choice).
+        float_stem: Also leave the stem (:func:`stem_nodes`: the one-channel convolution reading the
+            image) in float, as the CPU int8 default ``qdq-u8s8-pc-fs`` does. Symmetric int8 gives the
+            [0, 1] input 128 levels for 256 gray levels; on the corrupted val split this is what cost
+            the Q/DQ model 6 of 270 images under motion blur (docs/results/open-set.md, "Stem
+            convolution in float"). Its input and weights then carry no Q/DQ: TensorRT 8.5-10.x (weakly
+            typed; :func:`edge.runtime.tensorrt.compat.precision_flags` sets INT8 + FP16) run such a
+            layer of an explicitly quantized network in FP16 or FP32, the builder's pick; TensorRT 11
+            (strongly typed) keeps the ONNX type, FP32. ``False`` quantizes it like every other layer.
+    """
+    exclude = list(exclude) + (stem_nodes(src) if float_stem else [])
     return _quantize(src, dst, method, ranges, fmt="qdq", act="int8", weight="int8", per_channel=True,
                      op_types=TRT_OP_TYPES, exclude=exclude, extra=TRT_EXTRA_OPTIONS)
 
@@ -262,7 +283,7 @@ def to_cpu_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str, ran
     # steps of 1/256 and clip them at the calibrated maximum.
     exclude = list(exclude) + output_nodes(src)
     if v.pop("float_stem", False):
-        exclude += _input_consumers(src)
+        exclude += stem_nodes(src)
     return _quantize(src, dst, method, ranges, fmt=v.pop("fmt"), act=v.pop("act"), weight=v.pop("weight"),
                      per_channel=v.pop("per_channel"), reduce_range=v.pop("reduce_range"), op_types=None,
                      exclude=exclude, extra={"WeightSymmetric": True})

@@ -219,13 +219,15 @@ def export_int8(job: Job, stage: Path):
     """``model.int8.onnx``: explicit Q/DQ for TensorRT, through the drift gate at the row's ORT level."""
     from convert.export import check_onnx, compare, ort_predict
     from convert.gate import run_gate
-    from convert.quantize import qdq_summary, to_qdq_int8
+    from convert.quantize import qdq_summary, stem_nodes, to_qdq_int8
     from edge.runtime.onnxrt.session import session
 
     cfg, row = job.cfg, by_name("int8")
     f32, q8 = stage / by_name("fp32").file, stage / row.file
-    to_qdq_int8(f32, q8, cfg.calib_method, job.rr.ranges)
-    gate = run_gate(f32, q8, lambda exc, dst: to_qdq_int8(f32, dst, cfg.calib_method, job.rr.ranges, exclude=exc),
+    fs = not cfg.int8_quantize_stem   # the stem in float, as the CPU int8 default (to_qdq_int8)
+    to_qdq_int8(f32, q8, cfg.calib_method, job.rr.ranges, float_stem=fs)
+    gate = run_gate(f32, q8, lambda exc, dst: to_qdq_int8(f32, dst, cfg.calib_method, job.rr.ranges, exclude=exc,
+                                                          float_stem=fs),
                     job.x_val, job.y_val, max_drift_pp=cfg.max_drift, min_agreement=cfg.min_agreement,
                     views=cfg.gate_views, level=row.ort_level)
     job.excluded = gate.excluded
@@ -235,7 +237,8 @@ def export_int8(job: Job, stage: Path):
     write_artifact_meta(
         job, q8, "int8", calibration=job.calib_meta, drift_gate=gate.as_dict(),
         quantization={"format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric per-channel",
-                      "bias": "float", "quantized_nodes": len(s["quantized_nodes"]), "float_nodes": s["float_nodes"]},
+                      "bias": "float", "quantized_nodes": len(s["quantized_nodes"]), "float_nodes": s["float_nodes"],
+                      "float_stem": stem_nodes(f32) if fs else [], "excluded_by_gate": list(gate.excluded)},
         onnxruntime={"graph_optimization_level": row.ort_level, "why": BASIC_LEVEL_WHY},
         checks={"vs_fp32_onnx": c8})
     log.info(f"{q8.name}: Q/DQ ({len(s['quantized_nodes'])} quantized, {len(s['float_nodes'])} float weighted "

@@ -12,7 +12,7 @@ pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 
 from convert import ConvertConfig, ConvertResult, convert_model  # noqa: E402
-from convert.cli import config_from, main  # noqa: E402
+from convert.cli import build_parser, config_from, main  # noqa: E402
 from edge.errors import EdgeError, GateFailed, InputError  # noqa: E402
 from edge.formats import CALIB_RECORD, by_name  # noqa: E402
 from edge.metadata import read_meta  # noqa: E402
@@ -90,6 +90,8 @@ def test_config_file_between_defaults_and_flags(tmp_path):
     assert cfg.min_agreement == ConvertConfig().min_agreement                # the default
     assert cfg.uint8_tiles == 200 and cfg.checked().uint8_tiles == 200        # a size or "auto"
     assert config_from({}) == ConvertConfig()
+    assert ConvertConfig().int8_quantize_stem is False                       # the stem in float by default
+    assert config_from(vars(build_parser().parse_args(["m.keras", "--int8-quantize-stem"]))).int8_quantize_stem
 
 
 @pytest.mark.parametrize("text, match", [("calib_sise = 3\n", "c.toml: unknown setting(s) calib_sise"),

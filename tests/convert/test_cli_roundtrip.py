@@ -101,6 +101,12 @@ def test_int8_round_trips(converted, val_images):
     assert meta["calibration"]["split"] == "train" and meta["calibration"]["size"] == 24
     assert meta["drift_gate"]["passed"] is True and meta["drift_gate"]["split"] == "val"
     assert meta["drift_gate"]["ort_graph_optimization_level"] == "basic"
+    # the stem convolution in float by default (as in the CPU int8 default), said in the metadata
+    from convert.quantize import stem_nodes
+    stem = stem_nodes(converted / "model.onnx")
+    assert stem and meta["quantization"]["float_stem"] == stem
+    assert set(stem) <= set(meta["quantization"]["float_nodes"]) and meta["quantization"]["quantized_nodes"] > 0
+    assert meta["quantization"]["excluded_by_gate"] == meta["drift_gate"]["excluded_nodes"]
     # the CPU model has its own gate, measured as it runs (level all), on the same val views
     cmeta = read_meta(converted / "model.int8cpu.onnx")
     cg = cmeta["drift_gate"]

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from calibrate.ranges import collect_ranges_from_batches  # noqa: E402
 from convert.export import ort_predict, ort_session  # noqa: E402
 from convert.gate import flip_views, rank_sensitive_nodes, run_gate  # noqa: E402
-from convert.quantize import qdq_summary, to_cpu_int8, to_qdq_int8, with_float_inputs  # noqa: E402
+from convert.quantize import qdq_summary, stem_nodes, to_cpu_int8, to_qdq_int8, with_float_inputs  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.metrics import accuracy  # noqa: E402
 
@@ -59,7 +59,7 @@ def small(tmp_path_factory):
 
 def test_qdq_structure_is_what_tensorrt_builds(small):
     d, f32, x, rr = small
-    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges)
+    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges, float_stem=False)
     s = qdq_summary(q)
     # every weighted layer quantized, zero points all 0 and int8 (symmetric)
     assert set(s["quantized_nodes"]) == {"conv1", "conv2", "gemm", "matmul"} and not s["float_nodes"]
@@ -92,9 +92,40 @@ def test_qdq_structure_is_what_tensorrt_builds(small):
     assert np.abs(ref - got).max() < 0.05
 
 
+def test_qdq_default_leaves_only_the_stem_in_float(small):
+    """The default Q/DQ model (float_stem): the convolution reading the image (conv1) keeps its float
+    weights and takes the float image, no DequantizeLinear in front; every other weighted layer is
+    quantized exactly as with float_stem=False, and the same stem_nodes() decides it as for CPU int8."""
+    d, f32, x, rr = small
+    q = to_qdq_int8(f32, d / "stem.int8.onnx", "minmax", rr.ranges)
+    full = to_qdq_int8(f32, d / "full.int8.onnx", "minmax", rr.ranges, float_stem=False)
+    s, s_full = qdq_summary(q), qdq_summary(full)
+    assert stem_nodes(f32) == ["conv1"]
+    assert s["float_nodes"] == ["conv1"] and set(s["quantized_nodes"]) == {"conv2", "gemm", "matmul"}
+    assert set(s_full["quantized_nodes"]) == {"conv1", "conv2", "gemm", "matmul"}
+    assert {k: v for k, v in s_full["weights"].items() if k != "conv1"} == s["weights"]
+    assert s["zero_points_nonzero"] == [] and s["activation_dtypes"] == {"int8"}
+    g = onnx.load(str(q)).graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    conv1 = next(n for n in g.node if n.name == "conv1")
+    assert conv1.input[1] in inits and inits[conv1.input[1]].data_type == TensorProto.FLOAT   # float weights
+    src_w1 = next(i for i in onnx.load(str(f32)).graph.initializer if i.name == "w1")
+    np.testing.assert_array_equal(numpy_helper.to_array(inits[conv1.input[1]]), numpy_helper.to_array(src_w1))
+    assert producer[conv1.input[0]].op_type == "Transpose"            # the float image, not Q/DQ-rounded
+    conv2 = next(n for n in g.node if n.name == "conv2")
+    assert producer[conv2.input[0]].op_type == "DequantizeLinear" and producer[conv2.input[1]].op_type == "DequantizeLinear"
+    ref = ort_predict(ort_session(f32), x)
+    got = ort_predict(ort_session(q, level="basic"), x)
+    assert np.abs(ref - got).max() < 0.05
+    # the gate's exclusions add to the stem, they do not replace it
+    ex = qdq_summary(to_qdq_int8(f32, d / "stem_ex.onnx", "minmax", rr.ranges, exclude=["matmul"]))
+    assert set(ex["float_nodes"]) == {"conv1", "matmul"} and set(ex["quantized_nodes"]) == {"conv2", "gemm"}
+
+
 def test_excluded_nodes_stay_float(small):
     d, f32, x, rr = small
-    q = to_qdq_int8(f32, d / "ex.onnx", "minmax", rr.ranges, exclude=["conv2", "matmul"])
+    q = to_qdq_int8(f32, d / "ex.onnx", "minmax", rr.ranges, exclude=["conv2", "matmul"], float_stem=False)
     s = qdq_summary(q)
     assert set(s["float_nodes"]) == {"conv2", "matmul"} and set(s["quantized_nodes"]) == {"conv1", "gemm"}
 
@@ -184,6 +215,8 @@ def test_cpu_int8_float_stem_leaves_only_the_input_convolution_in_float(small):
 
 
 # ----------------------------------------------------------------------------- drift gate
+# The gate's mechanics on toy graphs whose first layer is only a "stem" by position: every layer
+# quantized (float_stem=False), so that each is a candidate.
 
 def _outlier_model(path, rng, k=4):
     """A classifier where one activation has an outlier channel that ruins per-tensor int8.
@@ -225,7 +258,7 @@ def outlier(tmp_path_factory):
 
 def test_sensitivity_ranking_finds_the_outlier_tensor(outlier):
     d, f32, x_val, y_val, rr = outlier
-    q = to_qdq_int8(f32, d / "rank.onnx", "minmax", rr.ranges)
+    q = to_qdq_int8(f32, d / "rank.onnx", "minmax", rr.ranges, float_stem=False)
     ranking = rank_sensitive_nodes(f32, q, x_val[:32])
     assert ranking[0]["node"] == "mm_b"  # the node whose int8 input lost the small channels
     assert ranking[0]["loss_db"] > max(r["loss_db"] for r in ranking[1:]) + 10
@@ -234,13 +267,13 @@ def test_sensitivity_ranking_finds_the_outlier_tensor(outlier):
 
 def test_gate_excludes_layers_and_remeasures(outlier):
     d, f32, x_val, y_val, rr = outlier
-    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges)
+    q = to_qdq_int8(f32, d / "model.int8.onnx", "minmax", rr.ranges, float_stem=False)
     assert accuracy(y_val, ort_predict(ort_session(q, level="basic"), x_val)) < 0.8  # really broken
     calls = []
 
     def requant(exclude, dst):
         calls.append(list(exclude))
-        return to_qdq_int8(f32, dst, "minmax", rr.ranges, exclude=exclude)
+        return to_qdq_int8(f32, dst, "minmax", rr.ranges, exclude=exclude, float_stem=False)
 
     res = run_gate(f32, q, requant, x_val, y_val, max_drift_pp=2.0, min_agreement=0.0, views=1)
     assert res.drift_before_pp > 20
@@ -277,7 +310,7 @@ def test_gate_on_the_cpu_int8_model_at_level_all(outlier):
 
 def test_gate_within_budget_does_nothing(small):
     d, f32, x, rr = small
-    q = to_qdq_int8(f32, d / "ok.onnx", "minmax", rr.ranges)
+    q = to_qdq_int8(f32, d / "ok.onnx", "minmax", rr.ranges, float_stem=False)
     y = ort_predict(ort_session(f32), x).argmax(1)
     res = run_gate(f32, q, lambda e, p: pytest.fail("re-quantized without need"), x, y, max_drift_pp=50,
                    min_agreement=0.0, views=1)
@@ -286,8 +319,8 @@ def test_gate_within_budget_does_nothing(small):
 
 def test_gate_reports_failure_when_budget_unreachable(outlier):
     d, f32, x_val, y_val, rr = outlier
-    q = to_qdq_int8(f32, d / "fail.onnx", "minmax", rr.ranges)
-    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
+    q = to_qdq_int8(f32, d / "fail.onnx", "minmax", rr.ranges, float_stem=False)
+    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e, float_stem=False), x_val, y_val,
                    max_drift_pp=0.0, max_rounds=0, min_agreement=0.0, views=1)
     assert not res.passed and res.drift_after_pp > 0 and res.excluded == []
 
@@ -332,13 +365,13 @@ def test_fp16_keeps_the_damaged_node_in_fp32(tmp_path):
 
 def test_gate_never_leaves_more_than_the_allowed_fraction_in_float(outlier):
     d, f32, x_val, y_val, rr = outlier
-    q = to_qdq_int8(f32, d / "cap.onnx", "minmax", rr.ranges)
+    q = to_qdq_int8(f32, d / "cap.onnx", "minmax", rr.ranges, float_stem=False)
     # budget -1 pp can never be met: the gate must stop at the cap (1 of 3 nodes), not float everything
-    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
+    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e, float_stem=False), x_val, y_val,
                    max_drift_pp=-1.0, max_float_frac=0.5, min_agreement=0.0, views=1)
     assert not res.passed and res.total_weighted == 3 and len(res.excluded) == 1
     assert len(qdq_summary(q)["quantized_nodes"]) == 2
-    res0 = run_gate(f32, to_qdq_int8(f32, d / "cap0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("no room"),
+    res0 = run_gate(f32, to_qdq_int8(f32, d / "cap0.onnx", "minmax", rr.ranges, float_stem=False), lambda e, p: pytest.fail("no room"),
                     x_val, y_val, max_drift_pp=2.0, max_float_frac=0.0, min_agreement=0.0, views=1)
     assert not res0.passed and res0.excluded == []
 
@@ -347,8 +380,8 @@ def test_gate_acts_on_agreement_when_accuracy_is_within_budget(outlier):
     """A drift budget that always holds (100 pp) does not let a model through whose top-1 answers
     differ from FP32's: the agreement criterion alone makes the gate exclude the culprit."""
     d, f32, x_val, y_val, rr = outlier
-    q = to_qdq_int8(f32, d / "agree.onnx", "minmax", rr.ranges)
-    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e), x_val, y_val,
+    q = to_qdq_int8(f32, d / "agree.onnx", "minmax", rr.ranges, float_stem=False)
+    res = run_gate(f32, q, lambda e, p: to_qdq_int8(f32, p, "minmax", rr.ranges, exclude=e, float_stem=False), x_val, y_val,
                    max_drift_pp=100.0, min_agreement=95.0, views=1)
     assert res.agreement_before < 95.0 <= res.agreement_after
     assert res.passed and "mm_b" in res.excluded
@@ -357,7 +390,7 @@ def test_gate_acts_on_agreement_when_accuracy_is_within_budget(outlier):
     assert abs(np.mean(top8 == top32) * 100 - res.agreement_after) < 1e-3
     rep = res.as_dict()
     assert rep["min_agreement_pct"] == 95.0 and rep["predictions"] == len(x_val)
-    off = run_gate(f32, to_qdq_int8(f32, d / "agree0.onnx", "minmax", rr.ranges), lambda e, p: pytest.fail("off"),
+    off = run_gate(f32, to_qdq_int8(f32, d / "agree0.onnx", "minmax", rr.ranges, float_stem=False), lambda e, p: pytest.fail("off"),
                    x_val, y_val, max_drift_pp=100.0, min_agreement=0.0, views=1)
     assert off.passed and off.excluded == []
 
@@ -379,7 +412,6 @@ def test_flip_views_order_and_labels():
 
 def test_fp16_always_tries_the_node_fed_by_the_input(tmp_path):
     """The first weighted node is a candidate even when its weights survive FP16 best."""
-    from convert.quantize import _input_consumers
 
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2])
     y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])
@@ -392,4 +424,4 @@ def test_fp16_always_tries_the_node_fed_by_the_input(tmp_path):
     m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], w), opset_imports=[helper.make_opsetid("", 17)],
                           ir_version=8)
     onnx.save(m, str(tmp_path / "m.onnx"))
-    assert _input_consumers(tmp_path / "m.onnx") == ["first"]
+    assert stem_nodes(tmp_path / "m.onnx") == ["first"]
