@@ -166,7 +166,7 @@ class GateResult:
         return (f"val drift {self.drift_before_pp:+.2f} -> {self.drift_after_pp:+.2f} pp (budget {self.max_drift_pp:g}), "
                 f"top-1 agreement {agr(self.agreement_before)} -> {agr(self.agreement_after)} "
                 f"(at least {self.min_agreement:g} %) on {self.val_images} images x {self.views} views, "
-                f"{len(self.excluded)} node(s) left in float")
+                f"{len(self.excluded)} node(s) left in float by the gate")
 
     def as_dict(self) -> Dict:
         return {"split": "val", "val_images": self.val_images, "views": self.views,
