@@ -177,10 +177,11 @@ class Recipe:
         """Resolve the defaults; a missing weights file or an untrainable base fails before the data is read."""
         from edge.errors import param
         from train.augment import Augment
-        from train.models import check_pretrained, default_preprocess, from_scratch, spec_of
+        from train.models import check_pretrained, default_preprocess, from_scratch, resolve_weights, spec_of
 
         spec = spec_of(cfg.model)
         weights = cfg.weights if cfg.weights is not None else spec.weights
+        resolve_weights(weights)   # a missing weights file, for any model (compact too), before the data is read
         check_pretrained(cfg.model, weights)
         scratch = from_scratch(cfg.model, weights)
         if scratch and cfg.fine_tune_epochs is not None:

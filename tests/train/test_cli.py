@@ -137,6 +137,9 @@ def test_train_bad_inputs(sample_dir, tmp_path, capsys):
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--batch-size", "0", *base]), "--batch-size")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--weights", str(tmp_path / "w.h5"), *base]),
                     "w.h5")
+    # the weights file is checked before the data is read (compact as well as the backbones)
+    _one_line_error(capsys, cli.main(["--data", str(tmp_path / "missing"), "--weights", str(tmp_path / "w.h5"), *base]),
+                    "w.h5")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--input-size", "8", *base]), "too small")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "imagenet",
                                       "--pool", "avgmax", "--out", str(out)]), "--pool avgmax", "compact only")
