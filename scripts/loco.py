@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.errors import EdgeError  # noqa: E402
 
-#: Tie order of the selection rule: the current default first (round 4, docs/results/open-set-loco.md; round 3
+#: Tie order of the selection rule of round 4: the default when that rule was written (knn) first (docs/results/open-set-loco.md; round 3
 #: had logit_cosine, max_softmax, energy, cosine, mahalanobis, knn; rounds 1-2 max_softmax, energy, cosine,
 #: logit_cosine, mahalanobis).
 PREFERENCE = ("knn", "max_softmax", "logit_cosine", "energy", "cosine", "mahalanobis", "relative_mahalanobis",
