@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="compact: global pooling before the classifier, avgmax (average and max, "
                          "one Dense each; default, recipe v4) or avg (average only, recipe v2)")
     ap.add_argument("--lr", type=float, default=None, help="initial learning rate (phase 1)")
+    ap.add_argument("--label-smoothing", type=float, default=None,
+                    help="compact and --weights none: label smoothing of the cross-entropy, in [0, 1) (default 0.1, "
+                         "recipe v5's)")
     ap.add_argument("--distribute", choices=["none", "mirrored"],
                     help="mirrored: tf.distribute.MirroredStrategy over the GPUs here; --batch-size is then per "
                          "replica and the learning rate scales linearly with the replicas (train/distribute.py)")

@@ -42,6 +42,8 @@ class TrainConfig:
         augment: Augmentation preset (:data:`AUGMENT_PRESETS`; default by model).
         pool: compact: ``avgmax`` (default) or ``avg``.
         lr: Initial learning rate (phase 1).
+        label_smoothing: Of the cross-entropy, in [0, 1); compact and the from-scratch recipe only (default
+            ``train.recipe.COMPACT_LABEL_SMOOTHING``, 0.1, recipe v5's).
         distribute: ``none`` or ``mirrored`` (``train/distribute.py``).
         force: Replace an existing output folder.
     """
@@ -64,6 +66,7 @@ class TrainConfig:
     augment: Optional[str] = None
     pool: Optional[str] = None
     lr: Optional[float] = None
+    label_smoothing: Optional[float] = None
     distribute: str = "none"
     force: bool = False
 
@@ -93,7 +96,7 @@ class TrainConfig:
             if v is not None and v not in allowed:
                 raise InputError(f"{n(name)} must be one of {', '.join(allowed)}, got {v!r}")
         if self.init is not None:
-            for name in ("pool", "weights", "input_size", "fine_tune_epochs"):
+            for name in ("pool", "weights", "input_size", "fine_tune_epochs", "label_smoothing"):
                 if getattr(self, name) is not None:
                     raise InputError(f"{n(name)} does not apply to {n('init')} (the model keeps its own)")
         elif self.holdout is not None or self.freeze is not None:
@@ -109,6 +112,8 @@ class TrainConfig:
             raise InputError(f"{n('batch_size')} must be >= 1, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"{n('lr')} must be > 0, got {self.lr}")
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
+            raise InputError(f"{n('label_smoothing')} must be in [0, 1), got {self.label_smoothing}")
         if self.holdout is not None and not 0.0 < self.holdout < 1.0:
             raise InputError(f"{n('holdout')} must be in (0, 1), got {self.holdout}")
         if self.init is not None and self.distribute != "none":

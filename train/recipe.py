@@ -184,6 +184,9 @@ class Recipe:
         resolve_weights(weights)   # a missing weights file, for any model (compact too), before the data is read
         check_pretrained(cfg.model, weights)
         scratch = from_scratch(cfg.model, weights)
+        if cfg.label_smoothing is not None and not (scratch or cfg.model == "compact"):
+            raise EdgeError(f"{param('label_smoothing')} applies to compact and the from-scratch recipe "
+                            f"({param('weights')} none); {cfg.model}'s two-phase protocol trains without it")
         if scratch and cfg.fine_tune_epochs is not None:
             raise EdgeError(f"{param('fine_tune_epochs')} applies to the two-phase protocol of pretrained weights; "
                             f"{cfg.model} with {param('weights')} none trains end to end ({param('epochs')} only)")
@@ -201,6 +204,12 @@ class Recipe:
     def one_phase(self) -> bool:
         """compact and the from-scratch backbones: one phase, warm-up + cosine (not the two-phase protocol)."""
         return self.scratch or self.cfg.model == "compact"
+
+    @property
+    def label_smoothing(self) -> float:
+        """The one-phase recipes' label smoothing: the config's, else :data:`COMPACT_LABEL_SMOOTHING`."""
+        ls = self.cfg.label_smoothing
+        return COMPACT_LABEL_SMOOTHING if ls is None else float(ls)
 
     @property
     def lr(self) -> float:
@@ -244,7 +253,7 @@ def fit_recipe(r: Recipe, fit: Fit, base, steps: int) -> None:
             0.0 if warm else r.lr, decay_steps=max(steps * (r.epochs - warm), 1),
             warmup_target=r.lr if warm else None, warmup_steps=steps * warm)
         fit.run("scratch" if r.scratch else "train", keras.optimizers.Adam(sched), r.epochs,
-                label_smoothing=COMPACT_LABEL_SMOOTHING)
+                label_smoothing=r.label_smoothing)
     else:
         decay = dict(decay_steps=steps, decay_rate=0.94)
         set_phase(base, 1)
@@ -269,7 +278,7 @@ def training_block(r: Recipe, fit: Fit, params: Dict, parts: Dict, wall: float) 
         "max_epochs": r.epochs, "fine_tune_epochs": None if r.one_phase else r.ft_epochs,
         "patience": r.patience, "lr": r.lr, "augment": r.augment.describe() if r.augment else None,
         "schedule": ({"warmup_epochs": COMPACT_WARMUP_EPOCHS, "decay": "cosine",
-                      "label_smoothing": COMPACT_LABEL_SMOOTHING} if r.one_phase
+                      "label_smoothing": r.label_smoothing} if r.one_phase
                      else {"decay": "exponential", "rate_per_epoch": 0.94}),
         "phases": fit.phases,
         "epochs_run": len(fit.history), "wall_time_s": round(wall, 1),

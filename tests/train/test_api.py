@@ -24,6 +24,9 @@ from train import EvalConfig, TrainConfig
     (dict(data="d", out="o", init="m.keras", holdout=1.5), "holdout must be in (0, 1), got 1.5"),
     (dict(data="d", out="o", init="m.keras", distribute="mirrored"), "distribute applies to edge-train's recipes"),
     (dict(data="d", out="o", init="missing.keras"), "init model missing.keras does not exist"),
+    (dict(data="d", out="o", model="compact", label_smoothing=1.0), "label_smoothing must be in [0, 1), got 1.0"),
+    (dict(data="d", out="o", model="compact", label_smoothing=-0.1), "label_smoothing must be in [0, 1), got -0.1"),
+    (dict(data="d", out="o", init="m.keras", label_smoothing=0.0), "label_smoothing does not apply to init"),
 ])
 def test_train_config_errors_name_the_parameters(kw, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

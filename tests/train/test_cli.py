@@ -35,6 +35,7 @@ def test_train_writes_the_model_folder(trained, sample_dir, capsys):
     assert rep["n"] == sum(v == "test" for v in split.values())
     assert np.array(rep["confusion_matrix"]).sum() == rep["n"]
     assert rep["training"]["seed"] == 3 and rep["training"]["epochs_run"] == 4
+    assert rep["training"]["schedule"]["label_smoothing"] == 0.1   # recipe v5's default
     assert rep["training"]["params"]["total"] <= 500_000
     hist = (trained / "history.csv").read_text().splitlines()
     assert hist[0].startswith("epoch,phase,") and len(hist) == 5
@@ -97,13 +98,19 @@ def test_two_phase_backbone_end_to_end(sample_dir, tmp_path):
     assert (out / "history.csv").read_text().count("phase2") == 1
 
 
-def test_backbone_from_scratch_end_to_end(sample_dir, tmp_path):
+def test_backbone_from_scratch_end_to_end(sample_dir, tmp_path, monkeypatch):
     # --weights none: one end-to-end phase (every layer trainable, warm-up + cosine), not the two-phase protocol
+    from train import recipe
+
+    seen = []   # the label smoothing the loss is compiled with (--label-smoothing 0 instead of the default 0.1)
+    compile_model = recipe.compile_model
+    monkeypatch.setattr(recipe, "compile_model", lambda m, o, ls=0.0: (seen.append(ls), compile_model(m, o, ls)))
     out = tmp_path / "r50"
     rc = cli.main(["--data", str(sample_dir), "--model", "resnet50v2", "--weights", "none", "--input-size", "32",
-                   "--epochs", "2", "--batch-size", "16", "--out", str(out)])
+                   "--epochs", "2", "--batch-size", "16", "--label-smoothing", "0", "--out", str(out)])
     assert rc == 0
     tr = json.loads((out / "report.json").read_text())["training"]
+    assert seen == [0.0] and tr["schedule"]["label_smoothing"] == 0.0
     assert tr["recipe"] == "from-scratch" and tr["weights"] == "none" and tr["fine_tune_epochs"] is None
     assert [p["phase"] for p in tr["phases"]] == ["scratch"] and tr["epochs_run"] == 2
     assert tr["phases"][0]["trainable_params"] == tr["params"]["trainable"] > 0.99 * tr["params"]["total"]
@@ -148,6 +155,12 @@ def test_train_bad_inputs(sample_dir, tmp_path, capsys):
                                       "--out", str(out)]), "nasnetmobile", "--weights PATH", "--model compact")
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--model", "mobilenetv2", "--weights", "none",
                                       "--fine-tune-epochs", "2", "--out", str(out)]), "--fine-tune-epochs", "--epochs")
+    _one_line_error(capsys, cli.main(["--data", str(sample_dir), "--label-smoothing", "1", *base]),
+                    "--label-smoothing must be in [0, 1), got 1.0")
+    # the two-phase protocol has no label smoothing: refused before the data is read
+    _one_line_error(capsys, cli.main(["--data", str(tmp_path / "missing"), "--model", "mobilenetv2", "--weights",
+                                      "imagenet", "--label-smoothing", "0", "--out", str(out)]),
+                    "--label-smoothing", "two-phase")
     assert not out.exists()
     out.mkdir()
     _one_line_error(capsys, cli.main(["--data", str(sample_dir), *base]), "--force")

@@ -87,3 +87,27 @@ def test_loco_reads_saved_fold_arrays_instead_of_recomputing(tmp_path, monkeypat
     os.utime(model_dir / "model.keras", (2e9, 2e9))
     with pytest.raises(AssertionError, match="recomputed"):
         loco._fold_outputs(args, "crazing", {"known": {"train": []}}, model_dir, ["a", "b"])
+
+
+def test_loco_passes_label_smoothing_to_edge_train(tmp_path, sample_dir, monkeypatch):
+    import argparse
+
+    from edge.data import load_dataset, make_split, write_split_csv
+    from edge.errors import EdgeError
+    from train import cli
+
+    loco = _load("loco")
+    ds = load_dataset(sample_dir)
+    write_split_csv(tmp_path / "split.csv", ds, make_split(ds, seed=42))
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv) or 1)   # a failed training, nothing trained
+    args = argparse.Namespace(data=str(sample_dir), split_file=str(tmp_path / "split.csv"), out=str(tmp_path / "o"),
+                              seed=44, epochs=2, input_size=48, augment="line", label_smoothing=0.0)
+    with pytest.raises(EdgeError, match="training without crazing failed"):
+        loco.run_fold(args, "crazing")
+    argv = seen[0]
+    assert argv[argv.index("--label-smoothing") + 1] == "0.0" and argv[argv.index("--seed") + 1] == "44"
+    args.label_smoothing = None                                    # not given: the recipe's default
+    with pytest.raises(EdgeError):
+        loco.run_fold(args, "crazing")
+    assert "--label-smoothing" not in seen[1]
