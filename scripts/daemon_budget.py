@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def markdown(res: dict) -> str:
         f"tile in 6 written), {first['rounds']} ABBA rounds per case in one run; runner: {res.get('runner', 'onnxruntime defaults')}. "
         "Ratios are daemon ÷ bare runner on the same tiles in the same run. Source: "
         f"`scripts/daemon_budget.py` → `{res.get('output', 'docs/results/daemon-throughput.json')}`.", "",
-        "| case | artifact | events per run | daemon tiles/s | bare tiles/s | ratio (median paired) | target | "
+        "| case | artifact | events per run | daemon tiles/s | bare tiles/s (best of: one batch at a time / stream) | ratio (median paired) | target | "
         "CPU ms per tile bare / daemon (ratio) | daemon ÷ 1,500 tiles/s | CPU capacity: cores ÷ daemon CPU per tile (÷ 1,500) | load before → after |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
@@ -67,7 +68,10 @@ def markdown(res: dict) -> str:
         ok = "" if tgt is None else f"≥ {tgt}"   # no ✓/✗: on a shared machine the wall ratio is biased (see the docs)
         cap = cores / r["cpu_ms_per_tile_daemon"] * 1e3 if r["cpu_ms_per_tile_daemon"] else 0
         art = f"{r['input_form']}, {r.get('variant') or '?'}"
-        lines.append(f"| {k} | {art} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | {r['bare_median']:,.0f} | "
+        modes = r.get("bare_modes_tiles_per_s") or {}
+        both = " / ".join(f"{statistics.median(v):,.0f}" for v in modes.values() if v)
+        lines.append(f"| {k} | {art} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | "
+                     f"{r['bare_median']:,.0f}{f' ({both})' if both else ''} | "
                      f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
                      f"{r['cpu_ms_per_tile_bare']:.3f} / {r['cpu_ms_per_tile_daemon']:.3f} ({r['cpu_ratio']}) | "
                      f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {cap:,.0f} ({cap / LINE_TILES_PER_S:.2f}x) | "
@@ -106,13 +110,17 @@ def main(argv=None) -> int:
     ap.add_argument("--line", required=True, help="folder from scripts/make_line_sources.py")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lanes", type=int, default=0, help="the daemon's --lanes (0: the runner's; 1: one frame at a time)")
     ap.add_argument("--only", help="comma-separated cases (raw, raw-defects-only, raw-float, png, mjpg)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--md")
     ap.add_argument("--note", help="how busy the machine was, for the Markdown (default: 'load averages below')")
     a = ap.parse_args(argv)
     runner = ("onnxruntime intra-op threads: " + str(a.threads)) if a.threads else \
-        "onnxruntime defaults (CPU: each batch split into one part per core, one intra-op thread each)"
+        "onnxruntime defaults (CPU: one one-thread lane per core)"
+    runner += ("; daemon: " + ("one frame at a time, each batch split over the lanes" if a.lanes == 1 else
+                               f"{a.lanes or 'one per lane'} frame(s) classified at once, each batch whole on a lane")
+               + "; bare: per round the faster of one batch at a time (split) and the stream over the lanes")
     res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "line_tiles_per_s": LINE_TILES_PER_S,
            "output": a.output, "machine_note": a.note, "runner": runner, "cases": {}}
     only = set(a.only.split(",")) if a.only else None
@@ -121,7 +129,7 @@ def main(argv=None) -> int:
             continue
         quiet = name == "raw-defects-only"
         r = measure(model, source, batch=16, threads=a.threads, rounds=a.rounds, log_all=not quiet,
-                    ok_classes=OK_CLASSES if quiet else ())
+                    ok_classes=OK_CLASSES if quiet else (), lanes=a.lanes)
         r["variant"] = (read_meta(model).get("quantization") or {}).get("variant")
         res["cases"][name] = r
         print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']}, cpu ratio "

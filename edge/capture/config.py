@@ -110,6 +110,9 @@ SETTINGS: List[Setting] = [
       choices=("auto", "onnxruntime", "tensorrt", "keras")),
     S("threads", "int", 0, "ONNX Runtime intra-op threads (0: the runner's default: on the CPU each batch split into one "
       "part per core, each part on one thread)", min=0, max=1024),
+    S("lanes", "int", 0, "frames classified at once, each on its own runner lane (0: the runner's: on the ONNX Runtime "
+      "CPU runner one per core, each batch whole on one thread; 1: one frame at a time, its batches split over the "
+      "cores)", min=0, max=64),
     S("cuda_backend", "str", "auto", "CUDA memory backend of the TensorRT runner",
       choices=("auto", "cuda-python", "pycuda")),
     S("cuda_graph", "bool", False, "TensorRT: capture the engine launch into a CUDA graph"),

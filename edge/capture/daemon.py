@@ -6,6 +6,8 @@ prepared while frame k is classified and frame k-1's events are written::
     grab      source.read() (decode)                      → frames queue (live: latest-frame drops)
     prepare   gray, tiles as strided views, the batch      → work queue (2)
     main      runner.infer_batches (the only stage that must be fast)  → results queue
+              (with several runner lanes: up to ``lanes`` frames at once in a small pool, one per
+              lane, handed on in frame order)
     emit      labels, metrics, JSONL events, crops, hooks
 
 cv2 (decode, resize), numpy copies and onnxruntime release the GIL, so on two cores the stages
@@ -17,6 +19,11 @@ stops the grabbing; the frames already read still go through every stage (until
 :meth:`CaptureDaemon.run` returns the summary. A frame that cannot be tiled, preprocessed or
 classified is skipped and counted (``frames_skipped_total{reason}``). :attr:`CaptureDaemon.stages`
 times each stage (decode, tiling, preprocessing, inference, events) per frame.
+
+Lanes: the ONNX Runtime CPU runner has one lane per core (:attr:`edge.runtime.base.Runner.lanes`).
+One frame at a time, each batch is split over the cores and every batch ends in a join, where a
+core that the other stages' threads took leaves the other waiting; with a frame per lane each core
+runs whole batches and nothing waits for a partner (``--lanes``; 0 = the runner's, 1 = off).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import queue
 import secrets
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -74,9 +83,11 @@ class StageClock:
 
     def __init__(self):
         self.seconds: Dict[str, float] = {k: 0.0 for k in STAGES}
+        self._lock = threading.Lock()  # inference is timed by every lane's thread
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] += seconds
+        with self._lock:
+            self.seconds[stage] += seconds
 
     def per_frame_ms(self, frames: int) -> Dict[str, Optional[float]]:
         """Mean milliseconds per frame of each stage."""
@@ -164,6 +175,42 @@ class _Stage(threading.Thread):
             self.outq.put(END)
 
 
+class _Lanes:
+    """Classifies up to ``n`` frames at once, one per runner lane, and hands them on in frame order.
+
+    One more frame than lanes may be submitted, so a lane that finishes finds the next frame waiting.
+    """
+
+    def __init__(self, classify: Callable, n: int, hand_on: Callable):
+        self.classify, self.n, self.hand_on = classify, n, hand_on
+        self.pool = ThreadPoolExecutor(n, thread_name_prefix="classify")
+        self.inflight: "deque" = deque()
+
+    def submit(self, work: "Work") -> None:
+        self.inflight.append((work, self.pool.submit(self.classify, work, True)))
+        while len(self.inflight) > self.n:
+            self._pop()
+        self.hand_on_done()
+
+    def hand_on_done(self) -> None:
+        """Hand on the frames at the head of the line that are classified (none waits for a later frame)."""
+        while self.inflight and self.inflight[0][1].done():
+            self._pop()
+
+    def drain(self) -> None:
+        while self.inflight:
+            self._pop()
+
+    def _pop(self) -> None:
+        work, fut = self.inflight.popleft()
+        self.hand_on(work, fut.result)
+
+    def close(self) -> None:
+        for _, fut in self.inflight:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+
+
 class CaptureDaemon:
     """Runs one capture session.
 
@@ -191,6 +238,7 @@ class CaptureDaemon:
         self._last_skip_warn: Dict[str, float] = {}
         self.last_skip: Optional[str] = None
         self.stages = StageClock()
+        self.lanes = 1  # frames classified at once (set from the runner by _bind_model)
         self.elapsed_s = 0.0
         self.cpu_s = 0.0
         self.publisher = None
@@ -306,6 +354,11 @@ class CaptureDaemon:
         self.ood = score_of(runner.meta)
         if cfg.tile or runner.input_form == "uint8_tiles":
             self._tile_size()  # a tile size the artifact cannot take: refused before any frame
+        self.lanes = cfg.lanes or runner.lanes
+        if self.lanes > runner.lanes:
+            raise EdgeError(f"--lanes {cfg.lanes}: the {runner.backend} runner of {runner.artifact.name} classifies at "
+                            f"most {runner.lanes} batch(es) at once here (ONNX Runtime on the CPU with --threads 0 has "
+                            "one lane per core)")
         unknown_ok = [c for c in cfg.ok_classes if c not in self.classes]
         if unknown_ok:
             raise EdgeError(f"--ok-classes {', '.join(unknown_ok)} not among the model's classes {self.classes}")
@@ -413,11 +466,35 @@ class CaptureDaemon:
         self._stop.set()
 
     def _classify_loop(self, g: Grabber, work_q: "queue.Queue", result_q: "queue.Queue") -> None:
-        """The main thread: classify each prepared frame and hand it to the emit stage.
+        """The main thread: classify each prepared frame (itself, or on the runner's lanes) and hand it
+        to the emit stage, in frame order.
 
         After a stop it goes on until END (every frame read is classified) unless the stop
         deadline passes: then the frames still coming are counted as skipped, not classified.
         """
+        def hand_on(work: Work, result: Callable) -> None:
+            try:
+                result()
+            except SkipFrame as e:
+                self._skip(work.frame, e.reason, str(e))
+                return
+            except BaseException:
+                self._stop.set()   # drain the pipeline (so no thread blocks), then raise
+                self._abort.set()
+                g.stop()
+                self._drain(work_q)
+                raise
+            result_q.put(work)
+
+        lanes = _Lanes(self.classify, self.lanes, hand_on) if self.lanes > 1 else None
+        try:
+            self._dispatch(g, work_q, hand_on, lanes)
+        finally:
+            if lanes is not None:
+                lanes.close()
+
+    def _dispatch(self, g: Grabber, work_q: "queue.Queue", hand_on: Callable, lanes: Optional[_Lanes]) -> None:
+        """Take the prepared frames until END: skip them past the stop deadline, else classify them."""
         stopping = unblocked = False
         while True:
             if self._stop.is_set() and not stopping:
@@ -427,8 +504,10 @@ class CaptureDaemon:
                 log.info("stop requested: draining %d queued frame(s)", g.queue.qsize())
                 g.stop()
             try:
-                work = work_q.get(timeout=0.05)
+                work = work_q.get(timeout=0.005 if lanes is not None and lanes.inflight else 0.05)
             except queue.Empty:
+                if lanes is not None:
+                    lanes.hand_on_done()
                 if stopping:
                     self._past_deadline()
                     if not unblocked and g.in_read and g.source.live and g.queue.empty():
@@ -442,23 +521,17 @@ class CaptureDaemon:
                             pass
                 continue
             if work is END:
+                if lanes is not None:
+                    lanes.drain()
                 return
             self.metrics.queue_depth = g.queue.qsize()
             if stopping and self._past_deadline():
                 self._skip(work.frame, "stopped", "stop deadline passed before it was classified")
                 continue
-            try:
-                self.classify(work)
-            except SkipFrame as e:
-                self._skip(work.frame, e.reason, str(e))
-                continue
-            except BaseException:
-                self._stop.set()   # drain the pipeline (so no thread blocks), then raise
-                self._abort.set()
-                g.stop()
-                self._drain(work_q)
-                raise
-            result_q.put(work)
+            if lanes is not None:
+                lanes.submit(work)
+            else:
+                hand_on(work, lambda: self.classify(work))
 
     @staticmethod
     def _drain(q: "queue.Queue") -> None:
@@ -542,9 +615,10 @@ class CaptureDaemon:
                 self.stages.add("preprocessing", time.perf_counter() - t0)
                 yield chunk
 
-    def classify(self, work: Work) -> Work:
+    def classify(self, work: Work, lane: bool = False) -> Work:
         """Probabilities (N, K) of the frame's tiles, chunk by chunk through the runner's streamed path
-        (``infer_batches``: the TensorRT runner double-buffers it).
+        (``infer_batches``: the TensorRT runner double-buffers it), or with ``lane`` on one runner lane
+        (``infer_lane``, called from one of the lanes' threads).
 
         Raises:
             SkipFrame: inference failed, or the stop deadline passed between chunks.
@@ -552,11 +626,18 @@ class CaptureDaemon:
         t0 = time.perf_counter()
         parts, scores = [], []
         try:
-            for p in self.runner.infer_batches(self._chunks(work)):
-                parts.append(p)
-                sc = getattr(self.runner, "last_score", None)  # the score of the batch just yielded, if any
-                if sc is not None and len(sc) == len(p):
-                    scores.append(sc)
+            if lane:
+                for chunk in self._chunks(work):
+                    p, sc = self.runner.infer_lane(chunk)
+                    parts.append(p)
+                    if sc is not None:
+                        scores.append(sc)
+            else:
+                for p in self.runner.infer_batches(self._chunks(work)):
+                    parts.append(p)
+                    sc = getattr(self.runner, "last_score", None)  # the score of the batch just yielded, if any
+                    if sc is not None and len(sc) == len(p):
+                        scores.append(sc)
         except SkipFrame:
             raise
         except Exception as e:
@@ -631,6 +712,7 @@ class CaptureDaemon:
         s["cpu_s"] = round(self.cpu_s, 3)
         s["tiles_per_s"] = round(s.get("tiles", 0) / self.elapsed_s, 2) if self.elapsed_s else None
         s["stages_ms_per_frame"] = self.stages.per_frame_ms(s.get("frames_processed", 0))
+        s["lanes"] = self.lanes
         s["events_file"] = str(self.cfg.events)
         s["events_pending"] = self.writer.pending if self.writer is not None else 0
         s["stopped_at_deadline"] = self.stopped_at_deadline

@@ -165,19 +165,50 @@ class Runner(abc.ABC):
         uint8 batch (N, tile_h, tile_w, 1) (see :attr:`input_form`, :attr:`host_input`).
         Batches larger than :attr:`max_batch` (or a fixed batch of 1) are run in chunks.
         """
+        out, scores, timing = self._run(batch, self.infer_impl)
+        self.last_timing = timing
+        self.last_score = scores
+        return out
+
+    @property
+    def lanes(self) -> int:
+        """Batches this runner can classify at once, each from its own thread with :meth:`infer_lane`.
+
+        1 here (one batch at a time); the ONNX Runtime CPU runner has one lane per core, each
+        running a whole batch on one intra-op thread, so a caller with several batches in hand
+        (the capture daemon, :meth:`infer_batches`) keeps every core busy without the per-batch
+        join of a split batch.
+        """
+        return 1
+
+    def infer_lane(self, batch: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Probabilities (N, K) and open-set scores (N,) (None without a score output) of one batch.
+
+        Unlike :meth:`infer` it writes no state of the runner (:attr:`last_timing`,
+        :attr:`last_score`), so up to :attr:`lanes` threads may call it at once.
+        """
+        out, scores, _ = self._run(batch, self.lane_impl)
+        return out, scores
+
+    def lane_impl(self, batch: np.ndarray):
+        """One chunk on one lane (as :meth:`infer_impl` returns it); backends with lanes override it."""
+        return self.infer_impl(batch)
+
+    def _run(self, batch: np.ndarray, impl) -> Tuple[np.ndarray, Optional[np.ndarray], Timing]:
+        """``impl`` over ``batch`` in chunks of at most :attr:`max_batch`: (probs, scores or None, timing)."""
         if not self.is_active:
             raise EdgeError(f"{type(self).__name__} is not active: use it as a context manager")
         batch = self.check_batch(batch)
         mb = self.max_batch
         t0 = time.perf_counter()
-        scores = []
+        scores: List[np.ndarray] = []
         if mb is None or len(batch) <= mb:
-            out, timing = self.infer_impl(batch)
+            out, timing = impl(batch)
             out = _with_score(out, scores)
         else:
             parts, timing = [], Timing()
             for i in range(0, len(batch), mb):
-                o, t = self.infer_impl(batch[i:i + mb])
+                o, t = impl(batch[i:i + mb])
                 parts.append(_with_score(o, scores))
                 timing.compute_ms += t.compute_ms
                 for k in ("h2d_ms", "d2h_ms"):
@@ -185,9 +216,7 @@ class Runner(abc.ABC):
                         setattr(timing, k, (getattr(timing, k) or 0.0) + getattr(t, k))
             out = np.concatenate(parts)
         timing.total_ms = (time.perf_counter() - t0) * 1e3
-        self.last_timing = timing
-        self.last_score = np.concatenate(scores) if scores else None
-        return out
+        return out, (np.concatenate(scores) if scores else None), timing
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` as the contiguous array the artifact takes, or a one-line error."""

@@ -189,3 +189,67 @@ def test_split_default_follows_the_cores_and_threads(artifact, monkeypatch):
         assert r.parts == 1
     with pytest.raises(EdgeError, match="split"):
         load_runner(p, split=-1)
+
+
+def test_lanes_run_whole_batches_at_once_in_order(artifact):
+    """split=3 gives 3 lanes: infer_batches keeps up to 3 batches in flight, each whole in the one-thread
+    session, and yields them in input order with the same probabilities as infer; infer_lane leaves the
+    runner's last_score / last_timing alone; a batch that fails surfaces and the runner goes on."""
+    import threading
+
+    import onnxruntime as ort
+
+    p, wts = artifact
+    rng = np.random.default_rng(3)
+    batches = [rng.random((n, 8, 8, 1), dtype=np.float32) for n in (5, 1, 4, 7, 2, 3)]
+    with load_runner(p) as whole:
+        refs = [whole.infer(b) for b in batches]
+    real_run = ort.InferenceSession.run
+    seen, lock, running = [], threading.Lock(), {"now": 0, "most": 0}
+
+    def slow_spy(self, names, feed, *a, **k):
+        n = len(next(iter(feed.values())))
+        with lock:
+            seen.append((id(self), n))
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        try:
+            if n == 5:   # the first batch is the slowest: the later ones finish first, the order must hold
+                threading.Event().wait(0.2)
+            return real_run(self, names, feed, *a, **k)
+        finally:
+            with lock:
+                running["now"] -= 1
+
+    with load_runner(p, split=3) as r:
+        assert r.lanes == 3
+        before = r.last_timing
+        ort.InferenceSession.run = slow_spy
+        try:
+            outs = list(r.infer_batches(batches))
+            probs, score = r.infer_lane(batches[3])
+        finally:
+            ort.InferenceSession.run = real_run
+        assert r.last_timing is before and score is None
+        assert sorted(n for _, n in seen[:6]) == [1, 2, 3, 4, 5, 7]          # every batch whole, none split
+        assert len({s for s, _ in seen}) == 1 and running["most"] >= 2      # one session, batches at once
+        for got, ref in zip(outs, refs):
+            np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(probs, refs[3])
+        np.testing.assert_allclose(outs[0], _expected(batches[0], wts), rtol=1e-5, atol=1e-6)
+
+        def boom(self, names, feed, *a, **k):
+            if len(next(iter(feed.values()))) == 4:
+                raise RuntimeError("lane failed")
+            return real_run(self, names, feed, *a, **k)
+
+        ort.InferenceSession.run = boom
+        try:
+            with pytest.raises(RuntimeError, match="lane failed"):
+                list(r.infer_batches(batches))
+        finally:
+            ort.InferenceSession.run = real_run
+        np.testing.assert_array_equal(next(r.infer_batches(batches[:1])), refs[0])   # goes on
+    assert r.lanes == 1   # inactive again
+    with load_runner(p, threads=1) as r:
+        assert r.lanes == 1 and [o.shape for o in r.infer_batches(batches[:2])] == [(5, 3), (1, 3)]

@@ -79,6 +79,10 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
     res = measure(str(model), str(tmp_path / "line" / "line.avi"), tile=40, batch=3, rounds=2)
     assert res["tiles"] == 12 and res["batches"] == 6             # 3 frames x (3 + 1) tiles per batch split
     assert len(res["bare_tiles_per_s"]) == len(res["daemon_tiles_per_s"]) == 2
+    modes = res["bare_modes_tiles_per_s"]            # both bare modes each round; the round's figure is the faster
+    assert set(modes) == {"infer", "infer_batches"} and all(len(v) == 2 for v in modes.values())
+    assert res["bare_tiles_per_s"] == [max(a, b) for a, b in zip(modes["infer"], modes["infer_batches"])]
+    assert all(r["lanes"] == res["runner_lanes"] for r in res["daemon_runs"])
     assert res["ratio"] == pytest.approx(res["daemon_median"] / res["bare_median"], rel=0.05, abs=1e-3)
     assert all(r["events"] == 12 for r in res["daemon_runs"])
     from edge.capture.daemon import STAGES

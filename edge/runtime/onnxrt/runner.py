@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from typing import Optional, Sequence, Tuple
+from collections import deque
+from concurrent.futures import wait
+from typing import Deque, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,7 +37,10 @@ class OnnxRuntimeRunner(Runner):
             (the capture daemon's own, other processes) it keeps its speed, while intra-op threads,
             which meet and spin at every operator, stall (compact model, CPU int8, batch 16, 2
             cores: daemon 1.33x the tiles/s at load 2-3; docs/results/line-1500.md). The parts'
-            outputs are those of one run (every input is computed on its own).
+            outputs are those of one run (every input is computed on its own). The same
+            one-thread session gives the runner one lane per part (:attr:`lanes`): a caller with
+            several batches in hand runs them whole, one per core, without a join per batch
+            (:meth:`infer_batches`, the capture daemon).
     """
 
     backend = "onnxruntime"
@@ -77,8 +83,8 @@ class OnnxRuntimeRunner(Runner):
             from concurrent.futures import ThreadPoolExecutor
 
             self._split_session = self._session(ort, providers, 1)
-            # the calling thread runs the first part itself
-            self._pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="ort-split")
+            # a split batch: the calling thread runs the first part itself; lanes: one worker each
+            self._pool = ThreadPoolExecutor(parts, thread_name_prefix="ort-lane")
         self.parts = max(1, parts)
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
@@ -97,6 +103,49 @@ class OnnxRuntimeRunner(Runner):
         self.session = self._split_session = self._pool = None
         self.parts = 1
 
+    @property
+    def lanes(self) -> int:
+        """One lane per part a batch is split into (the one-thread session is safe to run from as many threads)."""
+        return self.parts if self._split_session is not None else 1
+
+    def _names(self) -> list:
+        return [self._out.name] + ([self._score.name] if self._score is not None else [])
+
+    def lane_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
+        """The whole chunk on the one-thread session (one core)."""
+        if self._split_session is None:
+            return self.infer_impl(batch)
+        t0 = time.perf_counter()
+        return self._result(self._split_session.run(self._names(), {self._in.name: batch}), t0)
+
+    def infer_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Probabilities of each batch, in order, and :attr:`last_score` the yielded batch's score.
+
+        With several lanes and more than one batch, up to :attr:`lanes` batches run at once, each
+        whole on one core (none is split); a stream of one batch runs it split over the cores (:meth:`infer`).
+        """
+        it = iter(batches)
+        head = list(itertools.islice(it, 2))
+        if self.lanes < 2 or len(head) < 2:
+            yield from super().infer_batches(itertools.chain(head, it))
+            return
+        inflight: Deque = deque()
+        try:
+            for b in itertools.chain(head, it):
+                inflight.append(self._pool.submit(self.infer_lane, b))
+                if len(inflight) >= self.lanes:
+                    yield self._collect(inflight.popleft())
+            while inflight:
+                yield self._collect(inflight.popleft())
+        finally:
+            for f in inflight:  # the consumer stopped early or a batch failed: let the others finish
+                f.cancel()
+            wait(inflight)
+
+    def _collect(self, future) -> np.ndarray:
+        probs, self.last_score = future.result()
+        return probs
+
     @staticmethod
     def _spec(arg) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
@@ -112,7 +161,7 @@ class OnnxRuntimeRunner(Runner):
 
     def infer_impl(self, batch: np.ndarray) -> Tuple[np.ndarray, Timing]:
         t0 = time.perf_counter()
-        names = [self._out.name] + ([self._score.name] if self._score is not None else [])
+        names = self._names()
         if self.parts > 1 and len(batch) >= self.parts:
             sess = self._split_session
             chunks = np.array_split(batch, self.parts)
@@ -121,6 +170,9 @@ class OnnxRuntimeRunner(Runner):
             res = [np.concatenate([o[k] for o in outs]) for k in range(len(names))]
         else:
             res = self.session.run(names, {self._in.name: batch})
+        return self._result(res, t0)
+
+    def _result(self, res, t0: float):
         ms = (time.perf_counter() - t0) * 1e3
         if self._score is not None:
             return (np.asarray(res[0], dtype=np.float32), np.asarray(res[1], dtype=np.float32)), Timing(compute_ms=ms)

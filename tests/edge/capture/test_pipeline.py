@@ -200,3 +200,60 @@ def test_bad_frames_are_skipped_and_counted_in_the_pipeline(tmp_path, models):
     cfg2 = CaptureConfig(model=str(models[0]), source="mixed", events=str(tmp_path / "ev2.jsonl"))
     with pytest.raises(EdgeError, match="no frame could be processed"):
         CaptureDaemon(cfg2, source=MixedSource([np.zeros((4, 4), np.uint8)] * 3)).run()
+
+
+@pytest.mark.parametrize("which", ["float", "uint8"])
+def test_lanes_classify_frames_at_once_and_keep_their_order(tmp_path, models, which):
+    """Two runner lanes: two frames classified at once, the first one slowest, yet the events are the same
+    as one frame at a time and in frame order; a frame whose inference fails on its lane is skipped and
+    counted, the others go on; more lanes than the runner has is refused in one line."""
+    import threading
+
+    from edge.runtime import load_runner
+
+    model = models[0] if which == "float" else models[1]
+    tile = T if which == "float" else 2 * T
+    p = raw_line(tmp_path / "frames.npy", 10, tile)
+
+    def run(lanes, name, slow=(), fail=()):
+        cfg = CaptureConfig(model=str(model), source=f"raw://{p}", events=str(tmp_path / name), log_all=True,
+                            batch=8, lanes=lanes)
+        r = load_runner(model, split=2)
+        orig, calls, lock = r.infer_lane, {"n": 0, "now": 0, "most": 0}, threading.Lock()
+
+        def lane(batch):
+            with lock:
+                k = calls["n"]
+                calls["n"] += 1
+                calls["now"] += 1
+                calls["most"] = max(calls["most"], calls["now"])
+            try:
+                if k in slow:
+                    threading.Event().wait(0.3)
+                if k in fail:
+                    raise RuntimeError("lane fell over")
+                return orig(batch)
+            finally:
+                with lock:
+                    calls["now"] -= 1
+
+        r.infer_lane = lane
+        d = CaptureDaemon(cfg, runner=r)
+        return d, d.run(), read_events(tmp_path / name), calls
+
+    d1, s1, ev1, c1 = run(1, "one.jsonl")
+    d2, s2, ev2, c2 = run(0, "lanes.jsonl", slow={0})
+    assert d1.lanes == 1 and c1["n"] == 0                       # one frame at a time: infer_batches, split
+    assert d2.lanes == 2 and c2["n"] == 10 and c2["most"] == 2   # a frame per lane, two at once
+    assert s2["frames_processed"] == 10 and s2["events"] == 80
+    key = [(e["frame"], e["tile"], e["label"], e["confidence"]) for e in ev1]
+    assert [(e["frame"], e["tile"], e["label"], e["confidence"]) for e in ev2] == key   # same events, same order
+    labels = d2.classes
+    assert all(e["label"] == labels[truth(e["frame"], (e["tile"][1] // tile) * 4 + e["tile"][0] // tile)] for e in ev2)
+    _, s3, ev3, _ = run(2, "fail.jsonl", fail={3})
+    assert s3["frames_processed"] == 9 and s3["frames_skipped_by_reason"] == {"inference": 1}
+    assert sorted({e["frame"] for e in ev3}) == [f for f in range(10) if f != 3]
+    assert [e["frame"] for e in ev3] == sorted(e["frame"] for e in ev3)
+    with pytest.raises(EdgeError, match="--lanes 3: .* at most 2 batch"):
+        run(3, "three.jsonl")
+    assert not (tmp_path / "three.jsonl").exists() or read_events(tmp_path / "three.jsonl") == []
