@@ -6,9 +6,11 @@ prepared while frame k is classified and frame k-1's events are written::
     grab      source.read() (decode)                      → frames queue (live: latest-frame drops)
     prepare   gray, tiles as strided views, the batch      → work queue (2)
     main      runner.infer_batches (the only stage that must be fast)  → results queue
-              (with several runner lanes: up to ``lanes`` frames at once in a small pool, one per
-              lane, handed on in frame order)
     emit      labels, metrics, JSONL events, crops, hooks
+
+With several runner lanes, prepare and main are replaced by one thread per lane: each takes the
+next frame from the grab queue, prepares and classifies it on its lane, and hands it to emit in
+frame order (:class:`_Turns`); the main thread only watches for the stop.
 
 cv2 (decode, resize), numpy copies and onnxruntime release the GIL, so on two cores the stages
 really overlap. A frame's tiles are packed with one copy into one batch array per frame (uint8
@@ -23,7 +25,8 @@ times each stage (decode, tiling, preprocessing, inference, events) per frame.
 Lanes: the ONNX Runtime CPU runner has one lane per core (:attr:`edge.runtime.base.Runner.lanes`).
 One frame at a time, each batch is split over the cores and every batch ends in a join, where a
 core that the other stages' threads took leaves the other waiting; with a frame per lane each core
-runs whole batches and nothing waits for a partner (``--lanes``; 0 = the runner's, 1 = off).
+runs whole batches, nothing waits for a partner, and a frame's tiles are packed on the core that
+classifies them, without a hand-over between threads (``--lanes``; 0 = the runner's, 1 = off).
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ import queue
 import secrets
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -175,40 +176,69 @@ class _Stage(threading.Thread):
             self.outq.put(END)
 
 
-class _Lanes:
-    """Classifies up to ``n`` frames at once, one per runner lane, and hands them on in frame order.
+class _Turns:
+    """The order the lanes took their frames in: each lane hands its frame on once every earlier one was.
 
-    One more frame than lanes may be submitted, so a lane that finishes finds the next frame waiting.
+    Frames are taken from the grab queue and numbered in one step (so the numbers follow the source);
+    a lane that finishes early waits for its turn, so the events stay in frame order.
     """
 
-    def __init__(self, classify: Callable, n: int, hand_on: Callable):
-        self.classify, self.n, self.hand_on = classify, n, hand_on
-        self.pool = ThreadPoolExecutor(n, thread_name_prefix="classify")
-        self.inflight: "deque" = deque()
+    def __init__(self):
+        self._take = threading.Lock()
+        self._cv = threading.Condition()
+        self._taken = self._next = 0
 
-    def submit(self, work: "Work") -> None:
-        self.inflight.append((work, self.pool.submit(self.classify, work, True)))
-        while len(self.inflight) > self.n:
-            self._pop()
-        self.hand_on_done()
+    def take(self, q: "queue.Queue"):
+        """``(number, frame)`` of the next frame, ``(None, END)`` at the end (END stays queued for the
+        other lanes); raises ``queue.Empty`` after 0.05 s without one."""
+        with self._take:
+            item = q.get(timeout=0.05)
+            if item is END:
+                q.put(END)
+                return None, END
+            n, self._taken = self._taken, self._taken + 1
+        return n, item
 
-    def hand_on_done(self) -> None:
-        """Hand on the frames at the head of the line that are classified (none waits for a later frame)."""
-        while self.inflight and self.inflight[0][1].done():
-            self._pop()
+    def wait(self, n: int) -> None:
+        with self._cv:
+            while self._next != n:
+                self._cv.wait()
 
-    def drain(self) -> None:
-        while self.inflight:
-            self._pop()
+    def done(self, n: int) -> None:
+        with self._cv:
+            self._next = n + 1
+            self._cv.notify_all()
 
-    def _pop(self) -> None:
-        work, fut = self.inflight.popleft()
-        self.hand_on(work, fut.result)
 
-    def close(self) -> None:
-        for _, fut in self.inflight:
-            fut.cancel()
-        self.pool.shutdown(wait=True)
+class _StopWatch:
+    """The main thread's part of a stop: stop the grabbing, start the deadline, and end the pipeline when
+    a live source is blocked in a read (nothing more is coming)."""
+
+    def __init__(self, daemon: "CaptureDaemon", g: Grabber):
+        self.d, self.g = daemon, g
+        self.stopping = self.unblocked = False
+
+    def tick(self, idle: bool = False) -> None:
+        """Called in the main thread's loop; ``idle``: no frame came in the last wait."""
+        d, g = self.d, self.g
+        if d._stop.is_set() and not self.stopping:
+            self.stopping = True
+            if d._deadline is None:
+                d._deadline = time.monotonic() + float(d.cfg.stop_timeout)
+            log.info("stop requested: draining %d queued frame(s)", g.queue.qsize())
+            g.stop()
+        if not (idle and self.stopping):
+            return
+        d._past_deadline()
+        if not self.unblocked and g.in_read and g.source.live and g.queue.empty():
+            # a live source blocked in read (a stalled stream): nothing more is coming, end
+            # the pipeline without waiting for the read to return
+            log.info("stop: the source is blocked in a read; not waiting for it")
+            self.unblocked = True
+            try:
+                g.queue.put_nowait(END)
+            except queue.Full:
+                pass
 
 
 class CaptureDaemon:
@@ -420,33 +450,94 @@ class CaptureDaemon:
         if self.preview is not None:
             self.preview.close()
 
-    def _run_pipeline(self, source: Source, m: Metrics) -> List[_Stage]:
+    def _run_pipeline(self, source: Source, m: Metrics) -> List[threading.Thread]:
         """Grab, prepare, classify and emit until the source ends or the daemon stops; the stages it ran."""
         cfg = self.cfg
         self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
                                    reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
                                    max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
-        work_q: "queue.Queue" = queue.Queue(maxsize=2)
         result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
-        prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
         emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
+        stages: List[threading.Thread] = [emit]
         m.running = True
         t0, c0 = time.perf_counter(), time.process_time()
         g.start()
-        prep.start()
         emit.start()
         try:
-            self._classify_loop(g, work_q, result_q)
+            if self.lanes > 1:
+                self._run_lanes(g, result_q)
+            else:
+                work_q: "queue.Queue" = queue.Queue(maxsize=2)
+                prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
+                prep.start()
+                stages.append(prep)
+                self._classify_loop(g, work_q, result_q)
         finally:
             result_q.put(END)
             emit.join()
         self.elapsed_s = time.perf_counter() - t0
         self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
-        prep.join(5.0)
+        for st in stages[1:]:
+            st.join(5.0)
         if self._abort.is_set():
             self.stopped_at_deadline = True
         g.join(0.2 if g.in_read else 5.0)
-        return [prep, emit]
+        return stages
+
+    def _run_lanes(self, g: Grabber, result_q: "queue.Queue") -> None:
+        """One thread per runner lane takes, prepares and classifies frames; the main thread watches the stop."""
+        turns, errors = _Turns(), []
+        lanes = [threading.Thread(target=self._lane, args=(g, turns, result_q, errors), name=f"lane-{k}", daemon=True)
+                 for k in range(self.lanes)]
+        for t in lanes:
+            t.start()
+        watch = _StopWatch(self, g)
+        while True:
+            alive = [t for t in lanes if t.is_alive()]
+            if not alive:
+                break
+            watch.tick(idle=True)
+            alive[0].join(0.05)
+        if errors:
+            raise errors[0]
+
+    def _lane(self, g: Grabber, turns: _Turns, result_q: "queue.Queue", errors: list) -> None:
+        """A lane's thread: the next frame of the grab queue, prepared and classified here, handed on in order."""
+        while True:
+            try:
+                n, frame = turns.take(g.queue)
+            except queue.Empty:
+                continue
+            if frame is END:
+                return
+            work = None
+            try:
+                work = self._lane_work(frame)
+            except BaseException as e:  # not a frame's fault (those are SkipFrame): stop, surface it
+                errors.append(e)
+                self._stop.set()
+                self._abort.set()
+                g.stop()
+            turns.wait(n)
+            try:
+                if work is not None:
+                    result_q.put(work)
+            finally:
+                turns.done(n)
+
+    def _lane_work(self, frame: Frame) -> Optional[Work]:
+        """Prepare and classify one frame on a lane; None when it is skipped (counted)."""
+        work = self._prepare_item(frame)
+        if work is None:
+            return None
+        if self._stop.is_set() and self._past_deadline():
+            self._skip(frame, "stopped", "stop deadline passed before it was classified")
+            return None
+        try:
+            return self.classify(work, lane=True)
+        except SkipFrame as e:
+            self._skip(frame, e.reason, str(e))
+            return None
 
     def _raise_failures(self, stages: List[_Stage]) -> None:
         """A stage's, the source's or every frame's failure as the run's error."""
@@ -466,18 +557,30 @@ class CaptureDaemon:
         self._stop.set()
 
     def _classify_loop(self, g: Grabber, work_q: "queue.Queue", result_q: "queue.Queue") -> None:
-        """The main thread: classify each prepared frame (itself, or on the runner's lanes) and hand it
-        to the emit stage, in frame order.
+        """The main thread: classify each prepared frame and hand it to the emit stage.
 
         After a stop it goes on until END (every frame read is classified) unless the stop
         deadline passes: then the frames still coming are counted as skipped, not classified.
         """
-        def hand_on(work: Work, result: Callable) -> None:
+        watch = _StopWatch(self, g)
+        while True:
+            watch.tick()
             try:
-                result()
+                work = work_q.get(timeout=0.05)
+            except queue.Empty:
+                watch.tick(idle=True)
+                continue
+            if work is END:
+                return
+            self.metrics.queue_depth = g.queue.qsize()
+            if watch.stopping and self._past_deadline():
+                self._skip(work.frame, "stopped", "stop deadline passed before it was classified")
+                continue
+            try:
+                self.classify(work)
             except SkipFrame as e:
                 self._skip(work.frame, e.reason, str(e))
-                return
+                continue
             except BaseException:
                 self._stop.set()   # drain the pipeline (so no thread blocks), then raise
                 self._abort.set()
@@ -485,53 +588,6 @@ class CaptureDaemon:
                 self._drain(work_q)
                 raise
             result_q.put(work)
-
-        lanes = _Lanes(self.classify, self.lanes, hand_on) if self.lanes > 1 else None
-        try:
-            self._dispatch(g, work_q, hand_on, lanes)
-        finally:
-            if lanes is not None:
-                lanes.close()
-
-    def _dispatch(self, g: Grabber, work_q: "queue.Queue", hand_on: Callable, lanes: Optional[_Lanes]) -> None:
-        """Take the prepared frames until END: skip them past the stop deadline, else classify them."""
-        stopping = unblocked = False
-        while True:
-            if self._stop.is_set() and not stopping:
-                stopping = True
-                if self._deadline is None:
-                    self._deadline = time.monotonic() + float(self.cfg.stop_timeout)
-                log.info("stop requested: draining %d queued frame(s)", g.queue.qsize())
-                g.stop()
-            try:
-                work = work_q.get(timeout=0.005 if lanes is not None and lanes.inflight else 0.05)
-            except queue.Empty:
-                if lanes is not None:
-                    lanes.hand_on_done()
-                if stopping:
-                    self._past_deadline()
-                    if not unblocked and g.in_read and g.source.live and g.queue.empty():
-                        # a live source blocked in read (a stalled stream): nothing more is coming, end
-                        # the pipeline without waiting for the read to return
-                        log.info("stop: the source is blocked in a read; not waiting for it")
-                        unblocked = True
-                        try:
-                            g.queue.put_nowait(END)
-                        except queue.Full:
-                            pass
-                continue
-            if work is END:
-                if lanes is not None:
-                    lanes.drain()
-                return
-            self.metrics.queue_depth = g.queue.qsize()
-            if stopping and self._past_deadline():
-                self._skip(work.frame, "stopped", "stop deadline passed before it was classified")
-                continue
-            if lanes is not None:
-                lanes.submit(work)
-            else:
-                hand_on(work, lambda: self.classify(work))
 
     @staticmethod
     def _drain(q: "queue.Queue") -> None:
@@ -653,17 +709,16 @@ class CaptureDaemon:
         t0 = time.perf_counter()
         cfg, m, frame = self.cfg, self.metrics, work.frame
         results = classify_tiles(work.probs, self.classes, cfg.threshold)
-        tiles = None
         thr = (getattr(self, "ood", None) or {}).get("threshold") if work.scores is not None else None
+        unknown = is_unknown(work.scores, thr) if thr is not None else np.zeros(len(results), bool)
+        counts: Dict[str, int] = {}
+        events, tiles, n_unc = [], None, 0
         for k, (ci, label, conf, unc) in enumerate(results):
             top = label
-            unknown = thr is not None and bool(is_unknown(work.scores[k], thr))
-            if unknown:  # none of the trained classes: not a class, not "uncertain" either
+            if unknown[k]:  # none of the trained classes: not a class, not "uncertain" either
                 label, unc = "unknown", False
-                m.inc("unknown")
-            m.count_class(label)
-            if unc:
-                m.inc("uncertain")
+            counts[label] = counts.get(label, 0) + 1
+            n_unc += unc
             defect = label not in cfg.ok_classes
             if not (cfg.log_all or defect):
                 continue
@@ -673,7 +728,7 @@ class CaptureDaemon:
                   "label": label, "confidence": round(conf, 6), "uncertain": unc}
             if thr is not None:
                 ev["ood_score"] = round(float(work.scores[k]), 6)
-                if unknown:
+                if unknown[k]:
                     ev["top_class"] = top
             if cfg.probs:
                 ev["probs"] = [round(float(v), 6) for v in work.probs[k]]
@@ -682,17 +737,28 @@ class CaptureDaemon:
                 name = f"{self.run_id}_{eid}_{label}"   # the run id: a restart's frame 0 is not the last run's
                 if self.crops.save(name, label, tiles[k]):
                     ev["crop"] = f"{name}.png"   # named in the event, so the plant report can point to it
-            self.writer.write(ev)
+            events.append(ev)
+        self.writer.write_many(events)
+        self._count_frame(counts, n_unc, len(results))
         if self.preview is not None:  # references only: drawn and encoded when a client asks
-            self.preview.submit(frame.index, frame.image, work.boxes, [work.probs],
-                                None if thr is None else is_unknown(work.scores, thr))
-        m.inc("tiles", len(results))
-        m.inc("frames_processed")
+            self.preview.submit(frame.index, frame.image, work.boxes, [work.probs], None if thr is None else unknown)
         m.observe_latency(time.monotonic() - frame.t_read)
         if self.crops is not None and time.monotonic() - self._t_expire > 60:
             self._t_expire = time.monotonic()
             self.crops.expire()
         self.stages.add("events", time.perf_counter() - t0)
+
+    def _count_frame(self, counts: Dict[str, int], uncertain: int, tiles: int) -> None:
+        """A frame's counters, once per label rather than once per tile."""
+        m = self.metrics
+        for label, n in counts.items():
+            m.count_class(label, n)
+        if counts.get("unknown"):
+            m.inc("unknown", counts["unknown"])
+        if uncertain:
+            m.inc("uncertain", uncertain)
+        m.inc("tiles", tiles)
+        m.inc("frames_processed")
 
     def process(self, frame: Frame) -> None:
         """Prepare, classify and emit one frame synchronously (tools and tests; the daemon pipelines them).

@@ -29,6 +29,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edge.errors import EdgeError
 
+#: One compact JSON encoder for every event line (``json.dumps`` with options builds one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
 log = logging.getLogger(__name__)
 
 #: Seconds between two warnings about the same kind of disk trouble.
@@ -190,9 +193,15 @@ class EventWriter:
     # -- public ---------------------------------------------------------------------
     def write(self, event: Dict[str, Any]) -> None:
         """Queue one event (flushes if the interval has passed). Never raises for disk trouble."""
-        line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        self.write_many((event,))
+
+    def write_many(self, events) -> None:
+        """Queue events in order, under one lock (a frame's events at once); as :meth:`write`."""
+        lines = [(_ENCODE(e) + "\n").encode() for e in events]
+        if not lines:
+            return
         with self._lock:
-            self._buf.append(line)
+            self._buf.extend(lines)
             over = len(self._buf) - max(self.max_pending, 1)
             if over > 0 and self.error is not None:  # the disk refuses: keep only the newest
                 for _ in range(over):

@@ -138,19 +138,22 @@ def test_live_source_disconnect_and_reconnect_through_the_daemon(tmp_path, model
     assert s["frames_processed"] == 10 and s["reconnects"] == 1 and s["events"] == 80
 
 
-def test_stop_request_drains_queued_frames(tmp_path, model):
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_stop_request_drains_queued_frames(tmp_path, model, lanes):
+    from edge.runtime import load_runner
+
     video = write_video(tmp_path / "line.avi", 200)
     cfg = CaptureConfig(model=str(model), source=str(video), events=str(tmp_path / "ev.jsonl"), log_all=True,
-                        queue=8)
-    d = CaptureDaemon(cfg)
+                        queue=8, lanes=lanes)
+    d = CaptureDaemon(cfg, runner=load_runner(model, split=2))   # two lanes whatever the cores here
     orig = d.classify
     calls = []
 
-    def slow_classify(work):
+    def slow_classify(work, *a, **k):
         calls.append(work.frame.index)
         if len(calls) == 5:
             d.request_stop()
-        return orig(work)
+        return orig(work, *a, **k)
 
     d.classify = slow_classify
     s = d.run()
