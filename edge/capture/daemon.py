@@ -177,16 +177,18 @@ class _Stage(threading.Thread):
 
 
 class _Turns:
-    """The order the lanes took their frames in: each lane hands its frame on once every earlier one was.
+    """The order the lanes took their frames in, kept when they hand them on.
 
-    Frames are taken from the grab queue and numbered in one step (so the numbers follow the source);
-    a lane that finishes early waits for its turn, so the events stay in frame order.
+    Frames are taken from the grab queue and numbered in one step (so the numbers follow the source).
+    A lane that finishes a frame before an earlier one leaves it here and takes the next frame (it
+    does not wait); whichever lane completes the earliest frame hands on every frame ready after it.
     """
 
     def __init__(self):
         self._take = threading.Lock()
-        self._cv = threading.Condition()
+        self._hand = threading.Lock()
         self._taken = self._next = 0
+        self._ready: Dict[int, Optional["Work"]] = {}
 
     def take(self, q: "queue.Queue"):
         """``(number, frame)`` of the next frame, ``(None, END)`` at the end (END stays queued for the
@@ -199,15 +201,15 @@ class _Turns:
             n, self._taken = self._taken, self._taken + 1
         return n, item
 
-    def wait(self, n: int) -> None:
-        with self._cv:
-            while self._next != n:
-                self._cv.wait()
-
-    def done(self, n: int) -> None:
-        with self._cv:
-            self._next = n + 1
-            self._cv.notify_all()
+    def hand_on(self, n: int, work: Optional["Work"], put: Callable) -> None:
+        """Frame ``n`` is done (``work`` None: skipped); ``put`` every frame that is now next, in order."""
+        with self._hand:
+            self._ready[n] = work
+            while self._next in self._ready:
+                w = self._ready.pop(self._next)
+                self._next += 1
+                if w is not None:
+                    put(w)
 
 
 class _StopWatch:
@@ -518,12 +520,7 @@ class CaptureDaemon:
                 self._stop.set()
                 self._abort.set()
                 g.stop()
-            turns.wait(n)
-            try:
-                if work is not None:
-                    result_q.put(work)
-            finally:
-                turns.done(n)
+            turns.hand_on(n, work, result_q.put)
 
     def _lane_work(self, frame: Frame) -> Optional[Work]:
         """Prepare and classify one frame on a lane; None when it is skipped (counted)."""

@@ -238,11 +238,12 @@ def test_lanes_classify_frames_at_once_and_keep_their_order(tmp_path, models, wh
         classify = d.classify
 
         def spy(work, *a, **k):
-            if work.frame.index in slow:
-                threading.Event().wait(0.3)
             if work.frame.index in fail:
                 raise SkipFrame("inference", "RuntimeError: lane fell over")
-            return classify(work, *a, **k)
+            out = classify(work, *a, **k)
+            if work.frame.index in slow:   # done last: the later frames are ready before it
+                threading.Event().wait(0.3)
+            return out
 
         d.classify = spy
         return d, d.run(), read_events(tmp_path / name), calls
