@@ -56,3 +56,33 @@ def test_rotation_counts_dropped_lines_across_count_blocks(tmp_path):
     on_disk = [e["frame"] for e in read_events(p)]
     assert w.dropped["rotation"] > 0
     assert on_disk == list(range(w.dropped["rotation"], n))   # every line not on disk counted as dropped
+
+
+def test_line_encoder_fast_and_json_write_the_same_lines(tmp_path):
+    """orjson (when installed) and json write lines that parse to the same event (orjson writes 1e-6 where
+    json writes 1e-06); write_many keeps the order and counts like single writes."""
+    import numpy as np
+    import pytest
+
+    from edge.capture.events import line_encoder
+
+    ev = {"id": "00000012-0003", "run": "20261202T140000Z-abcdef", "frame": 12, "ts": 1764684000.123456,
+          "tile": [200, 0, 200, 200], "label": "rolled-in_scale", "confidence": 0.987654, "uncertain": False,
+          "ood_score": -1.234567, "top_class": "scratches", "probs": [0.1, 0.2, 1e-06, 0.0, 0.699999, 1.0],
+          "crop": "20261202T140000Z-abcdef_00000012-0003_unknown.png"}
+    slow = line_encoder(fast=False)
+    assert slow(ev) == (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+    assert json.loads(slow(ev)) == ev
+    pytest.importorskip("orjson", reason="orjson not installed: the writer uses json")
+    fast = line_encoder()
+    assert fast(ev) != slow(ev) and json.loads(fast(ev)) == ev and fast(ev).endswith(b"}\n")
+    del ev["probs"]   # no exponent notation left: the very same bytes
+    assert fast(ev) == slow(ev)
+    assert json.loads(fast({"x": np.float32(0.5), "n": np.int64(3)})) == {"x": 0.5, "n": 3}
+    p = tmp_path / "events.jsonl"
+    counted = []
+    with EventWriter(p, flush_interval=60, on_written=counted.append) as w:
+        w.write_many([{"frame": i} for i in range(5)])
+        w.write_many([])
+        w.write({"frame": 5})
+    assert [e["frame"] for e in read_events(p)] == list(range(6)) and sum(counted) == 6
