@@ -105,7 +105,7 @@ def test_merge_into_keeps_other_keys(tmp_path):
         merge_into(p, "x", {})
 
 
-def test_daemon_split_ab_runs_both_runner_modes(tmp_path, model):
+def test_daemon_split_ab_runs_the_three_runner_modes(tmp_path, model):
     import json
 
     from scripts.daemon_split_ab import main
@@ -116,6 +116,8 @@ def test_daemon_split_ab_runs_both_runner_modes(tmp_path, model):
     assert main(["--model", str(model), "--source", f"raw://{tmp_path / 'frames.npy'}", "--batch", "4",
                  "--rounds", "2", "-o", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res["modes"]) == {"intra-op", "split"}
+    assert set(res["modes"]) == {"intra-op", "split", "lanes"}
     assert all(len(m["tiles_per_s"]) == 2 and min(m["tiles_per_s"]) > 0 for m in res["modes"].values())
-    assert len(res["paired_split_over_intra_op"]) == 2
+    assert len(res["paired_split_over_intra_op"]) == len(res["paired_lanes_over_split"]) == 2
+    split, lanes = res["modes"]["split"]["tiles_per_s"], res["modes"]["lanes"]["tiles_per_s"]
+    assert res["paired_lanes_over_split"] == [round(c / b, 3) for b, c in zip(split, lanes)]
