@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     runner = ("onnxruntime intra-op threads: " + str(a.threads)) if a.threads else \
         "onnxruntime defaults (CPU: one one-thread lane per core)"
     runner += ("; daemon: " + ("one frame at a time, each batch split over the lanes" if a.lanes == 1 else
-                               f"{a.lanes or 'one per lane'} frame(s) classified at once, each batch whole on a lane")
+                               (f"{a.lanes} frames" if a.lanes else "one frame per lane") +
+                               " classified at once, each batch whole on a lane")
                + "; bare: per round the faster of one batch at a time (split) and the stream over the lanes")
     res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "line_tiles_per_s": LINE_TILES_PER_S,
            "output": a.output, "machine_note": a.note, "runner": runner, "cases": {}}
