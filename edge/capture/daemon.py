@@ -506,6 +506,8 @@ class CaptureDaemon:
     def _lane(self, g: Grabber, turns: _Turns, result_q: "queue.Queue", errors: list) -> None:
         """A lane's thread: the next frame of the grab queue, prepared and classified here, handed on in order."""
         while True:
+            if self._stop.is_set():
+                g.stop()  # at once, not at the main thread's next tick: the frames already read still go through
             try:
                 n, frame = turns.take(g.queue)
             except queue.Empty:
