@@ -1,16 +1,19 @@
 """The capture daemon: frames → tiles → the model's input → runner → events, as an overlapped pipeline.
 
-Four threads, each one stage, joined by small bounded queues, so frame k+1 is decoded, tiled and
-prepared while frame k is classified and frame k-1's events are written::
+One frame at a time (``--lanes 1``), four threads, each one stage, joined by small bounded queues,
+so frame k+1 is decoded, tiled and prepared while frame k is classified and frame k-1's events are
+written::
 
     grab      source.read() (decode)                      → frames queue (live: latest-frame drops)
     prepare   gray, tiles as strided views, the batch      → work queue (2)
     main      runner.infer_batches (the only stage that must be fast)  → results queue
     emit      labels, metrics, JSONL events, crops, hooks
 
-With several runner lanes, prepare and main are replaced by one thread per lane: each takes the
-next frame from the grab queue, prepares and classifies it on its lane, and hands it to emit in
-frame order (:class:`_Turns`); the main thread only watches for the stop.
+With several runner lanes (the default where the runner has them), the grab thread and one thread
+per lane: each lane takes the next frame from the grab queue, prepares and classifies it on its
+lane, and emits it in frame order (:class:`_Turns`: the lane that completes the earliest frame
+emits every frame then ready); the main thread only watches for the stop. No thread is woken per
+frame but the lane that takes it, and the grab thread when the queue has room.
 
 cv2 (decode, resize), numpy copies and onnxruntime release the GIL, so on two cores the stages
 really overlap. A frame's tiles are packed with one copy into one batch array per frame (uint8
@@ -177,11 +180,13 @@ class _Stage(threading.Thread):
 
 
 class _Turns:
-    """The order the lanes took their frames in, kept when they hand them on.
+    """The order the lanes took their frames in, kept when their events are written.
 
     Frames are taken from the grab queue and numbered in one step (so the numbers follow the source).
     A lane that finishes a frame before an earlier one leaves it here and takes the next frame (it
-    does not wait); whichever lane completes the earliest frame hands on every frame ready after it.
+    does not wait). The lane that completes the earliest frame emits it, and every frame ready after
+    it, in order, in its own thread; a lane that finishes while another emits leaves its frame to that
+    one. So no emit thread is woken per frame, and two lanes never emit at once.
     """
 
     def __init__(self):
@@ -189,6 +194,7 @@ class _Turns:
         self._hand = threading.Lock()
         self._taken = self._next = 0
         self._ready: Dict[int, Optional["Work"]] = {}
+        self._emitting = False
 
     def take(self, q: "queue.Queue"):
         """``(number, frame)`` of the next frame, ``(None, END)`` at the end (END stays queued for the
@@ -201,15 +207,28 @@ class _Turns:
             n, self._taken = self._taken, self._taken + 1
         return n, item
 
-    def hand_on(self, n: int, work: Optional["Work"], put: Callable) -> None:
-        """Frame ``n`` is done (``work`` None: skipped); ``put`` every frame that is now next, in order."""
+    def hand_on(self, n: int, work: Optional["Work"], emit: Callable) -> None:
+        """Frame ``n`` is done (``work`` None: skipped); ``emit`` every frame that is now next, in order,
+        unless another lane is emitting (it will emit this one too)."""
         with self._hand:
             self._ready[n] = work
-            while self._next in self._ready:
-                w = self._ready.pop(self._next)
-                self._next += 1
+            if self._emitting:
+                return
+            self._emitting = True
+        try:
+            while True:
+                with self._hand:
+                    if self._next not in self._ready:
+                        self._emitting = False
+                        return
+                    w = self._ready.pop(self._next)
+                    self._next += 1
                 if w is not None:
-                    put(w)
+                    emit(w)
+        except BaseException:
+            with self._hand:
+                self._emitting = False
+            raise
 
 
 class _StopWatch:
@@ -458,25 +477,14 @@ class CaptureDaemon:
         self.grabber = g = Grabber(_TimedSource(source, self.stages), m, cfg.queue, realtime=cfg.realtime,
                                    reconnect_initial=cfg.reconnect_initial, reconnect_max=cfg.reconnect_max,
                                    max_reconnects=cfg.max_reconnects, max_frames=cfg.max_frames)
-        result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
-        emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
-        stages: List[threading.Thread] = [emit]
+        stages: List[threading.Thread] = []
         m.running = True
         t0, c0 = time.perf_counter(), time.process_time()
         g.start()
-        emit.start()
-        try:
-            if self.lanes > 1:
-                self._run_lanes(g, result_q)
-            else:
-                work_q: "queue.Queue" = queue.Queue(maxsize=2)
-                prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
-                prep.start()
-                stages.append(prep)
-                self._classify_loop(g, work_q, result_q)
-        finally:
-            result_q.put(END)
-            emit.join()
+        if self.lanes > 1:
+            self._run_lanes(g)
+        else:
+            stages = self._run_split(g)
         self.elapsed_s = time.perf_counter() - t0
         self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
         for st in stages[1:]:
@@ -486,10 +494,26 @@ class CaptureDaemon:
         g.join(0.2 if g.in_read else 5.0)
         return stages
 
-    def _run_lanes(self, g: Grabber, result_q: "queue.Queue") -> None:
-        """One thread per runner lane takes, prepares and classifies frames; the main thread watches the stop."""
+    def _run_split(self, g: Grabber) -> List[threading.Thread]:
+        """One frame at a time: prepare and emit threads around the main thread's classification."""
+        cfg = self.cfg
+        result_q: "queue.Queue" = queue.Queue(maxsize=max(4, cfg.queue))
+        work_q: "queue.Queue" = queue.Queue(maxsize=2)
+        emit = _Stage("emit", result_q, None, self.emit, self._stage_failed)
+        prep = _Stage("prepare", g.queue, work_q, self._prepare_item, self._stage_failed)
+        emit.start()
+        prep.start()
+        try:
+            self._classify_loop(g, work_q, result_q)
+        finally:
+            result_q.put(END)
+            emit.join()
+        return [emit, prep]
+
+    def _run_lanes(self, g: Grabber) -> None:
+        """One thread per runner lane takes, prepares, classifies and emits frames; the main thread watches the stop."""
         turns, errors = _Turns(), []
-        lanes = [threading.Thread(target=self._lane, args=(g, turns, result_q, errors), name=f"lane-{k}", daemon=True)
+        lanes = [threading.Thread(target=self._lane, args=(g, turns, errors), name=f"lane-{k}", daemon=True)
                  for k in range(self.lanes)]
         for t in lanes:
             t.start()
@@ -503,8 +527,17 @@ class CaptureDaemon:
         if errors:
             raise errors[0]
 
-    def _lane(self, g: Grabber, turns: _Turns, result_q: "queue.Queue", errors: list) -> None:
-        """A lane's thread: the next frame of the grab queue, prepared and classified here, handed on in order."""
+    def _lane(self, g: Grabber, turns: _Turns, errors: list) -> None:
+        """A lane's thread: the next frame of the grab queue, prepared and classified here, emitted in order."""
+        def emit(work: Work) -> None:
+            if errors:  # after a failure nothing more is written (the frames still go through, to END)
+                return
+            try:
+                self.emit(work)
+            except BaseException as e:
+                errors.append(e if isinstance(e, EdgeError) else EdgeError(f"emit stage failed: {e}"))
+                self._stage_failed(e)
+
         while True:
             if self._stop.is_set():
                 g.stop()  # at once, not at the main thread's next tick: the frames already read still go through
@@ -522,7 +555,7 @@ class CaptureDaemon:
                 self._stop.set()
                 self._abort.set()
                 g.stop()
-            turns.hand_on(n, work, result_q.put)
+            turns.hand_on(n, work, emit)
 
     def _lane_work(self, frame: Frame) -> Optional[Work]:
         """Prepare and classify one frame on a lane; None when it is skipped (counted)."""

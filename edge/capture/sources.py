@@ -387,6 +387,33 @@ class _End:
 END = _End()
 
 
+class _Refill(threading.Condition):
+    """The ``not_full`` condition of a :class:`FrameQueue`: wakes the blocked producer only once the
+    queue is down to ``low`` items (then it refills it in one go), not after every ``get``."""
+
+    def __init__(self, q: "FrameQueue", low: int):
+        super().__init__(q.mutex)
+        self._q, self._low = q, low
+
+    def notify(self, n: int = 1) -> None:
+        if self._q._qsize() <= self._low:
+            super().notify(n)
+
+
+class FrameQueue(queue.Queue):
+    """A bounded queue whose blocked producer (the grab thread of a file source) is woken when the
+    queue is half empty rather than after each frame taken: the grab thread reads frames in bursts
+    instead of taking a core from the classifying threads once per frame.
+
+    Args:
+        maxsize: Max items waiting.
+    """
+
+    def __init__(self, maxsize: int):
+        super().__init__(maxsize)
+        self.not_full = _Refill(self, maxsize // 2)
+
+
 class Grabber:
     """The grab thread: reads ``source`` into a bounded queue.
 
@@ -410,7 +437,7 @@ class Grabber:
         self.source, self.metrics = source, metrics
         self.realtime = realtime
         self.drop = source.live or realtime if drop is None else drop
-        self.queue: "queue.Queue" = queue.Queue(maxsize=max(1, int(queue_size)))
+        self.queue: "queue.Queue" = FrameQueue(max(1, int(queue_size)))
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
         self.max_reconnects = max_reconnects
         self.max_frames = max_frames

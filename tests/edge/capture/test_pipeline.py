@@ -264,3 +264,76 @@ def test_lanes_classify_frames_at_once_and_keep_their_order(tmp_path, models, wh
     with pytest.raises(EdgeError, match="--lanes 3: .* at most 2 batch"):
         run(3, "three.jsonl")
     assert not (tmp_path / "three.jsonl").exists() or read_events(tmp_path / "three.jsonl") == []
+
+
+def test_turns_emit_in_frame_order_never_two_lanes_at_once():
+    """Lanes hand frames on out of order from four threads: every frame is emitted once, in order, by
+    one thread at a time; a skipped frame (None) is passed over; an emit that raises leaves the turns
+    usable by the next lane."""
+    import random
+    import threading
+
+    from edge.capture.daemon import _Turns
+
+    turns, lock = _Turns(), threading.Lock()
+    got, now, most = [], [0], [0]
+
+    def emit(w):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        threading.Event().wait(0.0005)
+        got.append(w)
+        with lock:
+            now[0] -= 1
+
+    order = list(range(400))
+    random.Random(0).shuffle(order)
+
+    def lane(ns):
+        for n in ns:
+            turns.hand_on(n, None if n % 7 == 3 else n, emit)
+
+    ts = [threading.Thread(target=lane, args=(order[k::4],)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert got == [n for n in range(400) if n % 7 != 3] and most[0] == 1
+
+    def broken(w):
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        turns.hand_on(400, 400, broken)
+    turns.hand_on(401, 401, emit)          # frame 400 was taken out before its emit failed
+    assert got[-1] == 401
+
+
+def test_frame_queue_wakes_a_blocked_producer_only_when_half_empty():
+    """The grab thread of a file source refills the queue in bursts: one frame taken from a full queue
+    does not wake it; the queue down to half does, and it fills it again."""
+    import threading
+    import time
+
+    from edge.capture.sources import FrameQueue
+
+    q = FrameQueue(4)
+    for k in range(4):
+        q.put(k)
+    put = []
+
+    def producer():
+        for k in range(4, 6):
+            q.put(k)
+            put.append(k)
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    assert put == [] and q.get() == 0
+    time.sleep(0.1)
+    assert put == [] and q.qsize() == 3       # 3 > half: the producer sleeps on
+    assert q.get() == 1                       # 2 = half: woken, it refills the queue
+    t.join(2.0)
+    assert put == [4, 5] and q.qsize() == 4 and [q.get() for _ in range(4)] == [2, 3, 4, 5]
