@@ -47,6 +47,13 @@ def cases(a):
             ("mjpg", a.uint8, str(line / "line.avi"))]
 
 
+def _ceiling(r: dict) -> str:
+    """The case's decode ceiling for the table ('' in results made before it was measured)."""
+    if r.get("decode_ceiling") is None:
+        return ""
+    return f"{r['decode_ceiling']:.3f} ({r['decode_cpu_ms_per_frame']:.2f})"
+
+
 def markdown(res: dict) -> str:
     from scripts.daemon_throughput import STAGES_DOC
 
@@ -61,8 +68,9 @@ def markdown(res: dict) -> str:
         "Ratios are daemon ÷ bare runner on the same tiles in the same run. Source: "
         f"`scripts/daemon_budget.py` → `{res.get('output', 'docs/results/daemon-throughput.json')}`.", "",
         "| case | artifact | events per run | daemon tiles/s | bare tiles/s (best of: one batch at a time / stream) | ratio (median paired) | target | "
+        "ceiling set by decoding (decode alone, CPU ms per frame) | "
         "CPU ms per tile bare / daemon (ratio) | daemon ÷ 1,500 tiles/s | CPU capacity: cores ÷ daemon CPU per tile (÷ 1,500) | load before → after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for k, r in res["cases"].items():
         tgt = TARGETS.get(k)
         ok = "" if tgt is None else f"≥ {tgt}"   # no ✓/✗: on a shared machine the wall ratio is biased (see the docs)
@@ -72,7 +80,7 @@ def markdown(res: dict) -> str:
         both = " / ".join(f"{statistics.median(v):,.0f}" for v in modes.values() if v)
         lines.append(f"| {k} | {art} | {r['events_per_round']:,} | {r['daemon_median']:,.0f} | "
                      f"{r['bare_median']:,.0f}{f' ({both})' if both else ''} | "
-                     f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | "
+                     f"{r['ratio']} ({r['median_paired_ratio']}) | {ok} | {_ceiling(r)} | "
                      f"{r['cpu_ms_per_tile_bare']:.3f} / {r['cpu_ms_per_tile_daemon']:.3f} ({r['cpu_ratio']}) | "
                      f"{r['daemon_median'] / LINE_TILES_PER_S:.2f}x | {cap:,.0f} ({cap / LINE_TILES_PER_S:.2f}x) | "
                      f"{r['loadavg_before'][0]} → {r['loadavg_after'][0]} |")
@@ -133,7 +141,8 @@ def main(argv=None) -> int:
                     ok_classes=OK_CLASSES if quiet else (), lanes=a.lanes)
         r["variant"] = (read_meta(model).get("quantization") or {}).get("variant")
         res["cases"][name] = r
-        print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']}, cpu ratio "
+        print(f"{name}: daemon {r['daemon_median']} tiles/s, bare {r['bare_median']}, ratio {r['ratio']} "
+              f"(decode ceiling {r['decode_ceiling']}), cpu ratio "
               f"{r['cpu_ratio']} ({r['cpu_ms_per_tile_bare']} / {r['cpu_ms_per_tile_daemon']} ms per tile), "
               f"(paired {r['paired_ratios']}), load {r['loadavg_before']} → {r['loadavg_after']}", flush=True)
         print("\n".join(profile_lines(r)), flush=True)

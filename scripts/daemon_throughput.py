@@ -42,8 +42,10 @@ STAGES_DOC = ("Stages: **decode** = `source.read()` in the grab thread (PNG: cv2
               "cv2.VideoCapture.read; raw: a view of the memory-mapped array); **tiling** = gray conversion and the "
               "frame's tile grid as one strided view; **preprocessing** = the tiles into the runner's input (uint8 "
               "artifact: one copy into a uint8 batch; float artifact: cv2.resize INTER_AREA + scaling per tile); "
-              "**inference** = `runner.infer_batches` (the main thread; for a uint8 artifact it includes the resize "
-              "and scaling inside the graph); **events** = labels, metrics and JSONL event lines in the emit thread.")
+              "**inference** = the runner (with lanes: `runner.infer_lane` in the lane's thread, two lanes at once, so "
+              "the wall time per frame is about half of it; for a uint8 artifact it includes the resize and scaling "
+              "inside the graph); **events** = labels, metrics and JSONL event lines (with lanes: in the lane that "
+              "completes the earliest frame, in frame order).")
 
 
 def _config(model, source, tile, stride, roi, batch, threads, backend, log_all, events, ok_classes=(), lanes=0):
@@ -77,6 +79,33 @@ def bare_batches(runner, cfg) -> tuple:
     return out, frames
 
 
+def decode_cpu_ms(cfg, frames: int) -> float:
+    """CPU ms per frame of reading (decoding) the source alone, on one thread, after the pipeline's own
+    pass has put the files in the page cache."""
+    from edge.capture.daemon import CaptureDaemon
+    from edge.capture.sources import EndOfStream
+
+    src = CaptureDaemon(cfg)._make_source()
+    src.open()
+    n, c0 = 0, time.thread_time()
+    try:
+        while n < frames:
+            src.read()
+            n += 1
+    except EndOfStream:
+        pass
+    finally:
+        src.close()
+    return (time.thread_time() - c0) * 1e3 / max(n, 1)
+
+
+def decode_ceiling(cpu_ms_per_tile_bare: float, tiles_per_frame: float, decode_ms: float) -> float:
+    """The most the daemon can reach against the bare runner when every core is busy and decoding were
+    the only work it adds: the runner's CPU per frame ÷ (that + the decode's CPU per frame)."""
+    run = cpu_ms_per_tile_bare * tiles_per_frame
+    return run / (run + decode_ms)
+
+
 def measure(model: str, source: str, tile: Optional[int] = None, stride: Optional[int] = None, roi=None,
             batch: int = 16, threads: int = 0, rounds: int = 4, backend: str = "auto", log_all: bool = True,
             ok_classes=(), lanes: int = 0) -> Dict:
@@ -93,6 +122,8 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
         batches, frames = bare_batches(r, _config(model, source, tile, stride, roi, batch, threads, backend,
                                                   log_all, work / "unused.jsonl"))
         tiles = sum(len(b) for b in batches)
+        decode_ms = decode_cpu_ms(_config(model, source, tile, stride, roi, batch, threads, backend, log_all,
+                                          work / "unused.jsonl"), frames)
         runner_lanes = r.lanes
         if not tiles:
             raise EdgeError(f"{source} gave no tiles")
@@ -152,20 +183,25 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
             "paired_ratios": [round(v, 3) for v in paired], "median_paired_ratio": round(statistics.median(paired), 3),
             "cpu_ms_per_tile_bare": round(cpu_b, 4), "cpu_ms_per_tile_daemon": round(cpu_d, 4),
             "cpu_ratio": round(cpu_b / cpu_d, 3) if cpu_d else None,
+            "decode_cpu_ms_per_frame": round(decode_ms, 3),
+            "decode_ceiling": round(decode_ceiling(cpu_b, tpf, decode_ms), 3),
             "profile_ms_per_frame": stage_ms, "daemon_wall_ms_per_frame": wall_ms,
             "profile_tiles_per_s": {st: (round(tpf / (ms / 1e3), 1) if ms else None) for st, ms in stage_ms.items()},
             "loadavg_before": load0, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
             "daemon_runs": runs,
             "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count()},
-            "definition": "daemon: tiles / wall time of the daemon pipeline (decode in the grab thread, tiling and "
-                          "preprocessing in the prepare thread, inference in the main thread, JSONL events in the emit "
-                          "thread), model loading excluded; bare: tiles / wall time over the same prepared batches, "
+            "definition": "daemon: tiles / wall time of the daemon pipeline (decode in the grab thread; with lanes, "
+                          "tiling, preprocessing, inference and the JSONL events in the lane threads, one frame each; "
+                          "with --lanes 1 in the prepare, main and emit threads), "
+                          "model loading excluded; bare: tiles / wall time over the same prepared batches, "
                           "per round the faster of runner.infer one batch at a time and runner.infer_batches over the "
                           "stream (bare_modes_tiles_per_s has both); profile: each stage's own time per frame (median over rounds; the stages "
                           "run in parallel threads, so they add up to more than the wall time); cpu_ms_per_tile: CPU "
                           "time of the whole process (all threads, onnxruntime's included) per tile over the same "
                           "spans; cpu_ratio = bare / daemon, the overhead measure that does not depend on how much "
-                          "of a shared machine each side got"}
+                          "of a shared machine each side got; decode_cpu_ms_per_frame: the source read alone on one "
+                          "thread (CPU time); decode_ceiling = bare CPU per frame / (that + decode CPU per frame): the "
+                          "ratio the daemon could reach with every core busy if decoding were all it added"}
 
 
 def profile_lines(res: Dict) -> List[str]:
@@ -210,7 +246,8 @@ def main(argv=None) -> int:
           f"(ratio {res['ratio']}, median paired ratio {res['median_paired_ratio']}) over {res['tiles']} tiles x "
           f"{res['rounds']} rounds → {a.output}")
     print(f"CPU per tile: bare {res['cpu_ms_per_tile_bare']} ms, daemon {res['cpu_ms_per_tile_daemon']} ms "
-          f"(cpu ratio {res['cpu_ratio']})")
+          f"(cpu ratio {res['cpu_ratio']}); decode alone {res['decode_cpu_ms_per_frame']} CPU ms per frame: "
+          f"ceiling {res['decode_ceiling']}")
     print("\n".join(profile_lines(res)))
     return 0
 

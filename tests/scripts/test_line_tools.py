@@ -89,6 +89,17 @@ def test_daemon_throughput_same_batches(tmp_path, dataset, model):
 
     assert res["input_form"] == "float" and list(res["profile_ms_per_frame"]) == list(STAGES)
     assert res["profile_ms_per_frame"]["inference"] > 0 and res["daemon_wall_ms_per_frame"] > 0
+    run = res["cpu_ms_per_tile_bare"] * 4                      # the video is decoded: a ceiling below 1
+    assert res["decode_cpu_ms_per_frame"] > 0
+    assert res["decode_ceiling"] == pytest.approx(run / (run + res["decode_cpu_ms_per_frame"]), rel=0.02)   # rounded inputs
+    assert res["decode_ceiling"] < 1
+
+
+def test_decode_ceiling_arithmetic():
+    from scripts.daemon_throughput import decode_ceiling
+
+    assert decode_ceiling(0.4, 16, 0.0) == 1.0                 # nothing to decode (raw): no ceiling
+    assert decode_ceiling(0.4, 16, 6.4) == pytest.approx(0.5)  # decoding costs as much CPU as the runner
 
 
 def test_merge_into_keeps_other_keys(tmp_path):
