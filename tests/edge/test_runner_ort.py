@@ -253,3 +253,38 @@ def test_lanes_run_whole_batches_at_once_in_order(artifact):
     assert r.lanes == 1   # inactive again
     with load_runner(p, threads=1) as r:
         assert r.lanes == 1 and [o.shape for o in r.infer_batches(batches[:2])] == [(5, 3), (1, 3)]
+
+
+def test_a_lane_goes_on_past_a_slow_batch(artifact):
+    """Two lanes, the first batch slow: the other lane classifies the next three batches meanwhile (the
+    stream hands up to twice the lanes ahead), and the results still come in input order."""
+    import threading
+
+    import onnxruntime as ort
+
+    p, _ = artifact
+    rng = np.random.default_rng(4)
+    batches = [rng.random((n, 8, 8, 1), dtype=np.float32) for n in (5, 1, 2, 3, 4)]
+    with load_runner(p) as whole:
+        refs = [whole.infer(b) for b in batches]
+    real_run = ort.InferenceSession.run
+    done, lock = [], threading.Lock()
+
+    def spy(self, names, feed, *a, **k):
+        n = len(next(iter(feed.values())))
+        if n == 5:
+            threading.Event().wait(0.3)
+        out = real_run(self, names, feed, *a, **k)
+        with lock:
+            done.append(n)
+        return out
+
+    with load_runner(p, split=2) as r:
+        ort.InferenceSession.run = spy
+        try:
+            outs = list(r.infer_batches(batches))
+        finally:
+            ort.InferenceSession.run = real_run
+    assert done.index(5) >= 3                      # batches 1, 2 and 3 were done before the slow one
+    for got, ref in zip(outs, refs):
+        np.testing.assert_array_equal(got, ref)

@@ -123,6 +123,9 @@ class OnnxRuntimeRunner(Runner):
 
         With several lanes and more than one batch, up to :attr:`lanes` batches run at once, each
         whole on one core (none is split); a stream of one batch runs it split over the cores (:meth:`infer`).
+        Up to twice :attr:`lanes` batches are handed to the lanes ahead of the one yielded next, so a lane
+        that finishes a small batch takes the next one instead of waiting for a large one to be yielded
+        (a frame of 20 tiles in batches of 16 and 4).
         """
         it = iter(batches)
         head = list(itertools.islice(it, 2))
@@ -133,7 +136,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             for b in itertools.chain(head, it):
                 inflight.append(self._pool.submit(self.infer_lane, b))
-                if len(inflight) >= self.lanes:
+                if len(inflight) >= 2 * self.lanes:
                     yield self._collect(inflight.popleft())
             while inflight:
                 yield self._collect(inflight.popleft())
