@@ -512,9 +512,9 @@ class CaptureDaemon:
 
     def _run_lanes(self, g: Grabber) -> None:
         """One thread per runner lane takes, prepares, classifies and emits frames; the main thread watches the stop."""
-        turns, errors = _Turns(), []
-        lanes = [threading.Thread(target=self._lane, args=(g, turns, errors), name=f"lane-{k}", daemon=True)
-                 for k in range(self.lanes)]
+        turns, errors, emit_failed = _Turns(), [], []
+        lanes = [threading.Thread(target=self._lane, args=(g, turns, errors, emit_failed), name=f"lane-{k}",
+                                  daemon=True) for k in range(self.lanes)]
         for t in lanes:
             t.start()
         watch = _StopWatch(self, g)
@@ -527,14 +527,15 @@ class CaptureDaemon:
         if errors:
             raise errors[0]
 
-    def _lane(self, g: Grabber, turns: _Turns, errors: list) -> None:
+    def _lane(self, g: Grabber, turns: _Turns, errors: list, emit_failed: list) -> None:
         """A lane's thread: the next frame of the grab queue, prepared and classified here, emitted in order."""
         def emit(work: Work) -> None:
-            if errors:  # after a failure nothing more is written (the frames still go through, to END)
+            if emit_failed:  # after an emit failed nothing more is written (the frames still go through, to END)
                 return
             try:
                 self.emit(work)
             except BaseException as e:
+                emit_failed.append(e)
                 errors.append(e if isinstance(e, EdgeError) else EdgeError(f"emit stage failed: {e}"))
                 self._stage_failed(e)
 
