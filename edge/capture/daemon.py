@@ -331,8 +331,11 @@ class CaptureDaemon:
         from edge.runtime import backend_of
 
         b = backend_of(self.cfg.model) if self.cfg.backend == "auto" else self.cfg.backend
-        if b == "onnxruntime" and self.cfg.threads:
-            opts["threads"] = self.cfg.threads
+        if b == "onnxruntime":
+            # intra-op threads that spin on after a run would take a core from the lanes, grab and emit
+            opts["spin_after_run"] = False
+            if self.cfg.threads:
+                opts["threads"] = self.cfg.threads
         if b == "tensorrt":
             opts.update(cuda_backend=self.cfg.cuda_backend, cuda_graph=self.cfg.cuda_graph,
                         zero_copy=self.cfg.zero_copy)

@@ -288,3 +288,27 @@ def test_a_lane_goes_on_past_a_slow_batch(artifact):
     assert done.index(5) >= 3                      # batches 1, 2 and 3 were done before the slow one
     for got, ref in zip(outs, refs):
         np.testing.assert_array_equal(got, ref)
+
+
+def test_spin_after_run_off_stops_the_intra_op_threads_when_a_run_returns(artifact, tmp_path):
+    """spin_after_run=False reaches onnxruntime as session.force_spinning_stop on the session with
+    intra-op threads (not on the one-thread lane session, which has none); the default leaves
+    onnxruntime's own behaviour; the capture daemon's runner has it off."""
+    p, _ = artifact
+
+    def entry(sess):
+        try:
+            return sess.get_session_options().get_session_config_entry("session.force_spinning_stop")
+        except Exception:  # onnxruntime raises when the key was never set
+            return None
+
+    with load_runner(p, spin_after_run=False) as r:
+        assert entry(r.session) == "1" and entry(r._split_session) is None
+        np.testing.assert_array_equal(r.infer(np.zeros((1, 8, 8, 1), np.float32)).shape, (1, 3))
+    with load_runner(p) as r:
+        assert r.spin_after_run and entry(r.session) is None
+    from edge.capture.config import CaptureConfig
+    from edge.capture.daemon import CaptureDaemon
+
+    cfg = CaptureConfig(model=str(p), source=str(tmp_path), events=str(tmp_path / "ev.jsonl"))
+    assert CaptureDaemon(cfg)._make_runner().spin_after_run is False

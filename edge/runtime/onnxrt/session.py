@@ -38,7 +38,8 @@ def check_level(level: Optional[str]) -> Optional[str]:
 
 
 def session(path: str | os.PathLike, level: Optional[str] = None, threads: int = 0,
-            providers: Optional[Sequence[str]] = None, wrap_errors: bool = False):
+            providers: Optional[Sequence[str]] = None, wrap_errors: bool = False,
+            config: Optional[Dict[str, str]] = None):
     """A quiet ``onnxruntime.InferenceSession``.
 
     Args:
@@ -47,6 +48,8 @@ def session(path: str | os.PathLike, level: Optional[str] = None, threads: int =
         threads: Intra-op threads (0: ONNX Runtime's default, one per core).
         providers: Execution providers (default: CPU).
         wrap_errors: Turn ONNX Runtime's own load errors into a one-line EdgeError.
+        config: Session config entries (``SessionOptions.add_session_config_entry``), e.g.
+            ``{"session.force_spinning_stop": "1"}``.
     """
     import onnxruntime as ort
 
@@ -55,6 +58,8 @@ def session(path: str | os.PathLike, level: Optional[str] = None, threads: int =
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = int(threads)
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, str(value))
     if level:
         lv = ort.GraphOptimizationLevel
         so.graph_optimization_level = {
