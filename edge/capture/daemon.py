@@ -490,7 +490,7 @@ class CaptureDaemon:
             stages = self._run_split(g)
         self.elapsed_s = time.perf_counter() - t0
         self.cpu_s = time.process_time() - c0  # CPU seconds of the whole process (all threads)
-        for st in stages[1:]:
+        for st in stages:  # emit is joined already; prepare passed END on and is ending
             st.join(5.0)
         if self._abort.is_set():
             self.stopped_at_deadline = True
@@ -511,7 +511,7 @@ class CaptureDaemon:
         finally:
             result_q.put(END)
             emit.join()
-        return [emit, prep]
+        return [prep, emit]   # in pipeline order: the first failure upstream is the one reported
 
     def _run_lanes(self, g: Grabber) -> None:
         """One thread per runner lane takes, prepares, classifies and emits frames; the main thread watches the stop."""
