@@ -119,11 +119,10 @@ def measure(model: str, source: str, tile: Optional[int] = None, stride: Optiona
     bare, daemon, runs, bare_cpu = [], [], [], []
     bare_modes: Dict[str, List[float]] = {"infer": [], "infer_batches": []}
     with load_runner(model, backend=backend, **opts) as r:
-        batches, frames = bare_batches(r, _config(model, source, tile, stride, roi, batch, threads, backend,
-                                                  log_all, work / "unused.jsonl"))
+        read_cfg = _config(model, source, tile, stride, roi, batch, threads, backend, log_all, work / "unused.jsonl")
+        batches, frames = bare_batches(r, read_cfg)
         tiles = sum(len(b) for b in batches)
-        decode_ms = decode_cpu_ms(_config(model, source, tile, stride, roi, batch, threads, backend, log_all,
-                                          work / "unused.jsonl"), frames)
+        decode_ms = decode_cpu_ms(read_cfg, frames)
         runner_lanes = r.lanes
         if not tiles:
             raise EdgeError(f"{source} gave no tiles")
