@@ -102,7 +102,7 @@ def markdown(res: dict) -> str:
               "`py-spy record -o docs/results/daemon-flame-raw.svg --threads --rate 200 -- python -m edge.capture.cli "
               "--model runs/convert-compact-u8/model.int8cpu.onnx --source raw://runs/line-tp/frames.npy --batch 16 "
               "--log-all --events /tmp/ev.jsonl`. py-spy counts a thread blocked in a queue wait as a sample of "
-              "that thread, so read the functions (onnxruntime `Session.run`, `cv2.imread` in `ImageFolderSource.read`, "
+              "that thread, so read the functions (onnxruntime `Session.run`, `edge.capture.png.decode` in `ImageFolderSource.read`, "
               "`CaptureDaemon.emit`), not the per-thread totals.", ""]
     return "\n".join(lines)
 

@@ -38,7 +38,7 @@ from edge.errors import EdgeError, cli_entry  # noqa: E402
 PROG = "daemon_throughput"
 
 #: What each profiled stage covers (printed with the budget tables).
-STAGES_DOC = ("Stages: **decode** = `source.read()` in the grab thread (PNG: cv2.imread; MJPG: "
+STAGES_DOC = ("Stages: **decode** = `source.read()` in the grab thread (PNG: `edge.capture.png.decode`, ISA-L inflate; MJPG: "
               "cv2.VideoCapture.read; raw: a view of the memory-mapped array); **tiling** = gray conversion and the "
               "frame's tile grid as one strided view; **preprocessing** = the tiles into the runner's input (uint8 "
               "artifact: one copy into a uint8 batch; float artifact: cv2.resize INTER_AREA + scaling per tile); "

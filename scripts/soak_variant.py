@@ -12,8 +12,9 @@ Usage: ``soak_variant.py VARIANT [edge-capture arguments...]``. Variants:
 - ``count-64k``: the events writer counts the lines of the file a rotation deletes in 64 KiB
   blocks instead of 1 MiB blocks;
 - ``no-rotate``: the events file is never rotated (its size limit raised to 1 TiB);
-- ``no-decode``: ``cv2.imread`` decodes each distinct file (inode) once and then returns a copy of
-  that frame (the soak's stream is hard links to 62 files), so no PNG is decoded after the first pass.
+- ``no-decode``: the image folder source decodes each distinct file (inode) once and then returns a
+  copy of that frame (the soak's stream is hard links to 62 files), so no PNG is decoded after the
+  first pass.
 
 Not part of the installed packages: a measuring aid only.
 """
@@ -80,22 +81,25 @@ def _malloc_trim() -> None:
 def _no_decode() -> None:
     import os
 
-    import cv2
+    from edge.capture.sources import EndOfStream, ImageFolderSource
 
-    real = cv2.imread
+    real = ImageFolderSource.read
     cache = {}
 
-    def imread(path, flags=cv2.IMREAD_COLOR):
-        ino = os.stat(path).st_ino
+    def read(self):
+        if self._i >= len(self.files):
+            raise EndOfStream()
+        f = self.files[self._i]
+        ino = os.stat(f).st_ino
         if ino not in cache:
-            try:
-                cache[ino] = real(path, flags)
-            except cv2.error:
-                cache[ino] = None
+            cache[ino] = real(self)              # decodes (PNG: edge.capture.png, else cv2.imread)
+        else:
+            self._i += 1
+            self.frame_name = f.name
         img = cache[ino]
         return None if img is None else img.copy()
 
-    cv2.imread = imread
+    ImageFolderSource.read = read
 
 
 def _count_64k() -> None:

@@ -132,3 +132,23 @@ def test_daemon_split_ab_runs_the_three_runner_modes(tmp_path, model):
     assert len(res["paired_split_over_intra_op"]) == len(res["paired_lanes_over_split"]) == 2
     split, lanes = res["modes"]["split"]["tiles_per_s"], res["modes"]["lanes"]["tiles_per_s"]
     assert res["paired_lanes_over_split"] == [round(c / b, 3) for b, c in zip(split, lanes)]
+
+
+def test_png_decode_speed_reports_both_paths_bit_identical(tmp_path):
+    """scripts/png_decode_speed.py: OpenCV-written textured frames take the numpy path; every frame is checked."""
+    pytest.importorskip("PIL")
+    pytest.importorskip("isal", reason="isal not installed: decode is OpenCV alone")
+    import cv2
+
+    from scripts.png_decode_speed import main, markdown
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f_{i}.png"), np.clip(128 + rng.normal(0, 25, (40, 160)), 0, 255).astype(np.uint8))
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    assert main(["--png", str(tmp_path), "--frames", "3", "--repeats", "1", "-o", str(out), "--md", str(md)]) == 0
+    res = json.loads(out.read_text())
+    assert res["forms"]["as written"]["paths"] == {"numpy": 3}
+    assert sum(res["forms"]["pillow"]["paths"].values()) == 3     # Pillow's filters depend on the image
+    assert all(r["bit_identical"] and r["opencv_ms"] > 0 and r["edge_ms"] > 0 for r in res["forms"].values())
+    assert "| as written | 160x40 |" in md.read_text() and markdown(res) == md.read_text()
