@@ -15,7 +15,8 @@ Python), then:
 * any other PNG (Average or Paeth rows, colour, 16 bits, interlaced, a ``tRNS``/``gAMA`` chunk, ...)
   goes to OpenCV with its image data re-wrapped as *stored* deflate blocks (a copy, no compression),
   so that libpng skips the slow inflate and does the rest exactly as before;
-* a file it cannot parse or inflate goes to OpenCV as it is, which decides whether it is corrupt.
+* a file it cannot parse or inflate (truncated, a chunk whose CRC does not match, a bad zlib stream)
+  goes to OpenCV as it is, which decides whether it is corrupt.
 
 Without ISA-L (``isal`` not installed) :func:`decode` is OpenCV alone: with zlib's inflate the numpy
 path gains only 1.17x on a line frame, and a Paeth-filtered gray frame would be inflated twice.
@@ -71,8 +72,8 @@ class _Png:
                 return None                  # truncated before IEND
             length, ctype = struct.unpack_from(">I4s", mv, pos)
             body, end = pos + 8, pos + 8 + length
-            if end + 4 > n:
-                return None
+            if end + 4 > n or struct.unpack_from(">I", mv, end)[0] != _zlib_impl.crc32(mv[pos + 4:end]) & 0xFFFFFFFF:
+                return None                  # truncated, or a chunk's CRC does not match: OpenCV decides
             if pos == 8:
                 if ctype != b"IHDR" or length != 13:
                     return None
@@ -91,7 +92,7 @@ class _Png:
                 if ctype in _ANIMATION:
                     return None
                 self.harmless &= ctype in _HARMLESS
-            pos = end + 4                    # the chunk's CRC (the zlib stream's Adler-32 guards IDAT)
+            pos = end + 4
         return self if self.idat else None
 
     def inflate(self) -> Optional[bytes]:

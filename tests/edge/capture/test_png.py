@@ -92,7 +92,7 @@ def test_harmless_chunks_are_skipped():
 
 
 @pytest.mark.parametrize("case", ["paeth", "average", "interlaced", "gamma", "trns", "rgb", "gray16",
-                                  "truncated", "bad-zlib", "not-png", "empty"])
+                                  "truncated", "bad-zlib", "bad-crc", "bad-text-crc", "not-png", "empty"])
 def test_other_files_decode_as_opencv_decodes_them(case, tmp_path):
     """Not for the numpy path: re-wrapped (stored) for OpenCV, or handed over as they are; same result."""
     img = _image(24, 40)
@@ -115,6 +115,10 @@ def test_other_files_decode_as_opencv_decodes_them(case, tmp_path):
     elif case == "bad-zlib":
         good = bytearray(_encode(img, [1]))
         good[60] ^= 0xFF                     # inside the IDAT stream: Adler-32 or the inflate fails
+        data = bytes(good)
+    elif case in ("bad-crc", "bad-text-crc"):
+        good = bytearray(_encode(img, [1], extra=[_chunk(b"tEXt", b"Camera\x00line-3")]))
+        good[20 if case == "bad-crc" else 8 + 25 + 10] ^= 0x01   # in IHDR's width, or in the text
         data = bytes(good)
     elif case == "not-png":
         data = cv2.imencode(".bmp", img)[1].tobytes()
