@@ -19,7 +19,7 @@ Python), then:
   goes to OpenCV as it is, which decides whether it is corrupt.
 
 Without ISA-L (``isal`` not installed) :func:`decode` is OpenCV alone: with zlib's inflate the numpy
-path gains only 1.17x on a line frame, and a Paeth-filtered gray frame would be inflated twice.
+path gains only 1.2-1.25x on a line frame, and a Paeth-filtered gray frame would be inflated twice.
 
 ``tests/edge/capture/test_png.py`` checks the result against ``cv2.imdecode(..., IMREAD_UNCHANGED)``
 bit for bit on each path; ``scripts/png_decode_speed.py`` measures both paths against OpenCV.
