@@ -6,7 +6,7 @@ Every check ends as ``pass`` / ``warn`` / ``fail`` / ``skip`` with a one-line re
   power mode (nvpmodel) and clocks (jetson_clocks), free memory and disk;
 * Python stack: TensorRT version and the compat branch it takes (and whether every name the
   runtime calls exists), cuda-python / pycuda against the driver, numpy against the OpenCV ABI,
-  OpenCV's GStreamer support (``csi://``), ONNX Runtime providers;
+  OpenCV's GStreamer support (``csi://``), ISA-L for PNG frames (``isal``), ONNX Runtime providers;
 * the chain on a model folder (default ``models/neu-compact``; its ONNX artifacts, else
   ``onnx/`` inside it) and the embedded NEU sample (``data/neu-sample``): ONNX Runtime FP32 /
   FP16 / INT8 agreement, FP16 and INT8 engines built with TensorRT (timing cache in a temp folder)
@@ -302,6 +302,18 @@ def check_numpy_opencv():
     if not gst:
         return "warn", text + ": no GStreamer, so csi:// and gst:// cannot open (use the system OpenCV)", data
     return "pass", text + " with GStreamer (csi://, gst://)", data
+
+
+def check_png_decoding():
+    from edge.capture import png
+
+    if png.inflater() == "isal":
+        from importlib.metadata import version as pkg_version
+
+        return "pass", f"isal {pkg_version('isal')}: PNG frames inflated by ISA-L (edge.capture.png)", \
+            {"inflater": "isal"}
+    return "warn", ("isal is not installed: PNG folder sources decode with OpenCV alone, about twice the CPU per "
+                    "frame (pip install isal)"), {"inflater": "zlib"}
 
 
 def check_onnxruntime():
@@ -630,7 +642,8 @@ def run_doctor(model: str, data: Optional[str] = None, quick: bool = False,
                      ("power mode", check_power), ("clocks", check_clocks), ("memory and disk", check_memory_disk)]:
         doc.run("platform", name, fn)
     for name, fn in [("python", check_python), ("tensorrt", check_tensorrt), ("cuda libraries", check_cuda_libs),
-                     ("numpy and opencv", check_numpy_opencv), ("onnxruntime", check_onnxruntime)]:
+                     ("numpy and opencv", check_numpy_opencv), ("png decoding", check_png_decoding),
+                     ("onnxruntime", check_onnxruntime)]:
         doc.run("stack", name, fn)
     if quick:
         doc.add("chain", "all", "skip", "--quick: no model checks")

@@ -142,3 +142,15 @@ def test_l4t_release_maps_to_jetpack(monkeypatch, tmp_path):
     assert doctor.l4t_release() == "35.4.1"
     st, reason, data = doctor.check_l4t()
     assert st == "pass" and "JetPack 5.1.2" in reason and data["l4t"] == "35.4.1"
+
+
+def test_png_decoding_check_names_the_inflater(monkeypatch):
+    import zlib
+
+    from edge.capture import png
+
+    status, text, data = doctor.check_png_decoding()
+    assert (status, data["inflater"]) == (("pass", "isal") if png.inflater() == "isal" else ("warn", "zlib"))
+    monkeypatch.setattr(png, "_zlib_impl", zlib)
+    status, text, data = doctor.check_png_decoding()
+    assert status == "warn" and "isal is not installed" in text and data == {"inflater": "zlib"}
