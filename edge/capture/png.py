@@ -43,7 +43,9 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HARMLESS = frozenset((b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs"))
 #: Animated PNG: left to OpenCV as it is.
 _ANIMATION = frozenset((b"acTL", b"fcTL", b"fdAT"))
-_NONE, _SUB, _UP = 0, 1, 2
+_SUB, _UP = 1, 2                             # row filter types (0 None, 3 Average, 4 Paeth)
+#: Larger images (pixels) are left to OpenCV as they are.
+_MAX_PIXELS = 1 << 30
 _STORED_BLOCK = 65535
 
 
@@ -78,6 +80,8 @@ class _Png:
                 if ctype != b"IHDR" or length != 13:
                     return None
                 self.ihdr = struct.unpack_from(">IIBBBBB", mv, body)
+                if self.ihdr[0] * self.ihdr[1] > _MAX_PIXELS:
+                    return None
             elif ctype == b"IDAT":
                 if self.tail_start is not None:
                     return None              # IDAT chunks must be consecutive
@@ -101,15 +105,11 @@ class _Png:
         except Exception:                    # isal raises its own error type, zlib zlib.error
             return None
 
-    def gray8_header(self) -> bool:
-        """Whether the header and chunks allow the numpy path (the rows' filters are known after inflate)."""
-        w, h, depth, color, comp, filt, interlace = self.ihdr
-        return (depth, color, comp, filt, interlace) == (8, 0, 0, 0, 0) and self.harmless and w > 0
-
     def gray8(self, raw: bytes) -> Optional[np.ndarray]:
         """The numpy reconstruction, when the image is 8-bit gray with None/Sub/Up rows only."""
-        w, h = self.ihdr[:2]
-        if not self.gray8_header() or len(raw) != h * (w + 1):
+        w, h, depth, color, comp, filt, interlace = self.ihdr
+        if (depth, color, comp, filt, interlace) != (8, 0, 0, 0, 0) or not self.harmless or w == 0 \
+                or len(raw) != h * (w + 1):
             return None
         rows = np.frombuffer(raw, np.uint8).reshape(h, w + 1)
         ftype = rows[:, 0]
@@ -143,7 +143,7 @@ def decode_gray8(data) -> Optional[np.ndarray]:
         damaged.
     """
     png = _Png.parse(data)
-    if png is None or png.ihdr[0] * png.ihdr[1] > 1 << 30:
+    if png is None:
         return None
     raw = png.inflate()
     return None if raw is None else png.gray8(raw)
@@ -167,7 +167,7 @@ def decode(data) -> Optional[np.ndarray]:
     import cv2
 
     png = _Png.parse(data) if _zlib_impl is not zlib else None   # zlib's inflate: no gain over libpng's
-    if png is not None and png.ihdr[0] * png.ihdr[1] <= 1 << 30:
+    if png is not None:
         raw = png.inflate()
         if raw is not None:
             img = png.gray8(raw)

@@ -222,3 +222,15 @@ def test_with_isal_paeth_frames_reach_opencv_rewrapped(monkeypatch):
     np.testing.assert_array_equal(png.decode(data), expected)
     assert len(seen) == 1 and seen[0] != data
     assert len(png._Png.parse(seen[0]).idat) == 1
+
+
+def test_an_image_over_the_pixel_bound_is_left_to_opencv(monkeypatch):
+    img = _image(24, 40)
+    data = _encode(img, [1])
+    monkeypatch.setattr(png, "_MAX_PIXELS", 24 * 40 - 1)
+    assert png._Png.parse(data) is None and png.decode_gray8(data) is None
+    seen = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: seen.append(bytes(buf)) or real(buf, flags))
+    np.testing.assert_array_equal(png.decode(data), img)
+    assert seen == [data]
